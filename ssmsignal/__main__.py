@@ -1,0 +1,3 @@
+from ssmsignal.cli import main
+
+raise SystemExit(main())
