@@ -6,8 +6,8 @@ with linear warm-up, gradient clipping, optional bf16 autocast on CUDA, per-epoc
 with early stopping, and a tqdm progress bar. It returns the per-epoch history and the best
 weights (already loaded into the module).
 
-Parameters of the state-space layers (A, B, Δ: the ones the layers mark with an ``_optim``
-dict, or whose name ends in one of :data:`SSM_PARAM_SUFFIXES`) go to their own optimizer group
+Parameters of the state-space layers (A, B, Δ: the ones the layers mark with
+``_ssm_param = True``) go to their own optimizer group
 with a lower learning rate and no weight decay, as in Gu et al. (2022) "Efficiently Modeling
 Long Sequences with Structured State Spaces": those parameters set the time scales of the
 model and become unstable under the learning rate used for the dense layers.
@@ -43,12 +43,6 @@ __all__ = ["TrainConfig", "TrainResult", "train_module", "resolve_device", "spli
            "move_to_device", "SSM_PARAM_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
-
-# Fallback when a layer does not tag its parameters with ``_optim``: names of SSM parameters
-# in S4 / S4D / Mamba (log step size, state matrix, input matrix).
-SSM_PARAM_SUFFIXES = ("log_dt", "inv_dt", "A_log", "log_A_real", "A_imag", "A_real",
-                      "B", "P", "Lambda_re", "Lambda_im", "dt_bias")
-
 
 @dataclass
 class TrainConfig:
@@ -137,10 +131,9 @@ def resolve_device(device) -> torch.device:
     return dev
 
 
-def _is_ssm_param(name: str, param: torch.nn.Parameter) -> bool:
-    if hasattr(param, "_optim"):
-        return True
-    return name.rsplit(".", 1)[-1] in SSM_PARAM_SUFFIXES
+def _is_ssm_param(param: torch.nn.Parameter) -> bool:
+    """Layers mark A, B and Δ with ``_ssm_param = True`` (see ``ssmsignal.layers._common``)."""
+    return bool(getattr(param, "_ssm_param", False)) or hasattr(param, "_optim")
 
 
 def split_parameters(module: torch.nn.Module, lr: float, ssm_lr: float | None,
@@ -152,10 +145,10 @@ def split_parameters(module: torch.nn.Module, lr: float, ssm_lr: float | None,
     """
     ssm_lr = lr if ssm_lr is None else ssm_lr
     decay, no_decay, ssm = [], [], []
-    for name, param in module.named_parameters():
+    for param in module.parameters():
         if not param.requires_grad:
             continue
-        if _is_ssm_param(name, param):
+        if _is_ssm_param(param):
             ssm.append(param)
         elif param.ndim <= 1:  # biases, norm scales, D skip vectors
             no_decay.append(param)
