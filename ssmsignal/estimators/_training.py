@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 __all__ = ["TrainConfig", "TrainResult", "train_module", "resolve_device", "split_parameters",
-           "move_to_device", "SSM_PARAM_SUFFIXES"]
+           "move_to_device"]
 
 logger = logging.getLogger(__name__)
 
