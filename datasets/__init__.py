@@ -1,1 +1,12 @@
-"""(being written)"""
+"""Dataset loaders for physiological records (WFDB) and audio, with small embedded samples.
+
+Every loader follows scikit-learn's ``load_*`` convention: it returns a
+:class:`sklearn.utils.Bunch` (``data``, ``target``, ``sampling_rate``, ``groups``,
+``target_names``, ``DESCR``) or ``(X, y)`` with ``return_X_y=True``. ``root=None`` reads the
+small real samples shipped in the package (see ``_embedded/LICENSES.md``); a path reads a full
+copy on disk. No loader touches the network.
+"""
+from ._mitbih import AAMI_CLASSES, DS1, DS2, load_mitbih
+from ._wfdb import load_wfdb
+
+__all__ = sorted(["AAMI_CLASSES", "DS1", "DS2", "load_mitbih", "load_wfdb"])
