@@ -1,0 +1,335 @@
+"""AudioGenerator: a scikit-learn style estimator that trains and samples SaShiMi.
+
+``fit`` trains the model to predict each 8-bit mu-law sample from the previous ones on random
+crops of the waveforms (short ones are padded and the padding is masked out of the loss),
+reusing the training loop of :mod:`ssmsignal.estimators._training`. ``sample`` generates in
+recurrent mode (O(1) per sample, CUDA graphs on the GPU). ``score`` is minus the negative
+log-likelihood in bits per sample, computed on whole recordings.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ssmsignal.models._mulaw import mu_law_decode, mu_law_encode
+from ssmsignal.models._sashimi_decode import sample_codes
+from ssmsignal.models.sashimi import SaShiMi
+
+from ._audio_data import (LOG2, check_waveforms, eval_batches, masked_nll, mean_nll_bits,
+                          recording_codes, train_batches)
+from ._data import check_sampling_rate
+from ._training import TrainConfig, train_module
+
+__all__ = ["AudioGenerator"]
+
+logger = logging.getLogger(__name__)
+
+class AudioGenerator:
+    """Autoregressive audio generator (SaShiMi over 8-bit mu-law, Goel et al. 2022).
+
+    Parameters
+    ----------
+    sampling_rate : float, default=8000
+        Rate (Hz) of the training audio; ``fit(..., sampling_rate=...)`` overrides it.
+    d_model, n_layers, pool, expand, ff, layer, d_state, dropout
+        Architecture, see :class:`ssmsignal.models.SaShiMi` (defaults near the paper's).
+    conditional : bool, default=False
+        Train a class-conditional model from the labels ``y`` given to ``fit``.
+    segment_length : int, default=4096
+        Training crop length in samples; longer recordings give several random crops per epoch,
+        shorter ones are padded with the padding masked out of the loss.
+    max_epochs, batch_size, lr, ssm_lr, weight_decay
+        Optimisation (AdamW, cosine schedule with warm-up), as in the other estimators.
+    validation_fraction : float, default=0.1
+        Fraction of recordings held out for validation (0 disables validation).
+    n_iter_no_change : int or None, default=None
+        Early stopping patience in epochs on the validation score.
+    device : str, default="auto"
+    random_state : int or None, default=None
+    verbose : int, default=0
+        1 shows a progress bar.
+    mixed_precision : bool, default=True
+        bf16 autocast during training on CUDA.
+
+    Attributes
+    ----------
+    module_ : SaShiMi
+    sampling_rate_ : float
+    classes_ : ndarray or None
+        Labels of a conditional model.
+    history_ : list of dict
+        Per-epoch ``train_loss`` (nats per sample), ``val_loss`` and ``val_score`` (bits).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> waves = [0.3 * np.sin(np.arange(n) * 0.3) for n in (200, 300)]
+    >>> gen = AudioGenerator(d_model=8, n_layers=1, pool=(2,), layer="s4d", d_state=4,
+    ...                      max_epochs=1, segment_length=64, validation_fraction=0,
+    ...                      device="cpu", random_state=0).fit(waves)
+    >>> gen.sample(n_samples=2, n_seconds=0.01, random_state=0).shape
+    (2, 80)
+    """
+
+    def __init__(self, sampling_rate=8000.0, d_model=64, n_layers=8, pool=(4, 4), expand=2,
+                 ff=2, layer="s4", d_state=64, dropout=0.0, conditional=False,
+                 segment_length=4096, max_epochs=10, batch_size=16, lr=4e-3, ssm_lr=1e-3,
+                 weight_decay=0.0, validation_fraction=0.1, n_iter_no_change=None,
+                 device="auto", random_state=None, verbose=0, mixed_precision=True):
+        self.sampling_rate = sampling_rate
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.pool = pool
+        self.expand = expand
+        self.ff = ff
+        self.layer = layer
+        self.d_state = d_state
+        self.dropout = dropout
+        self.conditional = conditional
+        self.segment_length = segment_length
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.ssm_lr = ssm_lr
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.mixed_precision = mixed_precision
+
+    # ----- parameters -----------------------------------------------------------------
+    def get_params(self, deep=True):
+        """Constructor parameters (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+    def set_params(self, **params):
+        """Set constructor parameters (scikit-learn convention)."""
+        for name, value in params.items():
+            if name not in _PARAM_NAMES:
+                raise ValueError(f"invalid parameter {name!r} for AudioGenerator")
+            setattr(self, name, value)
+        return self
+
+    def _validate_params(self):
+        for name in ("d_model", "n_layers", "expand", "segment_length", "max_epochs",
+                     "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must lie in [0, 1), got "
+                             f"{self.validation_fraction!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+
+    def _is_fitted(self):
+        if not hasattr(self, "module_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this AudioGenerator is not fitted yet: call fit(waveforms) "
+                                 "or AudioGenerator.load(path) first")
+
+    def _build_module(self, n_conditions):
+        return SaShiMi(d_model=self.d_model, n_layers=self.n_layers, pool=tuple(self.pool),
+                       expand=self.expand, ff=self.ff, layer=self.layer, d_state=self.d_state,
+                       n_conditions=n_conditions, dropout=self.dropout)
+
+    # ----- data -----------------------------------------------------------------------
+    def _encode_labels(self, y, n):
+        if not self.conditional:
+            if y is not None:
+                raise ValueError("labels y were given but conditional=False; set "
+                                 "conditional=True to train a class-conditional model")
+            return None
+        if y is None:
+            raise ValueError("conditional=True needs labels: fit(waveforms, y)")
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},) (one label per waveform), got {y.shape}")
+        if not hasattr(self, "classes_") or self.classes_ is None:
+            raise RuntimeError("classes_ must be set before encoding labels")
+        unknown = set(np.unique(y).tolist()) - set(self.classes_.tolist())
+        if unknown:
+            raise ValueError(f"unknown labels {sorted(unknown)[:5]}; known: "
+                             f"{self.classes_.tolist()}")
+        return np.searchsorted(self.classes_, y)
+
+    # ----- fit / score ----------------------------------------------------------------
+    def fit(self, waveforms, y=None, sampling_rate=None):
+        """Train on a list of waveforms (floats in [-1, 1], any lengths).
+
+        Parameters
+        ----------
+        waveforms : list of array-like of shape (n_i,), or ndarray (n_recordings, n_samples)
+        y : array-like of shape (n_recordings,), optional
+            Labels; required when ``conditional=True``, refused otherwise.
+        sampling_rate : float, optional
+            Rate of ``waveforms`` in Hz (defaults to the ``sampling_rate`` parameter).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        waves = check_waveforms(waveforms)
+        self.sampling_rate_ = check_sampling_rate(self.sampling_rate if sampling_rate is None
+                                          else sampling_rate)
+        self.classes_ = np.unique(np.asarray(y)) if (self.conditional and y is not None) else None
+        labels = self._encode_labels(y, len(waves))
+        codes = recording_codes(waves)
+        rng = np.random.default_rng(self.random_state)
+        n_val = int(round(self.validation_fraction * len(codes)))
+        perm = rng.permutation(len(codes))
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        if len(train_idx) == 0:
+            raise ValueError("no recordings left for training; lower validation_fraction")
+        train_codes = [codes[i] for i in train_idx]
+        train_labels = None if labels is None else labels[train_idx]
+        with torch.random.fork_rng(devices=[]):
+            if self.random_state is not None:
+                torch.manual_seed(self.random_state)
+            self.module_ = self._build_module(None if self.classes_ is None
+                                              else len(self.classes_))
+        validate = None
+        if n_val:
+            val_batches = eval_batches([codes[i] for i in val_idx],
+                                       None if labels is None else labels[val_idx],
+                                       self.batch_size)
+
+            def validate(module):
+                bits = mean_nll_bits(module, val_batches, next(module.parameters()).device)
+                return {"val_loss": bits * LOG2, "val_score": -bits}
+
+        config = TrainConfig(max_epochs=int(self.max_epochs), lr=self.lr, ssm_lr=self.ssm_lr,
+                             weight_decay=self.weight_decay, device=self.device,
+                             n_iter_no_change=self.n_iter_no_change,
+                             random_state=self.random_state, verbose=self.verbose,
+                             mixed_precision=self.mixed_precision, description="AudioGenerator")
+        result = train_module(self.module_, masked_nll,
+                              lambda g: train_batches(train_codes, train_labels,
+                                                      self.segment_length, self.batch_size, g),
+                              config, validate=validate)
+        self.history_ = result.history
+        self.module_.eval()
+        return self
+
+    def score(self, waveforms, y=None, sampling_rate=None):
+        """Minus the negative log-likelihood in bits per sample (higher is better).
+
+        Parameters
+        ----------
+        waveforms : list of 1-D arrays
+            Held-out audio at ``sampling_rate`` (default: the training rate; another rate
+            rescales Δ).
+        y : array-like, optional
+            Labels (conditional models only).
+        sampling_rate : float, optional
+
+        Returns
+        -------
+        float
+        """
+        self._is_fitted()
+        waves = check_waveforms(waveforms)
+        labels = self._encode_labels(y, len(waves))
+        dt_scale = self._dt_scale(sampling_rate)
+        device = next(self.module_.parameters()).device
+        batches = eval_batches(recording_codes(waves), labels, self.batch_size)
+        return -mean_nll_bits(self.module_, batches, device, dt_scale=dt_scale)
+
+    def _dt_scale(self, sampling_rate):
+        if sampling_rate is None:
+            return 1.0
+        return self.sampling_rate_ / check_sampling_rate(sampling_rate)
+
+    # ----- generation -----------------------------------------------------------------
+    def sample(self, n_samples=1, n_seconds=1.0, random_state=None, temperature=1.0, top_p=1.0,
+               prompt=None, labels=None, sampling_rate=None, cuda_graphs=True):
+        """Generate audio in recurrent mode.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of independent recordings.
+        n_seconds : float, default=1.0
+            Duration of the new audio (after the prompt).
+        random_state : int or None
+            Seeds the sampling noise; the same value gives the same audio on the same device.
+        temperature : float, default=1.0
+            Softmax temperature (> 0); lower is more conservative.
+        top_p : float, default=1.0
+            Nucleus sampling mass in (0, 1].
+        prompt : array-like of shape (n_prompt,) or (n_samples, n_prompt), optional
+            Audio in [-1, 1] to continue (teacher-forced; not included in the output).
+        labels : array-like of shape (n_samples,) or a single label, optional
+            Labels of a conditional model (values of ``classes_``); by default sample ``i``
+            gets ``classes_[i % n_classes]``.
+        sampling_rate : float, optional
+            Output rate in Hz; a rate other than ``sampling_rate_`` rescales every Δ by
+            ``sampling_rate_ / sampling_rate`` (pooling factors stay in samples, see
+            :mod:`ssmsignal.models.sashimi`).
+        cuda_graphs : bool, default=True
+            Replay CUDA graphs of the step on a GPU.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, round(n_seconds * rate))
+            float32 audio in [-1, 1].
+        """
+        self._is_fitted()
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        rate = self.sampling_rate_ if sampling_rate is None else check_sampling_rate(sampling_rate)
+        if not isinstance(n_seconds, numbers.Real) or not n_seconds > 0:
+            raise ValueError(f"n_seconds must be > 0, got {n_seconds!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
+        n_steps = max(1, int(round(n_seconds * rate)))
+        module = self.module_.eval()
+        device = next(module.parameters()).device
+        label_idx = self._sample_labels(labels, n_samples, device)
+        prompt_codes = None
+        if prompt is not None:
+            p = np.asarray(prompt, dtype=np.float32)
+            p = np.broadcast_to(p, (n_samples, p.shape[-1])) if p.ndim == 1 else p
+            if p.shape[0] != n_samples:
+                raise ValueError(f"prompt must have shape (n_prompt,) or ({n_samples}, "
+                                 f"n_prompt), got {np.shape(prompt)}")
+            check_waveforms(list(p), name="prompt")
+            prompt_codes = torch.as_tensor(mu_law_encode(p), device=device)  # (B, P)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(np.random.default_rng(random_state).integers(2**62)))
+        codes = sample_codes(module, n_steps, n_samples, labels=label_idx, prompt=prompt_codes,
+                             dt_scale=self.sampling_rate_ / rate, temperature=float(temperature),
+                             top_p=float(top_p), generator=generator,
+                             cuda_graphs=cuda_graphs)  # (B, n)
+        return mu_law_decode(codes.cpu()).numpy().astype(np.float32)
+
+    def _sample_labels(self, labels, n_samples, device):
+        if self.classes_ is None:
+            if labels is not None:
+                raise ValueError("labels given but this generator is unconditional")
+            return None
+        if labels is None:
+            labels = self.classes_[np.arange(n_samples) % len(self.classes_)]
+        labels = np.asarray(labels)
+        labels = np.full(n_samples, labels) if labels.ndim == 0 else labels
+        if labels.shape != (n_samples,):
+            raise ValueError(f"labels must have shape ({n_samples},), got {labels.shape}")
+        return torch.as_tensor(self._encode_labels(labels, n_samples), device=device)
+
+
+_PARAM_NAMES = tuple(AudioGenerator.__init__.__code__.co_varnames[1:
+                     AudioGenerator.__init__.__code__.co_argcount])
+
+

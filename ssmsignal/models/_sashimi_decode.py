@@ -1,0 +1,165 @@
+"""Autoregressive sampling from :class:`~ssmsignal.models.SaShiMi` in recurrent mode.
+
+One audio sample costs one :meth:`SaShiMi.step` (O(1) in the length). Sampling uses the
+Gumbel-max trick: ``argmax(logits / T + g)`` with ``g = -log(-log U)`` draws from
+``softmax(logits / T)``, and nucleus (top-p) filtering sets the logits outside the smallest set
+of codes whose probability reaches ``top_p`` to ``-inf`` first. Drawing the noise in chunks
+outside the step keeps every step a fixed sequence of tensor operations, which lets the GPU
+path capture one step per pooling phase in a CUDA graph (``torch.cuda.CUDAGraph``) and replay it:
+a tier with pool ``p`` runs its inner tier only when ``t % p == 0``, so the work of step ``t``
+depends only on ``t % frame`` (``frame`` = product of the pools), and ``frame`` graphs cover
+every step.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["sample_codes", "gumbel_noise", "pick_codes"]
+
+_CHUNK = 512  # steps of noise drawn at once: (chunk, batch, n_classes) floats
+
+
+def gumbel_noise(shape, generator, device):
+    """Standard Gumbel noise of ``shape`` drawn from ``generator``."""
+    u = torch.rand(shape, generator=generator, device=device)  # (..., C) in [0, 1)
+    return -torch.log(-torch.log(u.clamp_(1e-10, 1.0 - 1e-7)))
+
+
+def pick_codes(logits, noise, temperature, top_p):
+    """Codes ``(batch,)`` drawn from ``softmax(logits / temperature)`` restricted to top-p."""
+    logits = logits.float() / temperature  # (B, C)
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, C)
+        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)  # (B, C)
+        drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p  # mass before >= p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # (B, C)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.argmax(logits + noise, dim=-1)  # (B,)
+
+
+def _tree_copy_(dst, src):
+    """Copy a nested dict/list/tuple of tensors ``src`` into ``dst`` in place."""
+    if isinstance(dst, torch.Tensor):
+        if dst is not src:
+            dst.copy_(src)
+    elif isinstance(dst, dict):
+        for key in dst:
+            _tree_copy_(dst[key], src[key])
+    elif isinstance(dst, (list, tuple)):
+        for d, s in zip(dst, src):
+            _tree_copy_(d, s)
+    elif dst is not None:
+        raise TypeError(f"cannot copy recurrent state of type {type(dst).__name__} in place")
+
+
+@torch.no_grad()
+def sample_codes(model, n_steps, batch_size, *, labels=None, prompt=None, dt_scale=1.0,
+                 temperature=1.0, top_p=1.0, generator=None, cuda_graphs=True):
+    """Generate ``n_steps`` mu-law codes after an optional prompt.
+
+    Parameters
+    ----------
+    model : SaShiMi
+        In eval mode; its device and dtype are used.
+    n_steps : int
+        Number of new codes per sequence.
+    batch_size : int
+    labels : torch.Tensor, optional
+        ``(batch,)`` label indices of a class-conditional model.
+    prompt : torch.Tensor, optional
+        ``(batch, P)`` codes the sequences must start with (teacher-forced, not returned).
+    dt_scale : float
+        ``fs_train / fs_generate`` for every SSM layer.
+    temperature, top_p : float
+        Softmax temperature (> 0) and nucleus mass (0 < top_p <= 1).
+    generator : torch.Generator, optional
+        On the model's device; seeds the noise.
+    cuda_graphs : bool
+        Replay captured CUDA graphs of the step when the model is on a GPU.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch, n_steps)`` int64 codes.
+    """
+    from ._mulaw import SILENCE_CODE
+
+    param = model.head.weight
+    device = param.device
+    n_prompt = 0 if prompt is None else prompt.shape[1]
+    total = n_prompt + n_steps
+    out = torch.empty(batch_size, total, dtype=torch.long, device=device)  # (B, P + n)
+    x = torch.full((batch_size,), SILENCE_CODE, dtype=torch.long, device=device)  # (B,)
+    noise = torch.empty(0, batch_size, model.n_classes, device=device)
+    use_graphs = cuda_graphs and device.type == "cuda"
+    stepper = _GraphedStep(model, x, labels, dt_scale, temperature, top_p) if use_graphs else None
+    state = None if use_graphs else model.initial_state(batch_size)
+    for t in range(total):
+        if t % _CHUNK == 0:
+            noise = gumbel_noise((min(_CHUNK, total - t), batch_size, model.n_classes),
+                                 generator, device)  # (chunk, B, C)
+        if use_graphs:
+            code = stepper(t, noise[t % _CHUNK])  # (B,), also fed back as the next input
+        else:
+            logits, state = model.step(x, state, t, labels=labels, dt_scale=dt_scale)
+            code = pick_codes(logits, noise[t % _CHUNK], temperature, top_p)  # (B,)
+            x = code
+        if t < n_prompt:  # teacher forcing: the prompt overrides the drawn code
+            code = prompt[:, t]
+            if use_graphs:
+                stepper.next_input.copy_(code)
+            else:
+                x = code
+        out[:, t] = code
+    return out[:, n_prompt:]
+
+
+class _GraphedStep:
+    """One CUDA graph per pooling phase; each reads ``next_input`` and a noise row, runs
+    :meth:`SaShiMi.step`, writes the state back in place and the drawn code to ``next_input``."""
+
+    def __init__(self, model, first_input, labels, dt_scale, temperature, top_p):
+        self.next_input = first_input.clone()  # (B,) static input buffer
+        self.noise = torch.zeros(first_input.shape[0], model.n_classes,
+                                 device=first_input.device)  # (B, C) static noise buffer
+        self.state = model.initial_state(first_input.shape[0])
+        initial = _clone_tree(self.state)
+        self.graphs = []
+
+        def body(phase):
+            logits, new_state = model.step(self.next_input, self.state, phase, labels=labels,
+                                           dt_scale=dt_scale)
+            code = pick_codes(logits, self.noise, temperature, top_p)
+            _tree_copy_(self.state, new_state)
+            self.next_input.copy_(code)
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (allocator, lazy inits) off the capture
+            for phase in range(model.frame):
+                body(phase)
+        torch.cuda.current_stream().wait_stream(side)
+        pool = None
+        for phase in range(model.frame):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                body(phase)
+            pool = graph.pool()
+            self.graphs.append(graph)
+        _tree_copy_(self.state, initial)  # warm-up and capture advanced it: reset
+        self.next_input.copy_(first_input)
+
+    def __call__(self, t, noise_row):
+        self.noise.copy_(noise_row)
+        self.graphs[t % len(self.graphs)].replay()
+        return self.next_input.clone()
+
+
+def _clone_tree(tree):
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, dict):
+        return {k: _clone_tree(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone_tree(v) for v in tree)
+    return tree
