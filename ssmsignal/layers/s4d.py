@@ -1,0 +1,120 @@
+"""S4D: a diagonal complex state-space layer (Gu, Gupta, Goel, Ré 2022).
+
+Each of the H channels runs its own SSM ``x' = A x + B u, y = 2 Re(C x) + D u`` with a
+diagonal complex ``A`` of ``N/2`` modes (their conjugates are implicit, so the real state size
+is N). ``A = -exp(log_A_real) + i A_imag`` keeps ``Re A < 0`` (stable for any parameter value).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssmsignal.kernels import s4d_kernel
+
+from ._base import ConvSSM
+from .hippo import s4d_init
+
+__all__ = ["S4D", "discretize_diagonal"]
+
+
+def discretize_diagonal(A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor,
+                        method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discrete ``(Ā, B̄)`` of a diagonal SSM, the same formulas as ``s4d_kernel``.
+
+    Parameters
+    ----------
+    A, B : torch.Tensor
+        ``(H, N)`` complex.
+    dt : torch.Tensor
+        ``(H,)`` or ``(batch, H)`` positive step sizes (already times dt_scale).
+    method : {"zoh", "bilinear"}
+        Zero-order hold ``Ā = exp(ΔA), B̄ = (Ā - 1)/A B`` or bilinear
+        ``Ā = (1 + ΔA/2)/(1 - ΔA/2), B̄ = Δ B/(1 - ΔA/2)``.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``Ā, B̄`` of shape ``(H, N)`` or ``(batch, H, N)``.
+    """
+    dtA = dt[..., None] * A  # (..., H, N)
+    if method == "zoh":
+        dA = torch.exp(dtA)  # (..., H, N)
+        return dA, (dA - 1.0) / A * B
+    if method == "bilinear":
+        den = 1.0 - 0.5 * dtA  # (..., H, N)
+        return (1.0 + 0.5 * dtA) / den, dt[..., None] * B / den
+    raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {method!r}")
+
+
+class S4D(ConvSSM):
+    """Diagonal state-space layer with convolution and recurrent modes.
+
+    Convolution mode builds the length-L kernel with :func:`ssmsignal.kernels.s4d_kernel`
+    (Vandermonde, never an ``(H, N, L)`` tensor) and applies it with
+    :func:`ssmsignal.kernels.fft_conv` (O(L log L)). Step mode runs the same discretisation as a
+    recurrence. Both use Δ · dt_scale, where Δ = exp(log_dt) is learned in training sample
+    periods and ``dt_scale = fs_train / fs_input``. The SSM output goes through D skip, GELU,
+    dropout and a linear map + GLU ("gated output", S4 papers).
+
+    Parameters
+    ----------
+    d_model : int
+        Channels H.
+    d_state : int
+        Real state size N (even); ``N/2`` complex modes per channel.
+    dt_min, dt_max : float
+        Log-uniform Δ initialisation range, in training sample periods.
+    init : {"legs", "inv", "lin"}
+        Initialisation of A (and B), see :func:`ssmsignal.layers.hippo.s4d_init`.
+    discretization : {"zoh", "bilinear"}
+        Discretisation used in both modes.
+    dropout : float
+        Dropout after the activation.
+    lr : float, optional
+        Learning rate for the SSM parameters ``log_dt, log_A_real, A_imag, B`` (all marked
+        ``param._ssm_param = True`` and get no weight decay; see ``ssm_parameter_groups``).
+
+    Examples
+    --------
+    >>> layer = S4D(16, d_state=8)
+    >>> x = torch.randn(2, 100, 16)
+    >>> layer(x).shape, layer(x, dt_scale=0.5).shape   # second: input sampled twice as fast
+    (torch.Size([2, 100, 16]), torch.Size([2, 100, 16]))
+    """
+
+    def __init__(self, d_model: int, d_state: int = 64, dt_min: float = 1e-3,
+                 dt_max: float = 1e-1, init: str = "legs", discretization: str = "zoh",
+                 dropout: float = 0.0, lr: float | None = None) -> None:
+        super().__init__(d_model, d_state, dt_min, dt_max, dropout, lr)
+        if discretization not in ("zoh", "bilinear"):
+            raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {discretization!r}")
+        self.discretization = discretization
+        A, B = s4d_init(d_state, init)  # (N/2,), (N/2,) complex128
+        n2 = d_state // 2
+        self.log_A_real = self._ssm_param(torch.log(-A.real).expand(d_model, n2))  # (H, N/2)
+        self.A_imag = self._ssm_param(A.imag.expand(d_model, n2))  # (H, N/2)
+        self.B = self._ssm_param(B.expand(d_model, n2))  # (H, N/2, 2)
+        # C ~ complex standard normal (variance 1/2 per part); C is an ordinary parameter.
+        C = torch.randn(d_model, n2, dtype=torch.complex64)  # (H, N/2)
+        self.C = nn.Parameter(torch.view_as_real(C).clone())  # (H, N/2, 2)
+
+    def _abc(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (H, N/2)
+        return A, torch.view_as_complex(self.B), torch.view_as_complex(self.C)  # (H, N/2) x3
+
+    def _kernel(self, dt: torch.Tensor, L: int) -> torch.Tensor:
+        reps = dt.shape[0] // self.d_model
+        A, B, C = (t.repeat(reps, 1) for t in self._abc())  # (M, N/2) each
+        return s4d_kernel(A, B, C, dt, L, discretization=self.discretization)  # (M, L)
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        """Zero state ``(batch_size, d_model, d_state // 2)`` (complex, the layer's device)."""
+        return torch.zeros(batch_size, self.d_model, self.d_state // 2,
+                           dtype=self._complex_dtype(), device=self.log_dt.device)
+
+    def _step_ssm(self, x_t, state, dt, cache_key):
+        self._check_state(state, x_t, self.d_state // 2)
+        A, B, C = self._abc()  # (H, N/2) each
+        dA, dB = discretize_diagonal(A, B, dt, self.discretization)  # (H|b,H, N/2)
+        state = dA * state + dB * x_t[..., None]  # (b, H, N/2)
+        return 2.0 * torch.einsum("...hn,bhn->bh", C, state).real, state  # (b, H)
