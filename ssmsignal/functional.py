@@ -152,7 +152,8 @@ def resample(x, orig_fs, target_fs, axis=-1, *, backend="auto"):
     if taf is not None:
         import torch
 
-        out = _resample_tensor(torch.from_numpy(np.ascontiguousarray(x)), up, down, axis, n_out, taf)
+        arr = np.ascontiguousarray(x) if x.flags.writeable else x.copy()  # torch needs writable
+        out = _resample_tensor(torch.from_numpy(arr), up, down, axis, n_out, taf)
         return out.numpy()
     out = _sp_signal.resample_poly(x, up, down, axis=axis)
     return np.asarray(out, dtype=x.dtype)
