@@ -128,6 +128,11 @@ def _cauchy_bwd_kernel(
 _BLOCK_B, _BLOCK_L = 16, 128
 
 
+def _alloc(*shape: int, device) -> torch.Tensor:
+    """Uninitialised float32 buffer that the kernels overwrite entirely (tests poison it)."""
+    return torch.empty(*shape, device=device, dtype=torch.float32)
+
+
 def _tiles(B: int, L: int) -> tuple[int, int]:
     block_l = min(_BLOCK_L, max(16, triton.next_power_of_2(L)))
     block_b = min(_BLOCK_B, max(2, triton.next_power_of_2(B)))
@@ -146,14 +151,16 @@ class _Cauchy(torch.autograd.Function):
         L = z.shape[0]
         vw = _rows(v, w)  # (4, N, B)
         zf = torch.view_as_real(z.to(torch.complex64)).contiguous()  # (L, 2)
-        out = torch.zeros(B, L, device=v.device, dtype=torch.complex64)  # (B, L)
+        out = _alloc(B, L, 2, device=v.device)  # (B, L, 2): Re, Im
         if B * L > 0 and N > 0:
             bb, bl = _tiles(B, L)
             _cauchy_fwd_kernel[(triton.cdiv(B, bb), triton.cdiv(L, bl))](
-                vw, zf, torch.view_as_real(out), B, L, N=N, BLOCK_B=bb, BLOCK_L=bl)
+                vw, zf, out, B, L, N=N, BLOCK_B=bb, BLOCK_L=bl)
+        else:
+            out.zero_()
         ctx.save_for_backward(v, w, vw, zf)
         ctx.z_dtype = z.dtype
-        return out
+        return torch.view_as_complex(out)  # (B, L)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -167,8 +174,8 @@ class _Cauchy(torch.autograd.Function):
             bb, bl = _tiles(B, L)
             nb, nl = triton.cdiv(B, bb), triton.cdiv(L, bl)
             g = torch.view_as_real(grad_out.to(torch.complex64).contiguous())  # (B, L, 2)
-            pvw = torch.empty(4, nl, N, B, device=v.device, dtype=torch.float32)
-            pz = torch.empty(nb, L, 2, device=v.device, dtype=torch.float32)
+            pvw = _alloc(4, nl, N, B, device=v.device)
+            pz = _alloc(nb, L, 2, device=v.device)
             _cauchy_bwd_kernel[(nb, nl)](vw, zf, g, pvw, pz, B, L, N=N, BLOCK_B=bb, BLOCK_L=bl)
             s = pvw.sum(dim=1)  # (4, N, B)
             sum_r = torch.complex(s[0], s[1]).T  # (B, N)

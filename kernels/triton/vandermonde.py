@@ -137,6 +137,11 @@ def _vandermonde_bwd_kernel(
         tl.store(base + 3 * plane + n, s1i, mask=nmask)
 
 
+def _alloc(*shape: int, device) -> torch.Tensor:
+    """Uninitialised float32 buffer that the kernels overwrite entirely (tests poison it)."""
+    return torch.empty(*shape, device=device, dtype=torch.float32)
+
+
 def _blocks(N: int, L: int) -> tuple[int, int, int]:
     """Tile sizes (BLOCK_N, BLOCK_P, BLOCK_Q); every one >= 16 as ``tl.dot`` needs."""
     block_q = min(64, max(16, triton.next_power_of_2(math.isqrt(max(L - 1, 0)) + 1)))
@@ -173,7 +178,7 @@ class _Vandermonde(torch.autograd.Function):
     def forward(ctx, coef, log_z, L, precision):
         H, N = coef.shape
         cr, ci, a, phase = _planes(coef, log_z)
-        out = torch.empty(H, L, device=coef.device, dtype=torch.float32)  # (H, L)
+        out = _alloc(H, L, device=coef.device)  # (H, L)
         block_n, block_p, block_q = _blocks(N, L)
         n_chunks = triton.cdiv(L, block_p * block_q)
         if H * N > 0 and n_chunks > 0:
@@ -198,7 +203,7 @@ class _Vandermonde(torch.autograd.Function):
         s1 = torch.zeros_like(s0)  # (H, N) sum dK l conj(z^l)
         if H * N > 0 and n_chunks > 0:
             g = grad_k.to(torch.float32).contiguous()  # (H, L)
-            part = torch.empty(4, H, n_chunks, N, device=coef.device, dtype=torch.float32)
+            part = _alloc(4, H, n_chunks, N, device=coef.device)
             _vandermonde_bwd_kernel[(H, n_chunks)](
                 a, phase, g, part, N, L, n_chunks,
                 BLOCK_N=block_n, BLOCK_P=block_p, BLOCK_Q=block_q, PRECISION=ctx.precision)
