@@ -71,8 +71,8 @@ def mu_law_decode(q):
     Examples
     --------
     >>> import numpy as np
-    >>> mu_law_decode(np.array([0, 255])).tolist()
-    [-1.0, 1.0]
+    >>> np.round(mu_law_decode(np.array([0, 128, 255])), 4).tolist()
+    [-1.0, 0.0001, 1.0]
     """
     if isinstance(q, torch.Tensor):
         if q.numel() and (int(q.min()) < 0 or int(q.max()) > MU):

@@ -42,6 +42,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ssmsignal.layers.blocks import FeedForwardBlock, ResidualBlock
+
 from ._mulaw import N_CODES, SILENCE_CODE
 
 __all__ = ["SaShiMi", "shift_right"]
@@ -81,46 +83,6 @@ def _make_layer(layer, d_model, d_state):
     return cls(d_model, d_state=d_state)
 
 
-class _SSMBlock(nn.Module):
-    """Pre-norm residual SSM block: ``x + dropout(ssm(norm(x)))``."""
-
-    def __init__(self, d_model, make_layer, dropout):
-        super().__init__()
-        self.norm = nn.LayerNorm(d_model)
-        self.ssm = make_layer(d_model)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x, dt_scale):  # x: (B, L, H)
-        return x + self.drop(self.ssm(self.norm(x), dt_scale=dt_scale))
-
-    def initial_state(self, batch):
-        return self.ssm.initial_state(batch)
-
-    def step(self, x, state, dt_scale):  # x: (B, H)
-        y, state = self.ssm.step(self.norm(x), state, dt_scale=dt_scale)
-        return x + y, state
-
-
-class _FFBlock(nn.Module):
-    """Pre-norm residual position-wise feed-forward block (``H -> ff H -> H``, GELU)."""
-
-    def __init__(self, d_model, ff, dropout):
-        super().__init__()
-        self.norm = nn.LayerNorm(d_model)
-        self.up = nn.Linear(d_model, ff * d_model)
-        self.down = nn.Linear(ff * d_model, d_model)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x, dt_scale=None):  # x: (B, L, H) or (B, H)
-        return x + self.drop(self.down(self.drop(F.gelu(self.up(self.norm(x))))))
-
-    def initial_state(self, batch):
-        return None
-
-    def step(self, x, state, dt_scale=None):  # x: (B, H)
-        return self.forward(x), None
-
-
 class _Tier(nn.Module):
     """One resolution of the U-Net: blocks, optionally (down-pool, inner tier, up-pool), blocks.
 
@@ -134,9 +96,9 @@ class _Tier(nn.Module):
         def pairs(n):
             blocks = []
             for _ in range(n):
-                blocks.append(_SSMBlock(d_model, make_layer, dropout))
+                blocks.append(ResidualBlock(make_layer(d_model), d_model, dropout=dropout))
                 if ff > 0:
-                    blocks.append(_FFBlock(d_model, ff, dropout))
+                    blocks.append(FeedForwardBlock(d_model, ff, dropout=dropout))
             return nn.ModuleList(blocks)
 
         self.pool = int(pools[0]) if pools else 0
