@@ -17,6 +17,7 @@ kernel fails to write makes the check fail.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import subprocess
@@ -62,9 +63,9 @@ def random_inputs(H, N, device, generator):
     return coef.to(device), torch.complex(re, im).to(device)
 
 
-def poison(monkeypatch):
-    """Make every buffer the kernels allocate start as NaN."""
-    from ssmsignal.kernels.triton import vandermonde as module
+def poison(monkeypatch, module_name="vandermonde"):
+    """Make every buffer that ``ssmsignal.kernels.triton.<module_name>`` allocates start as NaN."""
+    module = importlib.import_module(f"ssmsignal.kernels.triton.{module_name}")
 
     def nan_alloc(*shape, device):
         return torch.full(shape, float("nan"), device=device, dtype=torch.float32)
@@ -146,14 +147,18 @@ def test_interpret_dispatch():
     assert_close("dispatched", got, want)
 
 
-def test_interpreter_subset():
-    """CI entry: the ``interpret`` cases above, in a fresh process with TRITON_INTERPRET=1."""
+def run_interpreter_subset(path):
+    """Run the ``interpret``-marked tests of ``path`` in a fresh process with TRITON_INTERPRET=1."""
     env = dict(os.environ, TRITON_INTERPRET="1")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "interpret",
-           __file__]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "interpret", path]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+
+def test_interpreter_subset():
+    """CI entry: the ``interpret`` cases above, in a fresh process with TRITON_INTERPRET=1."""
+    run_interpreter_subset(__file__)
 
 
 # ---- argument errors (no launch) --------------------------------------------------------------
