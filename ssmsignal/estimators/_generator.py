@@ -9,12 +9,15 @@ log-likelihood in bits per sample, computed on whole recordings.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from ssmsignal.models._mulaw import mu_law_decode, mu_law_encode
 from ssmsignal.models._sashimi_decode import sample_codes
@@ -25,11 +28,13 @@ from ._audio_data import (LOG2, check_waveforms, eval_batches, masked_nll, mean_
 from ._data import check_sampling_rate
 from ._training import TrainConfig, train_module
 
-__all__ = ["AudioGenerator"]
+__all__ = ["AudioGenerator", "generate_cli"]
+
+_POSITIVE_INT = [Interval(numbers.Integral, 1, None, closed="left")]
 
 logger = logging.getLogger(__name__)
 
-class AudioGenerator:
+class AudioGenerator(BaseEstimator):
     """Autoregressive audio generator (SaShiMi over 8-bit mu-law, Goel et al. 2022).
 
     Parameters
@@ -105,37 +110,30 @@ class AudioGenerator:
         self.verbose = verbose
         self.mixed_precision = mixed_precision
 
-    # ----- parameters -----------------------------------------------------------------
-    def get_params(self, deep=True):
-        """Constructor parameters (scikit-learn convention)."""
-        return {name: getattr(self, name) for name in _PARAM_NAMES}
-
-    def set_params(self, **params):
-        """Set constructor parameters (scikit-learn convention)."""
-        for name, value in params.items():
-            if name not in _PARAM_NAMES:
-                raise ValueError(f"invalid parameter {name!r} for AudioGenerator")
-            setattr(self, name, value)
-        return self
-
-    def _validate_params(self):
-        for name in ("d_model", "n_layers", "expand", "segment_length", "max_epochs",
-                     "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must lie in [0, 1), got "
-                             f"{self.validation_fraction!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-
-    def _is_fitted(self):
-        if not hasattr(self, "module_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("this AudioGenerator is not fitted yet: call fit(waveforms) "
-                                 "or AudioGenerator.load(path) first")
+    _parameter_constraints: dict = {
+        "sampling_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "d_model": _POSITIVE_INT,
+        "n_layers": _POSITIVE_INT,
+        "pool": ["array-like"],
+        "expand": _POSITIVE_INT,
+        "ff": [Interval(numbers.Integral, 0, None, closed="left")],
+        "layer": [StrOptions({"s4", "s4d", "mamba"}), callable],
+        "d_state": _POSITIVE_INT,
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "conditional": ["boolean"],
+        "segment_length": _POSITIVE_INT,
+        "max_epochs": _POSITIVE_INT,
+        "batch_size": _POSITIVE_INT,
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "ssm_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "n_iter_no_change": _POSITIVE_INT + [None],
+        "device": [str, torch.device],
+        "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "verbose": ["verbose"],
+        "mixed_precision": ["boolean"],
+    }
 
     def _build_module(self, n_conditions):
         return SaShiMi(d_model=self.d_model, n_layers=self.n_layers, pool=tuple(self.pool),
@@ -237,7 +235,7 @@ class AudioGenerator:
         -------
         float
         """
-        self._is_fitted()
+        check_is_fitted(self, "module_")
         waves = check_waveforms(waveforms)
         labels = self._encode_labels(y, len(waves))
         dt_scale = self._dt_scale(sampling_rate)
@@ -284,7 +282,7 @@ class AudioGenerator:
         ndarray of shape (n_samples, round(n_seconds * rate))
             float32 audio in [-1, 1].
         """
-        self._is_fitted()
+        check_is_fitted(self, "module_")
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         rate = self.sampling_rate_ if sampling_rate is None else check_sampling_rate(sampling_rate)
@@ -329,7 +327,62 @@ class AudioGenerator:
         return torch.as_tensor(self._encode_labels(labels, n_samples), device=device)
 
 
-_PARAM_NAMES = tuple(AudioGenerator.__init__.__code__.co_varnames[1:
-                     AudioGenerator.__init__.__code__.co_argcount])
 
 
+
+def add_generate_arguments(parser):
+    """Register the options of ``ssmsignal generate`` on an argparse (sub)parser."""
+    parser.add_argument("--model", required=True, help="folder written by AudioGenerator.save")
+    parser.add_argument("--out", required=True, help="output folder for the wav files")
+    parser.add_argument("--seconds", type=float, default=1.0, help="duration of each file")
+    parser.add_argument("--n", type=int, default=1, help="number of files")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", dest="top_p", type=float, default=1.0)
+    parser.add_argument("--sampling-rate", dest="sampling_rate", type=float, default=None,
+                        help="output rate in Hz (default: the training rate; others rescale Δ)")
+    parser.add_argument("--label", default=None, help="label for a conditional model")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def generate_cli(args):
+    """``ssmsignal generate``: sample from a saved generator and write ``sample_XX.wav`` files.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        With ``model``, ``out``, ``seconds`` and ``n``; optionally ``seed``, ``temperature``,
+        ``top_p``, ``sampling_rate``, ``label`` and ``device`` (see
+        :func:`add_generate_arguments`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written (each atomically: a temporary file in the same folder, then
+        ``os.replace``).
+    """
+    import soundfile
+
+    if not Path(args.model).exists():
+        raise FileNotFoundError(f"no saved model at {args.model}")
+    gen = AudioGenerator.load(args.model, device=getattr(args, "device", "cpu"))
+    label = getattr(args, "label", None)
+    labels = None
+    if label is not None and gen.classes_ is not None:
+        labels = np.full(args.n, np.asarray(label, dtype=gen.classes_.dtype))
+    rate = getattr(args, "sampling_rate", None) or gen.sampling_rate_
+    audio = gen.sample(n_samples=args.n, n_seconds=args.seconds,
+                       random_state=getattr(args, "seed", None),
+                       temperature=getattr(args, "temperature", 1.0),
+                       top_p=getattr(args, "top_p", 1.0), labels=labels, sampling_rate=rate)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, wave in enumerate(audio):
+        path = out / f"sample_{i:02d}.wav"
+        tmp = out / f".{path.name}.tmp"
+        soundfile.write(str(tmp), wave, int(round(rate)), subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+        written.append(path)
+    return written
