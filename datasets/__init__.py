@@ -6,8 +6,10 @@ Every loader follows scikit-learn's ``load_*`` convention: it returns a
 small real samples shipped in the package (see ``_embedded/LICENSES.md``); a path reads a full
 copy on disk. No loader touches the network.
 """
+from ._audio import load_audio_folder
 from ._bidmc import load_bidmc
+from ._fsdd import load_fsdd
 from ._mitbih import AAMI_CLASSES, DS1, DS2, load_mitbih
 from ._wfdb import load_wfdb
 
-__all__ = sorted(["AAMI_CLASSES", "DS1", "DS2", "load_bidmc", "load_mitbih", "load_wfdb"])
+__all__ = sorted(["AAMI_CLASSES", "DS1", "DS2", "load_audio_folder", "load_bidmc", "load_fsdd", "load_mitbih", "load_wfdb"])

@@ -105,3 +105,11 @@ def test_rational_ratio():
     assert rational_ratio(360, 250) == (25, 36)
     up, down = rational_ratio(1000, 1000 * np.pi)
     assert abs(up / down - np.pi) < 1e-5 and down <= 1000
+
+
+def test_auto_backend_choice():
+    x = np.random.default_rng(1).standard_normal(1000)
+    np.testing.assert_array_equal(resample(x, 1000, 300), resample(x, 1000, 300, backend="scipy"))
+    xt = torch.from_numpy(x)
+    expect = "torchaudio" if "torchaudio" in BACKENDS else "scipy"
+    torch.testing.assert_close(resample(xt, 1000, 300), resample(xt, 1000, 300, backend=expect))
