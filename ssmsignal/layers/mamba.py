@@ -218,6 +218,15 @@ class Mamba(nn.Module):
             u = u + self.conv1d.bias
         u = F.silu(u)  # (b, E)
         delta, B, C = self._ssm_inputs(u, scale)  # (b, E), (b, N), (b, N)
-        ssm = state.ssm.clone()  # (b, E, N); the kernel updates it in place
-        y = selective_state_update(ssm, u, delta, -torch.exp(self.A_log), B, C, self.D, z=z)
+        A = -torch.exp(self.A_log)  # (E, N)
+        if torch.is_grad_enabled():
+            # selective_state_update writes into its state, which autograd may have saved;
+            # with gradients on, the same one-step formula runs out of place.
+            ssm = (torch.exp(delta[..., None] * A) * state.ssm
+                   + (delta * u)[..., None] * B[:, None, :])  # (b, E, N)
+            y = (ssm * C[:, None, :]).sum(-1) + self.D * u  # (b, E)
+            y = (y * F.silu(z)).to(x_t.dtype)  # (b, E)
+        else:
+            ssm = state.ssm.clone()  # (b, E, N); the kernel updates it in place
+            y = selective_state_update(ssm, u, delta, A, B, C, self.D, z=z)  # (b, E)
         return self.out_proj(y), MambaState(conv=buf, ssm=ssm)  # (b, d_model)
