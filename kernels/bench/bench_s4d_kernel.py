@@ -1,0 +1,242 @@
+"""Side-by-side GPU benchmark of the S4D Vandermonde kernel, the Cauchy kernel and an S4D layer.
+
+Times, in one process with ``triton.testing.do_bench`` (median of repeated runs):
+
+1. ``s4d_kernel`` fp32, forward and forward+backward, three ways: our Triton Vandermonde
+   (``backend="triton"``), the chunked PyTorch reference (``backend="torch"``) and the
+   materialised einsum that builds ``(H, N, L)`` (what a user would write first);
+   plus peak memory above the inputs (``torch.cuda.max_memory_allocated``).
+2. ``cauchy`` forward and forward+backward, Triton vs the PyTorch reference.
+3. ``ssmsignal.layers.S4D`` forward+backward, Triton path vs ``SSMSIGNAL_BACKEND=torch``.
+
+Also prints the accuracy of every timed Triton variant against float64 and the floors (bytes
+over measured copy bandwidth, special-function count over the SFU rate, FMA count over the
+fp32 rate). Run on the GPU machine::
+
+    python -m ssmsignal.kernels.bench.bench_s4d_kernel [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+
+import torch
+import triton
+import triton.testing
+
+from ssmsignal.kernels import cauchy, reference, s4d_kernel
+from ssmsignal.kernels.triton import vandermonde as vmod
+
+S4D_SHAPES = [(256, 64, 16384), (512, 64, 65536)]  # (H, N complex, L)
+CAUCHY_SHAPE = (256, 32, 8192)  # (rows, N, L)
+LAYER_SHAPE = (16, 256, 16384)  # (batch, H, L)
+#: H100 SXM: 132 SMs x 16 MUFU ops/clk x ~1.755 GHz; 128 fp32 FMA/clk/SM.
+SFU_PER_S = 132 * 16 * 1.755e9
+FMA_PER_S = 132 * 128 * 1.755e9
+
+
+def median_ms(fn, rep=200):
+    return triton.testing.do_bench(fn, warmup=25, rep=rep, return_mode="median")
+
+
+def peak_bytes(fn):
+    """Peak allocated bytes above what was allocated before ``fn`` ran."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def measure(fn, rep=200):
+    """(median ms, peak bytes) or (None, None) with the reason on out-of-memory."""
+    try:
+        return median_ms(fn, rep), peak_bytes(fn), None
+    except torch.cuda.OutOfMemoryError as exc:
+        torch.cuda.empty_cache()
+        return None, None, f"OOM ({str(exc).splitlines()[0][:80]})"
+
+
+def copy_bandwidth():
+    """Measured device-to-device copy bandwidth (bytes read + written per second)."""
+    x = torch.empty(2 ** 28, device="cuda", dtype=torch.float32)  # 1 GiB
+    y = torch.empty_like(x)
+    ms = median_ms(lambda: y.copy_(x), rep=100)
+    return 2 * x.numel() * 4 / (ms * 1e-3)
+
+
+def s4d_params(H, N, seed=0):
+    """S4D-Lin-like leaf parameters: A = -1/2 + i pi n, dt log-uniform in [1e-3, 1e-1]."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.complex(-0.5 * torch.ones(H, N), math.pi * torch.arange(N).float().expand(H, N))
+    B = torch.randn(H, N, generator=g, dtype=torch.complex64)
+    C = torch.randn(H, N, generator=g, dtype=torch.complex64)
+    dt = torch.exp(torch.rand(H, generator=g) * math.log(100.0) + math.log(1e-3))
+    return [t.cuda().requires_grad_() for t in (A, B, C, dt)]
+
+
+def einsum_kernel(A, B, C, dt, L):
+    """The materialised formula: builds ``exp(log_z * l)`` as an (H, N, L) complex tensor."""
+    coef, log_z = reference.s4d_coefficients(A, B, C, dt)
+    l = torch.arange(L, device=A.device, dtype=torch.float32)  # (L,)
+    return 2.0 * torch.einsum("hn,hnl->hl", coef, torch.exp(log_z[:, :, None] * l)).real  # (H, L)
+
+
+def fwd_bwd(make, params, grad):
+    def run():
+        for p in params:
+            p.grad = None
+        make().backward(grad)
+    return run
+
+
+#: Triton variants timed in full mode: (dot precision, tiles (BLOCK_N, BLOCK_P, BLOCK_Q) or None
+#: for the shipped heuristic ``vandermonde._blocks``).
+TRITON_VARIANTS = [("ieee", None), ("tf32x3", None), ("ieee", (64, 64, 64)),
+                   ("ieee", (32, 128, 64)), ("ieee", (32, 64, 128)), ("ieee", (16, 64, 64))]
+
+
+def triton_variant(params, L, precision, tiles):
+    """``s4d_kernel`` on the Triton backend with this dot precision and tile shape."""
+    shipped = vmod._blocks
+
+    def run():
+        vmod.DOT_PRECISION = precision
+        if tiles is not None:
+            vmod._blocks = lambda N, L: tiles
+        try:
+            return s4d_kernel(*params, L, backend="triton")  # (H, L)
+        finally:
+            vmod.DOT_PRECISION, vmod._blocks = "ieee", shipped
+    return run
+
+
+def s4d_rows(H, N, L, bw, quick):
+    params = s4d_params(H, N)
+    grad = torch.randn(H, L, device="cuda")
+    with torch.no_grad():
+        truth = reference.s4d_kernel(*(p.detach().to(torch.complex128) for p in params[:3]),
+                                     params[3].detach().double(), L)  # (H, L) float64
+    variants = [(f"triton {prec} {'x'.join(map(str, tiles)) if tiles else 'auto'}",
+                 triton_variant(params, L, prec, tiles))
+                for prec, tiles in TRITON_VARIANTS[:1 if quick else None]]
+    variants += [("torch chunked", lambda: s4d_kernel(*params, L, backend="torch")),
+                 ("einsum (H,N,L)", lambda: einsum_kernel(*params, L))]
+    rows = []
+    for name, make in variants:
+        with torch.no_grad():
+            ms_f, mem_f, err_f = measure(make)
+            err = None
+            if err_f is None:
+                err = ((make().double() - truth).norm() / truth.norm()).item()
+        ms_b, mem_b, err_b = measure(fwd_bwd(make, params, grad), rep=100)
+        rows.append(dict(op="s4d_kernel", shape=f"H{H} N{N} L{L}", impl=name,
+                         fwd_ms=ms_f, fwd_peak_MB=_mb(mem_f), fwdbwd_ms=ms_b,
+                         fwdbwd_peak_MB=_mb(mem_b), rel_err=err, note=err_f or err_b))
+        torch.cuda.empty_cache()
+    # Floors: bytes (K written once; backward reads dK), direct-formula SFU count, dot FMAs.
+    bytes_fwd = H * L * 4
+    block_n, block_p, block_q = vmod._blocks(N, L)
+    n_prog = H * triton.cdiv(L, block_p * block_q)
+    sfu_ours = n_prog * (block_p + block_q) * N * 3  # exp, cos, sin per table entry
+    rows.append(dict(op="s4d_kernel floor", shape=f"H{H} N{N} L{L}", impl="-",
+                     fwd_ms=max(bytes_fwd / bw, 2 * H * N * L / FMA_PER_S) * 1e3,
+                     note=(f"bytes {bytes_fwd / 1e6:.1f} MB -> {bytes_fwd / bw * 1e3:.4f} ms; "
+                           f"direct formula 3HNL={3 * H * N * L:.3g} SFU ops -> "
+                           f"{3 * H * N * L / SFU_PER_S * 1e3:.3f} ms; ours {sfu_ours:.3g} SFU "
+                           f"-> {sfu_ours / SFU_PER_S * 1e3:.4f} ms; dot 2HNL FMA -> "
+                           f"{2 * H * N * L / FMA_PER_S * 1e3:.4f} ms")))
+    return rows
+
+
+def cauchy_rows(M, N, L, quick):
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(M, N, generator=g, dtype=torch.complex64).cuda().requires_grad_()
+    w = torch.complex(-0.1 - torch.rand(M, N, generator=g),
+                      3.0 * torch.randn(M, N, generator=g)).cuda().requires_grad_()
+    z = torch.exp(2j * math.pi * torch.rand(L, generator=g)).to(torch.complex64).cuda()
+    grad = torch.randn(M, L, generator=g, dtype=torch.complex64).cuda()
+    with torch.no_grad():
+        truth = reference.cauchy(v.detach().to(torch.complex128), z.to(torch.complex128),
+                                 w.detach().to(torch.complex128))
+    rows = []
+    for name in ("triton", "torch"):
+        make = lambda name=name: cauchy(v, z, w, backend=name)  # noqa: E731
+        with torch.no_grad():
+            ms_f, mem_f, _ = measure(make)
+            err = ((make().to(torch.complex128) - truth).norm() / truth.norm()).item()
+        ms_b, mem_b, note = measure(fwd_bwd(lambda: make().real, [v, w], grad.real), rep=100)
+        rows.append(dict(op="cauchy", shape=f"M{M} N{N} L{L}", impl=name, fwd_ms=ms_f,
+                         fwd_peak_MB=_mb(mem_f), fwdbwd_ms=ms_b, fwdbwd_peak_MB=_mb(mem_b),
+                         rel_err=err, note=note))
+    terms = M * N * L
+    rows.append(dict(op="cauchy floor", shape=f"M{M} N{N} L{L}", impl="-",
+                     fwd_ms=max(terms / SFU_PER_S, 8 * terms / FMA_PER_S) * 1e3,
+                     note=f"{terms:.3g} terms: 1 reciprocal (SFU) + ~8 FMA-pipe ops each"))
+    return rows
+
+
+def layer_rows(batch, H, L):
+    try:
+        from ssmsignal.layers import S4D
+    except ImportError as exc:
+        return [dict(op="S4D layer", impl="-", note=f"not available: {exc}")]
+    torch.manual_seed(0)
+    layer = S4D(H).cuda()
+    x = torch.randn(batch, L, H, device="cuda", requires_grad=True)  # (batch, L, H)
+    grad = torch.randn(batch, L, H, device="cuda")
+    rows = []
+    for backend in ("triton", "torch"):
+        os.environ["SSMSIGNAL_BACKEND"] = backend
+        params = [x, *layer.parameters()]
+        ms_b, mem_b, note = measure(fwd_bwd(lambda: layer(x), params, grad), rep=100)
+        with torch.no_grad():
+            ms_f, mem_f, _ = measure(lambda: layer(x))
+        rows.append(dict(op="S4D layer", shape=f"b{batch} H{H} L{L} d_state{layer.d_state}",
+                         impl=f"SSMSIGNAL_BACKEND={backend}", fwd_ms=ms_f, fwd_peak_MB=_mb(mem_f),
+                         fwdbwd_ms=ms_b, fwdbwd_peak_MB=_mb(mem_b), note=note))
+    os.environ.pop("SSMSIGNAL_BACKEND")
+    return rows
+
+
+def _mb(b):
+    return None if b is None else b / 2 ** 20
+
+
+def _fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, one variant")
+    parser.add_argument("--json", help="write all rows to this file")
+    args = parser.parse_args()
+    assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
+    bw = copy_bandwidth()
+    print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  "
+          f"triton {triton.__version__}  copy bandwidth {bw / 1e12:.2f} TB/s")
+    shapes = [(64, 64, 4096)] if args.quick else S4D_SHAPES
+    rows = []
+    for H, N, L in shapes:
+        rows += s4d_rows(H, N, L, bw, args.quick)
+    rows += cauchy_rows(*((64, 32, 2048) if args.quick else CAUCHY_SHAPE), args.quick)
+    rows += layer_rows(*((2, 64, 2048) if args.quick else LAYER_SHAPE))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    print(f"{'op':18} {'shape':26} {'impl':26} {'fwd ms':>9} {'fwd MB':>9} {'f+b ms':>9} "
+          f"{'f+b MB':>9} {'rel err':>8}  note")
+    for r in rows:
+        print(f"{r['op']:18} {r.get('shape', ''):26} {r['impl']:26} "
+              f"{_fmt(r.get('fwd_ms'), '9.4f')} {_fmt(r.get('fwd_peak_MB'), '9.1f')} "
+              f"{_fmt(r.get('fwdbwd_ms'), '9.4f')} {_fmt(r.get('fwdbwd_peak_MB'), '9.1f')} "
+              f"{_fmt(r.get('rel_err'), '8.1e')}  {r.get('note') or ''}")
+
+
+if __name__ == "__main__":
+    main()
