@@ -8,8 +8,9 @@ copy on disk. No loader touches the network.
 """
 from ._audio import load_audio_folder
 from ._bidmc import load_bidmc
+from ._challenge import load_physionet_challenge
 from ._fsdd import load_fsdd
 from ._mitbih import AAMI_CLASSES, DS1, DS2, load_mitbih
 from ._wfdb import load_wfdb
 
-__all__ = sorted(["AAMI_CLASSES", "DS1", "DS2", "load_audio_folder", "load_bidmc", "load_fsdd", "load_mitbih", "load_wfdb"])
+__all__ = sorted(["AAMI_CLASSES", "DS1", "DS2", "load_audio_folder", "load_bidmc", "load_fsdd", "load_mitbih", "load_physionet_challenge", "load_wfdb"])
