@@ -1,0 +1,160 @@
+"""Helpers shared by the selective-scan Triton kernels (forward, backward, decoding step).
+
+Layout used by the scan kernels
+-------------------------------
+A program owns one batch row and a block of ``BD = W * DL`` channels, for all ``N`` states.
+Every per-chunk tensor is 5-D, ``(DL, NO, W, NI, T)``:
+
+* axes 0 and 2: the channel ``c = d0 + w * DL + l``,
+* axes 1 and 3: the state index ``n = ni * NO + no`` (``NP = NI * NO`` states, ``N`` padded to a
+  power of two),
+* axis 4: the ``T`` time steps of the chunk.
+
+We want the 32 lanes of a warp along ``(DL, NO)``, the warps along ``W``, and all ``T`` steps and
+``NI`` states of a channel inside one thread: the scan along axis 4 is then a sequential loop in
+registers, and the sum over states is ``NI`` register adds plus ``log2(NO)`` shuffles (``NO``
+trades parallelism against shuffles). Triton picks layouts itself; the kernels steer it by
+loading ``A`` through an offset whose contiguity the compiler cannot see, so that load gets a
+layout that fills lanes from axis 0 on, and by making it the anchor that the chunk computation
+inherits (checked in the generated TTGIR: ``kernels/NOTES.md``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def scan_combine(a1, b1, a2, b2):
+    """Compose two steps ``x -> a x + b`` (first ``(a1, b1)``, then ``(a2, b2)``)."""
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def softplus(x):
+    """``log(1 + exp(x))`` with PyTorch's threshold (identity above 20), float32."""
+    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(x)))
+
+
+@triton.jit
+def axis_t(T: tl.constexpr):
+    """Time index as a (1, 1, 1, 1, T) tensor."""
+    return tl.arange(0, T)[None, None, None, None, :]
+
+
+@triton.jit
+def axis_n(NI: tl.constexpr, NO: tl.constexpr):
+    """State index ``ni * NO + no`` as a (1, NO, 1, NI, 1) tensor."""
+    no = tl.arange(0, NO)[None, :, None, None, None]
+    ni = tl.arange(0, NI)[None, None, None, :, None]
+    return ni * NO + no
+
+
+@triton.jit
+def axis_c(W: tl.constexpr, DL: tl.constexpr):
+    """Channel offset inside the block, ``w * DL + l``, as a (DL, 1, W, 1, 1) tensor."""
+    lane = tl.arange(0, DL)[:, None, None, None, None]
+    w = tl.arange(0, W)[None, None, :, None, None]
+    return w * DL + lane
+
+
+@triton.jit
+def sum_states(x):
+    """Sum over the state axes (3, in registers, then 1, across lanes), keeping dims."""
+    return tl.sum(tl.sum(x, axis=3, keep_dims=True), axis=1, keep_dims=True)
+
+
+@triton.jit
+def sum_channels(x):
+    """Sum over the channel axes (0 then 2) of a 5-D tensor, keeping dims."""
+    return tl.sum(tl.sum(x, axis=0, keep_dims=True), axis=2, keep_dims=True)
+
+
+@triton.jit
+def sum_time(x):
+    """Sum over the time axis (4), keeping dims."""
+    return tl.sum(x, axis=4, keep_dims=True)
+
+
+@triton.jit
+def row(x, t, i):
+    """Step ``i`` of the time axis (``t`` is the (..., T) time index), keeping dims."""
+    return tl.sum(tl.where(t == i, x, 0.0), axis=4, keep_dims=True)
+
+
+@triton.jit
+def prepare_dt(raw, bias, SOFTPLUS: tl.constexpr):
+    """``softplus(raw + bias)`` (or without softplus) in float32."""
+    x = raw + bias
+    if SOFTPLUS:
+        x = softplus(x)
+    return x
+
+
+@triton.jit
+def dprepare_dt(raw, bias, grad, SOFTPLUS: tl.constexpr):
+    """Gradient of :func:`prepare_dt` w.r.t. its input, given the gradient of its output."""
+    if SOFTPLUS:
+        x = raw + bias
+        grad = tl.where(x > 20.0, grad, grad * tl.sigmoid(x))
+    return grad
+
+
+def scan_config(batch, dim, N):
+    """Block shape ``(NI, NO, W, DL)`` and warps for a problem of this size.
+
+    ``NO`` (lanes per channel along the states) grows when there are few channels, so that the
+    GPU still gets enough threads: about 8 warps per multiprocessor on an H100 (132 of them).
+    """
+    NP = max(1, triton.next_power_of_2(N))
+    threads = 132 * 8 * 32
+    NO = 1
+    while NO < min(NP, 32) and batch * dim * NO < threads:
+        NO *= 2
+    NO = max(NO, min(NP, 4))
+    NI = NP // NO
+    DL = 32 // NO
+    W = 4 if batch * dim * NO >= 4 * 132 * 4 * 32 else 2
+    return NI, NO, W, DL
+
+
+def block_channels(width, ch_per_group, groups):
+    """Channels per program: ``width``, or a power of two dividing ``ch_per_group`` (so that
+    a block never straddles two groups of ``B``/``C``) when there are several groups."""
+    if groups == 1:
+        return width
+    block = 1
+    while block * 2 <= width and ch_per_group % (block * 2) == 0:
+        block *= 2
+    return block
+
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def check_device_dtypes(op, *tensors):
+    """Raise unless every given tensor is float16/bfloat16/float32 on one device that Triton can
+    use (CUDA, or any device under ``TRITON_INTERPRET=1``)."""
+    given = [t for t in tensors if t is not None]
+    for t in given:
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{op}: the Triton kernel takes float16, bfloat16 or float32 tensors, "
+                            f"got {t.dtype} (use backend='torch' for float64)")
+    devices = {t.device for t in given}
+    if len(devices) > 1:
+        raise ValueError(f"{op}: all tensors must be on one device, got {sorted(map(str, devices))}")
+    if os.environ.get("TRITON_INTERPRET", "") != "1" and given[0].device.type != "cuda":
+        raise RuntimeError(f"{op}: the Triton kernel needs CUDA tensors (or TRITON_INTERPRET=1), "
+                           f"got {given[0].device}")
+
+
+def dummy(ref):
+    """A one-element tensor standing in for an absent optional pointer argument."""
+    return torch.empty(1, device=ref.device, dtype=torch.float32)

@@ -1,0 +1,297 @@
+"""Selective scan (Mamba's S6 recurrence) in Triton: forward, backward, autograd wrapper.
+
+Same arguments and meaning as :func:`ssmsignal.kernels.reference.selective_scan` (the
+specification). One program owns one batch row and a block of channels; the state of all its
+channels (``(BD, N)`` float32) stays in registers while a loop walks over the sequence in chunks
+of ``T`` steps; inside a chunk the recurrence is a ``tl.associative_scan`` whose axis lies in one
+thread's registers (see :mod:`ssmsignal.kernels.triton._common` for the layout), so it compiles to
+a plain sequential loop.
+
+The forward pass stores the state at the start of every chunk, ``(b, d, L / T, N)`` float32
+(``1 / T`` of the ``(b, d, L, N)`` states), when gradients are needed. The backward pass walks the
+chunks in reverse, recomputes the states of a chunk from its checkpoint, runs the adjoint
+recurrence as a reverse scan, and writes every gradient without atomics: per-(b, channel)
+gradients directly, ``dB``/``dC`` (shared by the channels of a group) as per-block partial sums
+and ``dA``/``dD``/``d(delta_bias)`` (shared by the batch) as per-row partial sums, both reduced
+afterwards with ``torch.sum``, so two runs give bit-identical gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import (LN2, LOG2E, axis_c, axis_n, axis_t, block_channels, check_device_dtypes,
+                      dprepare_dt, dummy, prepare_dt, row, scan_combine, scan_config,
+                      sum_channels, sum_states, sum_time)
+
+__all__ = ["selective_scan"]
+
+#: Time steps per chunk (forward pass; also the checkpoint spacing when gradients are needed).
+CHUNK = 16
+
+
+@triton.jit
+def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_ptr,
+                out_ptr, last_ptr, ck_ptr,
+                L, dim, N, G, ch_per_group, block_ch, n_chunks,
+                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
+                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
+                SAVE_CK: tl.constexpr, SAVE_LAST: tl.constexpr):
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    t = axis_t(T)  # (1, 1, 1, 1, T)
+    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
+    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
+    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
+    ch_ok = (off_c < block_ch) & (ch < dim)
+    n_ok = n < N
+    # ``(n * N) // N``: an offset whose contiguity the compiler cannot see (see _common)
+    A_off = ch * N + (n * N) // N  # (DL, NO, W, NI, 1)
+    row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1): (b, c, 0) in u, dt, z, out
+    grp = (pid_d * block_ch) // ch_per_group  # every channel of a block is in one group
+    bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1): (b, g, n, 0) in B, C
+    ck_off = (pid_b * dim + ch) * n_chunks * N + n  # (DL, NO, W, NI, 1)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
+    seq_len = L
+    if HAS_LEN:
+        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
+    h = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)  # state before the chunk
+    c = 0
+    while c < n_chunks:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
+        if SAVE_CK:
+            tl.store(ck_ptr + ck_off + c * N, h, mask=ch_ok & n_ok)
+        tt = c * T + t  # (1, 1, 1, 1, T)
+        t_ok = tt < L
+        io_mask = t_ok & ch_ok  # (DL, 1, W, 1, T)
+        valid = tt < seq_len  # (1, 1, 1, 1, T)
+        u = tl.load(u_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+        raw = tl.load(dt_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+        dt = tl.where(valid, prepare_dt(raw, bias, SOFTPLUS), 0.0)  # (DL, 1, W, 1, T)
+        Bt = tl.load(B_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
+        Ct = tl.load(C_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
+        # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
+        A2 = tl.load(A_ptr + A_off, mask=ch_ok & n_ok, other=0.0) * LOG2E  # (DL, NO, W, NI, 1)
+        a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
+        b = (dt * u) * Bt  # (DL, NO, W, NI, T)
+        b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
+        _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
+        y = sum_states(hs * Ct)  # (DL, 1, W, 1, T)
+        h = row(hs, t, T - 1)  # (DL, NO, W, NI, 1) state after the chunk
+        if HAS_D:
+            y += Dv * u
+        if HAS_Z:
+            zz = tl.load(z_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+            y *= zz * tl.sigmoid(zz)
+        y = tl.where(valid, y, 0.0)
+        tl.store(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), mask=io_mask)
+        c += 1
+    if SAVE_LAST:
+        tl.store(last_ptr + (pid_b * dim + ch) * N + n, h, mask=ch_ok & n_ok)
+
+
+@triton.jit
+def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_ptr,
+                dout_ptr, dlast_ptr, ck_ptr,
+                du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
+                L, dim, N, G, ch_per_group, block_ch, n_chunks, n_blocks,
+                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
+                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
+                HAS_DLAST: tl.constexpr):
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    t = axis_t(T)  # (1, 1, 1, 1, T)
+    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
+    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
+    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
+    ch_ok = (off_c < block_ch) & (ch < dim)
+    n_ok = n < N
+    state_mask = ch_ok & n_ok  # (DL, NO, W, NI, 1)
+    A_off = ch * N + (n * N) // N  # (DL, NO, W, NI, 1), contiguity hidden (see _common)
+    row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1)
+    grp = (pid_d * block_ch) // ch_per_group
+    bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1)
+    part_off = ((pid_b * n_blocks + pid_d) * N + n) * L  # (1, NO, 1, NI, 1): dB, dC partials
+    ck_off = (pid_b * dim + ch) * n_chunks * N + n  # (DL, NO, W, NI, 1)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
+    Dv = 0.0
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
+    seq_len = L
+    if HAS_LEN:
+        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
+    # adjoint of the state after the current chunk (d loss / d x), carried backwards
+    g = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
+    if HAS_DLAST:
+        g += tl.load(dlast_ptr + (pid_b * dim + ch) * N + n, mask=state_mask, other=0.0)
+    dA_acc = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
+    dD_acc = tl.zeros((DL, 1, W, 1, 1), dtype=tl.float32)
+    dbias_acc = tl.zeros((DL, 1, W, 1, 1), dtype=tl.float32)
+    c = n_chunks - 1
+    while c >= 0:
+        tt = c * T + t  # (1, 1, 1, 1, T)
+        t_ok = tt < L
+        io_mask = t_ok & ch_ok  # (DL, 1, W, 1, T)
+        valid = tt < seq_len
+        u = tl.load(u_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+        raw = tl.load(dt_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+        dt = tl.where(valid, prepare_dt(raw, bias, SOFTPLUS), 0.0)  # (DL, 1, W, 1, T)
+        # step sizes one step ahead, for the adjoint recurrence g_t = C_t dy_t + a_{t+1} g_{t+1}
+        raw_nx = tl.load(dt_ptr + row_off + tt + 1, mask=(tt + 1 < L) & ch_ok, other=0.0)
+        dt_nx = tl.where(tt + 1 < seq_len, prepare_dt(raw_nx.to(tl.float32), bias, SOFTPLUS), 0.0)
+        dout = tl.load(dout_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+        Bt = tl.load(B_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
+        Ct = tl.load(C_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
+        h0 = tl.load(ck_ptr + ck_off + c * N, mask=state_mask, other=0.0)  # (DL, NO, W, NI, 1)
+        A2 = tl.load(A_ptr + A_off, mask=state_mask, other=0.0) * LOG2E  # layout anchor, last
+        # recompute the chunk's states from its checkpoint
+        a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
+        du_B = dt * u  # (DL, 1, W, 1, T)
+        b = du_B * Bt  # (DL, NO, W, NI, T)
+        _, hs = tl.associative_scan((a, tl.where(t == 0, b + a * h0, b)), 4, scan_combine)
+        dy = dout
+        if HAS_Z:
+            zz = tl.load(z_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+            sg = tl.sigmoid(zz)
+            y = sum_states(hs * Ct) + Dv * u  # (DL, 1, W, 1, T)
+            dz = dout * y * sg * (1.0 + zz * (1.0 - sg))
+            dy = dout * zz * sg
+            tl.store(dz_ptr + row_off + tt, tl.where(valid, dz, 0.0).to(dz_ptr.dtype.element_ty),
+                     mask=io_mask)
+        dy = tl.where(valid, dy, 0.0)  # (DL, 1, W, 1, T)
+        dD_acc += sum_time(dy * u)
+        # adjoint: reverse scan of g_t = a_{t+1} g_{t+1} + C_t dy_t, carry folded into the end
+        a_nx = tl.exp2(dt_nx * A2)  # (DL, NO, W, NI, T)
+        cg = Ct * dy  # (DL, NO, W, NI, T)
+        cg = tl.where(t == T - 1, cg + a_nx * g, cg)
+        _, gs = tl.associative_scan((a_nx, cg), 4, scan_combine, reverse=True)
+        g = row(gs, t, 0)  # (DL, NO, W, NI, 1) adjoint at the chunk's first step
+        ah = hs - b  # a_t * x_{t-1}
+        gah = gs * ah  # (DL, NO, W, NI, T)
+        dA_acc += sum_time(gah * dt)
+        gB = sum_states(gs * Bt)  # (DL, 1, W, 1, T)
+        ddt = gB * u + sum_states(gah * A2) * LN2  # d loss / d dt (A = A2 * ln 2)
+        du = dt * gB + Dv * dy  # (DL, 1, W, 1, T)
+        ddt = tl.where(valid, dprepare_dt(raw, bias, ddt, SOFTPLUS), 0.0)
+        dbias_acc += sum_time(ddt)
+        tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask)
+        tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty), mask=io_mask)
+        dB = sum_channels(gs * du_B)  # (1, NO, 1, NI, T)
+        dC = sum_channels(hs * dy)  # (1, NO, 1, NI, T)
+        tl.store(dB_ptr + part_off + tt, dB, mask=t_ok & n_ok)
+        tl.store(dC_ptr + part_off + tt, dC, mask=t_ok & n_ok)
+        c -= 1
+    tl.store(dA_ptr + (pid_b * dim + ch) * N + n, dA_acc, mask=state_mask)
+    tl.store(dD_ptr + pid_b * dim + ch, dD_acc, mask=ch_ok)
+    tl.store(dbias_ptr + pid_b * dim + ch, dbias_acc, mask=ch_ok)
+
+
+def _geometry(u, A, B):
+    """Sizes and the block shape shared by the forward and backward launches."""
+    b, d, L = u.shape
+    N, G = A.shape[1], B.shape[1]
+    NI, NO, W, DL = scan_config(b, d, N)
+    block_ch = block_channels(W * DL, d // G, G)
+    return dict(b=b, d=d, L=L, N=N, G=G, NI=NI, NO=NO, W=W, DL=DL, block_ch=block_ch,
+                n_blocks=triton.cdiv(d, block_ch), n_chunks=triton.cdiv(L, CHUNK))
+
+
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck, want_last):
+    g = _geometry(u, A, B)
+    b, d, N = g["b"], g["d"], g["N"]
+    out = torch.empty_like(u)  # (b, d, L)
+    f32 = dict(device=u.device, dtype=torch.float32)
+    last = torch.empty(b, d, N, **f32) if want_last else dummy(u)  # (b, d, N)
+    ck = torch.empty(b, d, g["n_chunks"], N, **f32) if save_ck else dummy(u)  # (b, d, L/T, N)
+    _fwd_kernel[(g["n_blocks"], b)](
+        u, delta, A, B, C, D if D is not None else dummy(u), z if z is not None else dummy(u),
+        delta_bias if delta_bias is not None else dummy(u),
+        seq_lengths if seq_lengths is not None else dummy(u), out, last, ck,
+        g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"],
+        T=CHUNK, NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
+        HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus),
+        HAS_LEN=seq_lengths is not None, SAVE_CK=save_ck, SAVE_LAST=want_last, num_warps=g["W"])
+    return out, (last if want_last else None), (ck if save_ck else None)
+
+
+def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, ck):
+    g = _geometry(u, A, B)
+    b, d, L, N, G = g["b"], g["d"], g["L"], g["N"], g["G"]
+    f32 = dict(device=u.device, dtype=torch.float32)
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)  # (b, d, L)
+    dz = torch.empty_like(z) if z is not None else dummy(u)  # (b, d, L)
+    dB_part = torch.empty(b, g["n_blocks"], N, L, **f32)  # per channel block, summed below
+    dC_part = torch.empty(b, g["n_blocks"], N, L, **f32)
+    dA_part = torch.empty(b, d, N, **f32)  # per batch row, summed below
+    dD_part = torch.empty(b, d, **f32)
+    dbias_part = torch.empty(b, d, **f32)
+    _bwd_kernel[(g["n_blocks"], b)](
+        u, delta, A, B, C, D if D is not None else dummy(u), z if z is not None else dummy(u),
+        delta_bias if delta_bias is not None else dummy(u),
+        seq_lengths if seq_lengths is not None else dummy(u), dout,
+        dlast if dlast is not None else dummy(u), ck,
+        du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
+        L, d, N, G, d // G, g["block_ch"], g["n_chunks"], g["n_blocks"],
+        T=CHUNK, NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
+        HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus),
+        HAS_LEN=seq_lengths is not None, HAS_DLAST=dlast is not None, num_warps=g["W"])
+    # every block lies in one group; blocks of a group are consecutive
+    dB = dB_part.view(b, G, -1, N, L).sum(2)  # (b, G, N, L)
+    dC = dC_part.view(b, G, -1, N, L).sum(2)  # (b, G, N, L)
+    return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0), dz if z is not None else None,
+            dbias_part.sum(0))
+
+
+class _SelectiveScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, want_last):
+        save = any(ctx.needs_input_grad)  # (grad mode is off inside forward)
+        out, last, ck = _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths,
+                                 save, want_last)
+        if save:
+            ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_lengths, ck)
+            ctx.softplus = softplus
+        return (out, last) if want_last else out
+
+    @staticmethod
+    def backward(ctx, dout, dlast=None):
+        u, delta, A, B, C, D, z, delta_bias, seq_lengths, ck = ctx.saved_tensors
+        grads = _backward(dout.contiguous(), None if dlast is None else dlast.contiguous(),
+                          u, delta, A, B, C, D, z, delta_bias, ctx.softplus, seq_lengths, ck)
+        du, ddelta, dA, dB, dC, dD, dz, dbias = grads
+        return (du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+                None if D is None else dD.to(D.dtype), dz,
+                None if delta_bias is None else dbias.to(delta_bias.dtype), None, None, None)
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, seq_lengths=None):
+    """Selective scan on the GPU (or on CPU tensors under ``TRITON_INTERPRET=1``).
+
+    Parameters and returns as :func:`ssmsignal.kernels.reference.selective_scan`; float16,
+    bfloat16 and float32 inputs (float32 arithmetic and state). Differentiable with respect to
+    every floating tensor argument (``last_state`` included).
+    """
+    check_device_dtypes("selective_scan", u, delta, A, B, C, D, z, delta_bias)
+    three_d = (B.dim() == 3, C.dim() == 3)
+    B = (B.unsqueeze(1) if three_d[0] else B).contiguous()  # (b, G, N, L)
+    C = (C.unsqueeze(1) if three_d[1] else C).contiguous()  # (b, G, N, L)
+    if B.shape[1] != C.shape[1]:  # broadcast the single group of one of them
+        G = max(B.shape[1], C.shape[1])
+        B, C = B.expand(-1, G, -1, -1).contiguous(), C.expand(-1, G, -1, -1).contiguous()
+    lengths = None if seq_lengths is None else seq_lengths.to(device=u.device, dtype=torch.int32)
+    res = _SelectiveScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B, C,
+                               None if D is None else D.contiguous(),
+                               None if z is None else z.contiguous(),
+                               None if delta_bias is None else delta_bias.contiguous(),
+                               bool(delta_softplus), lengths, bool(return_last_state))
+    return res
