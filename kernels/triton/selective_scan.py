@@ -151,6 +151,8 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         dout = tl.load(dout_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
         Bt = tl.load(B_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
         Ct = tl.load(C_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zz = tl.load(z_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
         h0 = tl.load(ck_ptr + ck_off + c * N, mask=state_mask, other=0.0)  # (DL, NO, W, NI, 1)
         A2 = tl.load(A_ptr + A_off, mask=state_mask, other=0.0) * LOG2E  # layout anchor, last
         # recompute the chunk's states from its checkpoint
@@ -160,7 +162,6 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         _, hs = tl.associative_scan((a, tl.where(t == 0, b + a * h0, b)), 4, scan_combine)
         dy = dout
         if HAS_Z:
-            zz = tl.load(z_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
             sg = tl.sigmoid(zz)
             y = sum_states(hs * Ct) + Dv * u  # (DL, 1, W, 1, T)
             dz = dout * y * sg * (1.0 + zz * (1.0 - sg))
