@@ -61,7 +61,7 @@ def ssm_parameter_groups(module: nn.Module, lr: float, weight_decay: float = 0.0
     >>> opt = torch.optim.AdamW(ssm_parameter_groups(layer, lr=3e-3, weight_decay=0.05,
     ...                                              ssm_lr=1e-3))
     >>> [len(g["params"]) for g in opt.param_groups]
-    [3, 3]
+    [4, 4]
     """
     plain, ssm = [], {}
     for p in module.parameters():
