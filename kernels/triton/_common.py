@@ -155,6 +155,18 @@ def check_device_dtypes(op, *tensors):
                            f"got {given[0].device}")
 
 
+#: Tests set this to True: every output buffer then starts as NaN, so an element that a kernel
+#: forgets to write shows up as NaN instead of as stale memory.
+POISON_OUTPUTS = False
+
+
+def new_buffer(shape, dtype, device):
+    """An uninitialised output buffer (NaN-filled when :data:`POISON_OUTPUTS` is set)."""
+    if POISON_OUTPUTS:
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
 def dummy(ref):
     """A one-element tensor standing in for an absent optional pointer argument."""
     return torch.empty(1, device=ref.device, dtype=torch.float32)

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from ._common import (LN2, LOG2E, axis_c, axis_n, axis_t, block_channels, check_device_dtypes,
-                      dprepare_dt, dummy, prepare_dt, row, scan_combine, scan_config,
+                      dprepare_dt, dummy, new_buffer, prepare_dt, row, scan_combine, scan_config,
                       sum_channels, sum_states, sum_time)
 
 __all__ = ["selective_scan"]
@@ -209,10 +209,10 @@ def _geometry(u, A, B):
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck, want_last):
     g = _geometry(u, A, B)
     b, d, N = g["b"], g["d"], g["N"]
-    out = torch.empty_like(u)  # (b, d, L)
+    out = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
     f32 = dict(device=u.device, dtype=torch.float32)
-    last = torch.empty(b, d, N, **f32) if want_last else dummy(u)  # (b, d, N)
-    ck = torch.empty(b, d, g["n_chunks"], N, **f32) if save_ck else dummy(u)  # (b, d, L/T, N)
+    last = new_buffer((b, d, N), **f32) if want_last else dummy(u)  # (b, d, N)
+    ck = new_buffer((b, d, g["n_chunks"], N), **f32) if save_ck else dummy(u)  # (b, d, L/T, N)
     _fwd_kernel[(g["n_blocks"], b)](
         u, delta, A, B, C, D if D is not None else dummy(u), z if z is not None else dummy(u),
         delta_bias if delta_bias is not None else dummy(u),
@@ -228,13 +228,14 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     g = _geometry(u, A, B)
     b, d, L, N, G = g["b"], g["d"], g["L"], g["N"], g["G"]
     f32 = dict(device=u.device, dtype=torch.float32)
-    du, ddelta = torch.empty_like(u), torch.empty_like(delta)  # (b, d, L)
-    dz = torch.empty_like(z) if z is not None else dummy(u)  # (b, d, L)
-    dB_part = torch.empty(b, g["n_blocks"], N, L, **f32)  # per channel block, summed below
-    dC_part = torch.empty(b, g["n_blocks"], N, L, **f32)
-    dA_part = torch.empty(b, d, N, **f32)  # per batch row, summed below
-    dD_part = torch.empty(b, d, **f32)
-    dbias_part = torch.empty(b, d, **f32)
+    du = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
+    ddelta = new_buffer(delta.shape, delta.dtype, u.device)  # (b, d, L)
+    dz = new_buffer(z.shape, z.dtype, u.device) if z is not None else dummy(u)  # (b, d, L)
+    dB_part = new_buffer((b, g["n_blocks"], N, L), **f32)  # per channel block, summed below
+    dC_part = new_buffer((b, g["n_blocks"], N, L), **f32)
+    dA_part = new_buffer((b, d, N), **f32)  # per batch row, summed below
+    dD_part = new_buffer((b, d), **f32)
+    dbias_part = new_buffer((b, d), **f32)
     _bwd_kernel[(g["n_blocks"], b)](
         u, delta, A, B, C, D if D is not None else dummy(u), z if z is not None else dummy(u),
         delta_bias if delta_bias is not None else dummy(u),
