@@ -87,7 +87,7 @@ def file_signature(*paths):
     sig = []
     for p in paths:
         st = os.stat(p)
-        sig.append((str(Path(p).resolve()), st.st_mtime_ns, st.st_size))
+        sig.append((os.path.abspath(p), st.st_mtime_ns, st.st_size))
     return tuple(sig)
 
 
