@@ -13,4 +13,5 @@ from ._fsdd import load_fsdd
 from ._mitbih import AAMI_CLASSES, DS1, DS2, load_mitbih
 from ._wfdb import load_wfdb
 
-__all__ = sorted(["AAMI_CLASSES", "DS1", "DS2", "load_audio_folder", "load_bidmc", "load_fsdd", "load_mitbih", "load_physionet_challenge", "load_wfdb"])
+__all__ = ["AAMI_CLASSES", "DS1", "DS2", "load_audio_folder", "load_bidmc", "load_fsdd",
+           "load_mitbih", "load_physionet_challenge", "load_wfdb"]

@@ -169,7 +169,8 @@ def load_bidmc(root=None, target="HR", window_seconds=32.0, stride_seconds=None,
         raise DatasetError(f"no complete {window_seconds} s window with targets in {folder}")
     y = np.asarray(ys, dtype=np.float64)  # (n_windows, n_targets)
     used = sorted(set(groups))
-    descr = (f"BIDMC PPG and Respiration windows ({'embedded 240 s excerpts' if is_embedded else folder}): "
+    source = "embedded 240 s excerpts" if is_embedded else folder
+    descr = (f"BIDMC PPG and Respiration windows ({source}): "
              f"subjects {used}; {len(xs)} windows of {window_seconds} s every {stride} s at "
              f"{fs} Hz, channels {list(channels)}; target {targets} = mean monitor value over "
              "the window. Source: PhysioNet bidmc, ODC-By 1.0; cite Pimentel et al. (2016) and "

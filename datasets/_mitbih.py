@@ -50,7 +50,7 @@ def _window_pair(window_seconds):
 def _record_beats(signature, path, channels, before_s, after_s, fs_out):
     """Beat windows of one record: (windows (n, c, w), symbols (n,), n_edge). Cached per file."""
     rec = read_record(path, list(channels))
-    sample, symbol = read_annotation(path, "atr", rec.signal.shape[1])
+    sample, symbol = read_annotation(path, "atr", rec.signal.shape[1], rec.fs)
     signal, fs = rec.signal, rec.fs
     if fs_out is not None and fs_out != fs:
         signal = resample(signal, fs, fs_out, axis=-1).astype(np.float32)
@@ -167,25 +167,26 @@ def load_mitbih(root=None, split="all", window_seconds=(0.25, 0.45), classes="aa
         raise FileNotFoundError(f"no readable MIT-BIH record for split {split!r} in {folder}")
     data = np.concatenate([w for w, _ in parts])  # (n_beats, n_channels, window)
     symbols = np.concatenate([s for _, s in parts])
-    if classes == "aami":
+    if classes == "aami":  # fixed order N, S, V, F, Q: the same codes for every split
         target_names = np.array(AAMI_NAMES)
-        labels = np.array([_SYMBOL_TO_AAMI[s] for s in symbols])
+        target = np.array([AAMI_NAMES.index(_SYMBOL_TO_AAMI[s]) for s in symbols], np.int64)
     else:
-        target_names, labels = np.unique(symbols), symbols
-    target = np.searchsorted(target_names, labels) if classes == "symbols" else \
-        np.array([AAMI_NAMES.index(c) for c in labels], dtype=np.int64)
+        target_names = np.unique(symbols)
+        target = np.searchsorted(target_names, symbols).astype(np.int64)
     counts = {str(n): int((target == i).sum()) for i, n in enumerate(target_names)}
     used = [record_path(p).name for p in paths if str(p) not in skipped]
-    descr = (f"MIT-BIH Arrhythmia Database beats ({'embedded 10-min excerpts' if is_embedded else folder}); "
+    source = "embedded 10-min excerpts" if is_embedded else folder
+    descr = (f"MIT-BIH Arrhythmia Database beats ({source}); "
              f"split {split}: records {used}; {len(data)} beats, class counts {counts}; window "
              f"{before_s} s before + {after_s} s after the R peak at {fs} Hz "
              f"({data.shape[-1]} samples), channels {list(channels)}, physical units (mV). "
              f"{n_edge} beats too close to a record end left out. Source: PhysioNet mitdb, "
              "ODC-By 1.0; cite Moody & Mark (2001) and Goldberger et al. (2000).")
-    bunch = Bunch(data=data, target=target.astype(np.int64), target_names=target_names,
-                  groups=np.concatenate(groups), r_peak=np.concatenate(peaks), sampling_rate=float(fs), records=used,
-                  missing_records=not_here, skipped=skipped, n_edge_beats=n_edge,
-                  channel_names=list(channels), DESCR=descr)
+    bunch = Bunch(data=data, target=target, target_names=target_names,
+                  groups=np.concatenate(groups), r_peak=np.concatenate(peaks),
+                  sampling_rate=float(fs), records=used, missing_records=not_here,
+                  skipped=skipped, n_edge_beats=n_edge, channel_names=list(channels),
+                  DESCR=descr)
     return finish_bunch(bunch, return_X_y)
 
 

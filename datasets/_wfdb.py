@@ -130,8 +130,9 @@ def read_record(path, channels=None):
                  units=list(rec.units), comments=list(rec.comments or []), name=path.name)
 
 
-def read_annotation(path, extension, sig_len):
-    """Read annotation file ``path.extension``; every mark must lie inside ``[0, sig_len)``.
+def read_annotation(path, extension, sig_len, fs=None):
+    """Read annotation file ``path.extension``; every mark must lie inside ``[0, sig_len)``
+    and, when the file stores a sampling rate and ``fs`` is given, that rate must be ``fs``.
 
     Returns
     -------
@@ -147,6 +148,9 @@ def read_annotation(path, extension, sig_len):
     except Exception as exc:
         raise DatasetError(f"cannot decode annotation file {ann_file}: "
                            f"{type(exc).__name__}: {exc}") from None
+    if fs is not None and ann.fs is not None and not np.isclose(float(ann.fs), fs):
+        raise DatasetError(f"annotation {ann_file} does not match its record: written at "
+                           f"{ann.fs} Hz, the record is sampled at {fs} Hz")
     sample = np.asarray(ann.sample, dtype=np.int64)
     symbol = np.asarray(ann.symbol, dtype=object)
     if sample.size and (sample.min() < 0 or sample.max() >= sig_len):

@@ -23,23 +23,23 @@ def shared_data():
     return get
 
 
+def _embedded_copy(name, tmp_path):
+    """A writable copy of one embedded sample, to damage in a test."""
+    dst = tmp_path / name
+    shutil.copytree(EMBEDDED_DIR / name, dst)
+    return dst
+
+
 @pytest.fixture
 def mitdb_copy(tmp_path):
-    """A writable copy of the embedded MIT-BIH excerpt."""
-    dst = tmp_path / "mitdb"
-    shutil.copytree(EMBEDDED_DIR / "mitdb", dst)
-    return dst
+    return _embedded_copy("mitdb", tmp_path)
 
 
 @pytest.fixture
 def fsdd_copy(tmp_path):
-    dst = tmp_path / "fsdd"
-    shutil.copytree(EMBEDDED_DIR / "fsdd", dst)
-    return dst
+    return _embedded_copy("fsdd", tmp_path)
 
 
 @pytest.fixture
 def bidmc_copy(tmp_path):
-    dst = tmp_path / "bidmc"
-    shutil.copytree(EMBEDDED_DIR / "bidmc", dst)
-    return dst
+    return _embedded_copy("bidmc", tmp_path)

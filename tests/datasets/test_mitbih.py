@@ -134,6 +134,13 @@ def test_annotation_beyond_signal(mitdb_copy):
         load_mitbih(mitdb_copy, split="DS1")
 
 
+def test_annotation_written_at_another_rate(mitdb_copy):
+    ann = wfdb.rdann(str(mitdb_copy / "208"), "atr")
+    wfdb.wrann("208", "atr", ann.sample, symbol=ann.symbol, fs=250, write_dir=str(mitdb_copy))
+    with pytest.raises(ValueError, match="250.* Hz, the record is sampled at 360"):
+        load_mitbih(mitdb_copy, split="DS1")
+
+
 def test_full_copy_counts_match_the_published_table(shared_data):
     root = shared_data("mitdb")
     b = load_mitbih(root, split="all")
