@@ -1,0 +1,243 @@
+"""Triton selective scan against float64 references: forward, every gradient, determinism.
+
+Two references: ``ssmsignal.kernels.reference.selective_scan`` (chunked, float64) and, as a
+backstop, the plain per-step float64 loop below (checked against each other too). Kernel outputs
+start as NaN (``_common.POISON_OUTPUTS``), so an unwritten element fails the finiteness check.
+
+* ``-m cuda``: the full set on the GPU (fp32/bf16/fp16; L = 1, 17, 1000, 4097; d not a multiple
+  of the channel block; groups; padding by ``seq_lengths``; gradients of ``last_state``).
+* CI: a few tiny cases on the CPU under ``TRITON_INTERPRET=1``, run in a subprocess (the variable
+  must be set before triton is first imported, which other tests in the session may do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ssmsignal.kernels import reference
+
+#: Relative error bounds (||kernel - ref|| / ||ref||), forward and gradients, per input dtype.
+#: fp32: float32 arithmetic over up to 4097 steps; bf16/fp16: rounding of inputs is shared with
+#: the reference (it gets the same rounded values), so the error is the output rounding.
+TOL = {torch.float32: (2e-5, 2e-4), torch.bfloat16: (1e-2, 2e-2), torch.float16: (2e-3, 5e-3)}
+GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def naive_scan(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths):
+    """Per-step float64 loop: the textbook recurrence, written independently of both kernels."""
+    u, delta, A = u.double(), delta.double(), A.double()
+    b, d, L = u.shape
+    if delta_bias is not None:
+        delta = delta + delta_bias.double()[:, None]
+    if softplus:
+        delta = torch.nn.functional.softplus(delta)
+    Bg = B.double() if B.dim() == 4 else B.double()[:, None]  # (b, G, N, L)
+    Cg = C.double() if C.dim() == 4 else C.double()[:, None]
+    rep = d // Bg.shape[1]
+    Bc = Bg.repeat_interleave(rep, dim=1)  # (b, d, N, L)
+    Cc = Cg.repeat_interleave(rep, dim=1)
+    lengths = torch.full((b,), L) if seq_lengths is None else seq_lengths.cpu()
+    x = u.new_zeros(b, d, A.shape[1])  # (b, d, N)
+    ys = []
+    for t in range(L):
+        live = (t < lengths).to(u.device, torch.float64)[:, None]  # (b, 1)
+        dt = delta[:, :, t] * live  # (b, d)
+        x = torch.exp(dt[..., None] * A) * x + (dt * u[:, :, t])[..., None] * Bc[..., t]
+        y = (x * Cc[..., t]).sum(-1)  # (b, d)
+        if D is not None:
+            y = y + D.double() * u[:, :, t]
+        if z is not None:
+            y = y * torch.nn.functional.silu(z[:, :, t].double())
+        ys.append(y * live)
+    return torch.stack(ys, -1), x
+
+
+def make_case(b, d, L, N, G, dtype, device, seed, full=True, lengths=False, softplus=True):
+    """Fresh random inputs in a realistic range (positive step sizes, negative A)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen) * scale).to(device)
+
+    bc_shape = (b, N, L) if G == 0 else (b, G, N, L)
+    raw = rnd(b, d, L, scale=0.5) - 1.0  # softplus(raw) ~ 0.1 .. 1
+    delta = raw if softplus else torch.nn.functional.softplus(raw)
+    case = dict(u=rnd(b, d, L).to(dtype), delta=delta.to(dtype),
+                A=-(torch.rand(d, N, generator=gen) * 3 + 0.05).to(device),
+                B=rnd(*bc_shape).to(dtype), C=rnd(*bc_shape).to(dtype),
+                D=rnd(d) if full else None, z=rnd(b, d, L).to(dtype) if full else None,
+                delta_bias=rnd(d, scale=0.3) if full else None)
+    seq = None
+    if lengths:
+        seq = torch.randint(0, L + 1, (b,), generator=gen)
+        seq[0] = L
+        seq = seq.to(device)
+    return case, seq
+
+
+def rel_err(x, ref):
+    x, ref = x.double(), ref.double()
+    assert torch.isfinite(x).all(), "non-finite values (NaN marks an unwritten element)"
+    return float((x - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+def run_triton(case, seq, softplus, grads_out):
+    """Forward + backward of the Triton op; returns out, last_state and the input gradients."""
+    from ssmsignal.kernels.triton import _common
+    from ssmsignal.kernels.triton.selective_scan import selective_scan as tri
+
+    _common.POISON_OUTPUTS = True
+    leaves = {k: (v.detach().clone().requires_grad_(True) if v is not None else None)
+              for k, v in case.items()}
+    out, last = tri(**leaves, delta_softplus=softplus, return_last_state=True, seq_lengths=seq)
+    torch.autograd.backward([out, last], [grads_out[0].to(out.dtype), grads_out[1]])
+    return out, last, {k: v.grad for k, v in leaves.items() if v is not None}
+
+
+def run_reference(case, seq, softplus, grads_out):
+    leaves = {k: (v.detach().double().requires_grad_(True) if v is not None else None)
+              for k, v in case.items()}
+    out, last = reference.selective_scan(**leaves, delta_softplus=softplus,
+                                         return_last_state=True, seq_lengths=seq)
+    torch.autograd.backward([out, last], list(grads_out))
+    return out, last, {k: v.grad for k, v in leaves.items() if v is not None}
+
+
+def compare(b, d, L, N, G, dtype, device, seed, full=True, lengths=False, softplus=True):
+    """Relative errors of the Triton op against the float64 reference, as a dict."""
+    case, seq = make_case(b, d, L, N, G, dtype, device, seed, full, lengths, softplus)
+    gen = torch.Generator().manual_seed(seed + 1)
+    grads_out = (torch.randn(b, d, L, generator=gen, dtype=torch.float64).to(device),
+                 torch.randn(b, d, N, generator=gen, dtype=torch.float64).to(device))
+    out, last, grads = run_triton(case, seq, softplus, grads_out)
+    r_out, r_last, r_grads = run_reference(case, seq, softplus, grads_out)
+    errs = {"out": rel_err(out, r_out), "last_state": rel_err(last, r_last)}
+    for k in r_grads:
+        errs["d" + k] = rel_err(grads[k], r_grads[k])
+    assert out.dtype == case["u"].dtype and last.dtype == torch.float32
+    for k, g in grads.items():
+        assert g.shape == case[k].shape and g.dtype == case[k].dtype, k
+    return errs
+
+
+def check_errors(errs, dtype):
+    fwd_tol, grad_tol = TOL[dtype]
+    bad = {k: v for k, v in errs.items()
+           if not v <= (fwd_tol if k in ("out", "last_state") else grad_tol)}
+    assert not bad, f"errors over tolerance ({fwd_tol}, {grad_tol}): {bad} (all: {errs})"
+
+
+def test_naive_loop_agrees_with_reference():
+    """The two float64 references agree (so the backstop is a real second opinion)."""
+    case, seq = make_case(2, 6, 40, 5, 2, torch.float64, "cpu", seed=3, lengths=True)
+    out, last = naive_scan(**case, softplus=True, seq_lengths=seq)
+    r_out, r_last = reference.selective_scan(**case, delta_softplus=True, return_last_state=True,
+                                             seq_lengths=seq)
+    assert rel_err(out, r_out) < 1e-12 and rel_err(last, r_last) < 1e-12
+
+
+# ----------------------------------------------------------------------------------- CPU (CI)
+#: Tiny cases for the interpreter: (b, d, L, N, G, full, lengths, softplus); G = 0 means 3-D B/C.
+INTERPRET_CASES = [(2, 5, 1, 4, 0, True, False, True), (2, 37, 17, 6, 1, True, True, True),
+                   (1, 8, 33, 16, 2, False, False, False), (3, 4, 20, 3, 2, True, True, True)]
+
+
+def _interpret_main():
+    """Subprocess body (TRITON_INTERPRET=1): every tiny case, errors as JSON on stdout."""
+    from ssmsignal.kernels.triton.selective_scan import selective_scan as tri
+
+    results = []
+    for i, (b, d, L, N, G, full, lengths, softplus) in enumerate(INTERPRET_CASES):
+        errs = compare(b, d, L, N, G, torch.float32, "cpu", 100 + i, full, lengths, softplus)
+        case, seq = make_case(b, d, L, N, G, torch.float32, "cpu", 200 + i, full, lengths,
+                              softplus)
+        out, last = tri(**case, delta_softplus=softplus, return_last_state=True, seq_lengths=seq)
+        n_out, n_last = naive_scan(**case, softplus=softplus, seq_lengths=seq)
+        errs["out_vs_naive"] = rel_err(out, n_out)
+        errs["last_vs_naive"] = rel_err(last, n_last)
+        results.append(errs)
+    print(json.dumps(results))
+
+
+@pytest.mark.interpret
+@pytest.mark.slow
+def test_interpreter_matches_float64_references():
+    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
+    proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(results) == len(INTERPRET_CASES)
+    for errs in results:
+        errs["out"] = max(errs["out"], errs.pop("out_vs_naive"))
+        errs["last_state"] = max(errs["last_state"], errs.pop("last_vs_naive"))
+        check_errors(errs, torch.float32)
+
+
+# ----------------------------------------------------------------------------------- GPU
+cuda = pytest.mark.cuda
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+@cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("L", [1, 17, 1000, 4097])
+def test_gpu_all_features(dtype, L):
+    errs = compare(2, 37, L, 16, 0, dtype, "cuda", seed=L, full=True, lengths=True)
+    check_errors(errs, dtype)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("b,d,L,N,G", [(3, 300, 1000, 16, 1), (2, 96, 513, 5, 3),
+                                       (1, 64, 300, 64, 4), (4, 20, 257, 1, 0)])
+def test_gpu_shapes_and_groups(dtype, b, d, L, N, G):
+    errs = compare(b, d, L, N, G, dtype, "cuda", seed=b * d + L, full=(N != 5), softplus=(G != 4))
+    check_errors(errs, dtype)
+
+
+@cuda
+def test_gpu_naive_backstop_and_padding_leaks_nothing():
+    case, seq = make_case(3, 50, 300, 16, 0, torch.float32, "cuda", seed=7, lengths=True)
+    from ssmsignal.kernels.triton.selective_scan import selective_scan as tri
+    out, last = tri(**case, delta_softplus=True, return_last_state=True, seq_lengths=seq)
+    n_out, n_last = naive_scan(**case, softplus=True, seq_lengths=seq)
+    assert rel_err(out, n_out) < 2e-5 and rel_err(last, n_last) < 2e-5
+    for i, n in enumerate(seq.tolist()):  # padding: output exactly 0, state = state at n - 1
+        assert (out[i, :, n:] == 0).all()
+        short = {k: (v[i:i + 1, ..., :n] if k in ("u", "delta", "z", "B", "C") else v)
+                 for k, v in case.items()}
+        if n:  # the same sequence cut to its length, alone in its batch
+            o2, l2 = tri(**short, delta_softplus=True, return_last_state=True)
+            assert rel_err(o2[0], out[i, :, :n]) < 1e-6 and rel_err(l2[0], last[i]) < 1e-6
+
+
+@cuda
+def test_gpu_backward_is_deterministic():
+    case, seq = make_case(2, 300, 3000, 16, 2, torch.bfloat16, "cuda", seed=11, lengths=True)
+    grads_out = (torch.randn(2, 300, 3000, device="cuda"), torch.randn(2, 300, 16, device="cuda"))
+    first = run_triton(case, seq, True, grads_out)
+    second = run_triton(case, seq, True, grads_out)
+    for a, b in zip(first[:2], second[:2]):
+        assert torch.equal(a, b)
+    for k in first[2]:
+        assert torch.equal(first[2][k], second[2][k]), k
+
+
+@cuda
+def test_gpu_dispatch_picks_triton():
+    from ssmsignal.kernels import _dispatch
+    from ssmsignal.kernels.triton.selective_scan import selective_scan as tri
+    case, _ = make_case(1, 8, 16, 4, 0, torch.float32, "cuda", seed=1)
+    fn = _dispatch.resolve("selective_scan", "auto", *case.values())
+    assert fn is tri or os.environ.get("SSMSIGNAL_BACKEND") == "torch"
+
+
+if __name__ == "__main__" and "--interpret" in sys.argv:
+    _interpret_main()
