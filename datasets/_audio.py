@@ -1,21 +1,20 @@
 """Audio files read with soundfile, resampled through the library's one ``resample``."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from ._base import (Bunch, DatasetError, Skipper, file_signature, finish_bunch, freeze,
-                    optional_rate, pad_to_longest, resolve_root)
+from ._base import (Bunch, DatasetError, Skipper, cached_arrays, file_signature,
+                    finish_bunch, freeze, optional_rate, pad_to_longest, resolve_root)
 from ssmsignal.functional import resample
 
 #: File name endings read as audio (formats of libsndfile that hold audio in common use).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".mp3", ".w64", ".caf")
 
 
-@functools.lru_cache(maxsize=8192)
+@cached_arrays()
 def _read_cached(signature, path, target_fs):
     try:
         with sf.SoundFile(path) as fh:

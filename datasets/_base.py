@@ -1,8 +1,10 @@
 """Helpers shared by the loaders: embedded data, root folders, error policy, caching, Bunch."""
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +60,7 @@ class Skipper:
     """
 
     #: errors that mean "this file is bad" (anything else is a bug and always propagates)
-    FILE_ERRORS = (OSError, ValueError, RuntimeError, EOFError, KeyError, IndexError)
+    FILE_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
 
     def __init__(self, on_error):
         self.on_error = check_on_error(on_error)
@@ -89,6 +91,44 @@ def file_signature(*paths):
         st = os.stat(p)
         sig.append((os.path.abspath(p), st.st_mtime_ns, st.st_size))
     return tuple(sig)
+
+
+def cached_arrays(max_bytes=256 * 2**20):
+    """Decorator: in-process LRU cache of a reader, bounded by the bytes of the numpy arrays
+    it returns (an lru_cache bounded by count could hold gigabytes of long audio files).
+
+    The reader's first argument should be a :func:`file_signature`, so that an edited file is
+    read again. Arrays in the cache are read-only (see :func:`freeze`); exceptions are not
+    cached. The wrapper has ``cache_clear()``.
+    """
+
+    def decorate(func):
+        store = OrderedDict()  # key -> (value, nbytes), oldest first
+        used = [0]
+
+        @functools.wraps(func)
+        def wrapper(*args):
+            if args in store:
+                store.move_to_end(args)
+                return store[args][0]
+            value = func(*args)
+            items = value if isinstance(value, tuple) else (value,)
+            nbytes = sum(v.nbytes for v in items if isinstance(v, np.ndarray))
+            if nbytes <= max_bytes:
+                store[args] = (value, nbytes)
+                used[0] += nbytes
+                while used[0] > max_bytes:
+                    used[0] -= store.popitem(last=False)[1][1]
+            return value
+
+        def cache_clear():
+            store.clear()
+            used[0] = 0
+
+        wrapper.cache_clear = cache_clear
+        return wrapper
+
+    return decorate
 
 
 def freeze(*arrays):
@@ -125,6 +165,6 @@ def finish_bunch(bunch, return_X_y):
     return bunch
 
 
-__all__ = ["Bunch", "DatasetError", "EMBEDDED_DIR", "Skipper",
+__all__ = ["Bunch", "DatasetError", "EMBEDDED_DIR", "Skipper", "cached_arrays",
            "check_on_error", "embedded_path", "file_signature", "finish_bunch", "freeze",
            "optional_rate", "pad_to_longest", "resolve_root", "stack_if_equal"]

@@ -2,15 +2,14 @@
 regression targets, in the layout of the BIDMC32 tasks of the Monash regression archive."""
 from __future__ import annotations
 
-import functools
 import re
 import warnings
 
 import numpy as np
 import pandas as pd
 
-from ._base import (Bunch, DatasetError, Skipper, file_signature, finish_bunch, freeze,
-                    optional_rate, resolve_root)
+from ._base import (Bunch, DatasetError, Skipper, cached_arrays, file_signature,
+                    finish_bunch, freeze, optional_rate, resolve_root)
 from ssmsignal.functional import resample
 
 #: Regression targets and the column of ``bidmc_NN_Numerics.csv`` they are read from.
@@ -44,7 +43,7 @@ def _read_csv(path):
     return frame
 
 
-@functools.lru_cache(maxsize=64)
+@cached_arrays()
 def _read_subject(signature, sig_path, num_path, channels):
     """Signals (n_channels, n) float32, their rate, and numerics {column: (n_seconds,)}."""
     signals = _read_csv(sig_path)

@@ -1,14 +1,13 @@
 """MIT-BIH Arrhythmia Database: beat windows with AAMI classes and the inter-patient split."""
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from ._base import (Bunch, DatasetError, Skipper, file_signature, finish_bunch, freeze,
-                    optional_rate, resolve_root)
+from ._base import (Bunch, DatasetError, Skipper, cached_arrays, file_signature,
+                    finish_bunch, freeze, optional_rate, resolve_root)
 from ._wfdb import read_annotation, read_record, record_path
 from ssmsignal.functional import resample
 
@@ -46,7 +45,7 @@ def _window_pair(window_seconds):
     return before, after
 
 
-@functools.lru_cache(maxsize=128)
+@cached_arrays()
 def _record_beats(signature, path, channels, before_s, after_s, fs_out):
     """Beat windows of one record: (windows (n, c, w), symbols (n,), n_edge). Cached per file."""
     rec = read_record(path, list(channels))
