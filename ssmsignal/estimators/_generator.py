@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,9 +24,10 @@ from ssmsignal.models.sashimi import SaShiMi
 from ._audio_data import (LOG2, check_waveforms, eval_batches, masked_nll, mean_nll_bits,
                           recording_codes, train_batches)
 from ._data import check_sampling_rate
+from ._generator_io import add_generate_arguments, generate_cli, load_generator
 from ._training import TrainConfig, train_module
 
-__all__ = ["AudioGenerator", "generate_cli"]
+__all__ = ["AudioGenerator", "add_generate_arguments", "generate_cli"]
 
 _POSITIVE_INT = [Interval(numbers.Integral, 1, None, closed="left")]
 
@@ -65,8 +64,8 @@ class AudioGenerator(BaseEstimator):
     ----------
     module_ : SaShiMi
     sampling_rate_ : float
-    classes_ : ndarray or None
-        Labels of a conditional model.
+    classes_ : ndarray
+        Labels of a conditional model (absent for an unconditional one).
     history_ : list of dict
         Per-epoch ``train_loss`` (nats per sample), ``val_loss`` and ``val_score`` (bits).
 
@@ -152,8 +151,6 @@ class AudioGenerator(BaseEstimator):
         y = np.asarray(y)
         if y.shape != (n,):
             raise ValueError(f"y must have shape ({n},) (one label per waveform), got {y.shape}")
-        if not hasattr(self, "classes_") or self.classes_ is None:
-            raise RuntimeError("classes_ must be set before encoding labels")
         unknown = set(np.unique(y).tolist()) - set(self.classes_.tolist())
         if unknown:
             raise ValueError(f"unknown labels {sorted(unknown)[:5]}; known: "
@@ -180,7 +177,10 @@ class AudioGenerator(BaseEstimator):
         waves = check_waveforms(waveforms)
         self.sampling_rate_ = check_sampling_rate(self.sampling_rate if sampling_rate is None
                                           else sampling_rate)
-        self.classes_ = np.unique(np.asarray(y)) if (self.conditional and y is not None) else None
+        if self.conditional and y is not None:
+            self.classes_ = np.unique(np.asarray(y))  # only conditional models have classes_
+        elif hasattr(self, "classes_"):
+            del self.classes_
         labels = self._encode_labels(y, len(waves))
         codes = recording_codes(waves)
         rng = np.random.default_rng(self.random_state)
@@ -194,8 +194,7 @@ class AudioGenerator(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             if self.random_state is not None:
                 torch.manual_seed(self.random_state)
-            self.module_ = self._build_module(None if self.classes_ is None
-                                              else len(self.classes_))
+            self.module_ = self._build_module(len(self.classes_) if self.conditional else None)
         validate = None
         if n_val:
             val_batches = eval_batches([codes[i] for i in val_idx],
@@ -247,6 +246,31 @@ class AudioGenerator(BaseEstimator):
         if sampling_rate is None:
             return 1.0
         return self.sampling_rate_ / check_sampling_rate(sampling_rate)
+
+    # ----- persistence ----------------------------------------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if "module_" in state and next(state["module_"].parameters()).device.type != "cpu":
+            module = SaShiMi(**state["module_"].config.to_dict())
+            module.load_state_dict({k: v.detach().cpu()
+                                    for k, v in state["module_"].state_dict().items()})
+            state["module_"] = module.eval()
+        return state
+
+    def save(self, path):
+        """Write the fitted generator to the directory ``path`` (:func:`ssmsignal.io.save_estimator`:
+        ``model.safetensors`` + ``config.json``, written atomically)."""
+        from ssmsignal.io import save_estimator
+
+        if callable(self.layer):
+            raise TypeError("cannot save a generator built with a custom layer factory; "
+                            "use layer='s4', 's4d' or 'mamba', or pickle it")
+        return save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path, device="cpu"):
+        """Restore a generator written by :meth:`save` (its samples are identical)."""
+        return load_generator(cls, path, device)
 
     # ----- generation -----------------------------------------------------------------
     def sample(self, n_samples=1, n_seconds=1.0, random_state=None, temperature=1.0, top_p=1.0,
@@ -314,7 +338,7 @@ class AudioGenerator(BaseEstimator):
         return mu_law_decode(codes.cpu()).numpy().astype(np.float32)
 
     def _sample_labels(self, labels, n_samples, device):
-        if self.classes_ is None:
+        if not self.conditional:
             if labels is not None:
                 raise ValueError("labels given but this generator is unconditional")
             return None
@@ -329,60 +353,3 @@ class AudioGenerator(BaseEstimator):
 
 
 
-
-def add_generate_arguments(parser):
-    """Register the options of ``ssmsignal generate`` on an argparse (sub)parser."""
-    parser.add_argument("--model", required=True, help="folder written by AudioGenerator.save")
-    parser.add_argument("--out", required=True, help="output folder for the wav files")
-    parser.add_argument("--seconds", type=float, default=1.0, help="duration of each file")
-    parser.add_argument("--n", type=int, default=1, help="number of files")
-    parser.add_argument("--seed", type=int, default=None, help="random seed")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", dest="top_p", type=float, default=1.0)
-    parser.add_argument("--sampling-rate", dest="sampling_rate", type=float, default=None,
-                        help="output rate in Hz (default: the training rate; others rescale Δ)")
-    parser.add_argument("--label", default=None, help="label for a conditional model")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    return parser
-
-
-def generate_cli(args):
-    """``ssmsignal generate``: sample from a saved generator and write ``sample_XX.wav`` files.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        With ``model``, ``out``, ``seconds`` and ``n``; optionally ``seed``, ``temperature``,
-        ``top_p``, ``sampling_rate``, ``label`` and ``device`` (see
-        :func:`add_generate_arguments`).
-
-    Returns
-    -------
-    list of pathlib.Path
-        The files written (each atomically: a temporary file in the same folder, then
-        ``os.replace``).
-    """
-    import soundfile
-
-    if not Path(args.model).exists():
-        raise FileNotFoundError(f"no saved model at {args.model}")
-    gen = AudioGenerator.load(args.model, device=getattr(args, "device", "cpu"))
-    label = getattr(args, "label", None)
-    labels = None
-    if label is not None and gen.classes_ is not None:
-        labels = np.full(args.n, np.asarray(label, dtype=gen.classes_.dtype))
-    rate = getattr(args, "sampling_rate", None) or gen.sampling_rate_
-    audio = gen.sample(n_samples=args.n, n_seconds=args.seconds,
-                       random_state=getattr(args, "seed", None),
-                       temperature=getattr(args, "temperature", 1.0),
-                       top_p=getattr(args, "top_p", 1.0), labels=labels, sampling_rate=rate)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, wave in enumerate(audio):
-        path = out / f"sample_{i:02d}.wav"
-        tmp = out / f".{path.name}.tmp"
-        soundfile.write(str(tmp), wave, int(round(rate)), subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-        written.append(path)
-    return written

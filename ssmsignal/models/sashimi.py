@@ -36,6 +36,7 @@ each down-pool keeps a buffer of its last ``p`` inputs, and a tier runs its inne
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -46,7 +47,7 @@ from ssmsignal.layers.blocks import FeedForwardBlock, ResidualBlock
 
 from ._mulaw import N_CODES, SILENCE_CODE
 
-__all__ = ["SaShiMi", "shift_right"]
+__all__ = ["SaShiMi", "SaShiMiConfig", "shift_right"]
 
 
 def shift_right(codes, start=SILENCE_CODE):
@@ -159,6 +160,25 @@ class _Tier(nn.Module):
         return x, new
 
 
+@dataclass
+class SaShiMiConfig:
+    """Constructor arguments of :class:`SaShiMi` (``SaShiMi(**config.to_dict())`` rebuilds it)."""
+
+    d_model: int
+    n_layers: int
+    pool: list
+    expand: int
+    ff: int
+    layer: str | Callable
+    d_state: int
+    n_classes: int
+    n_conditions: int | None
+    dropout: float
+
+    def to_dict(self):
+        return asdict(self)
+
+
 class SaShiMi(nn.Module):
     """SaShiMi autoregressive audio model over 8-bit mu-law codes (Goel et al. 2022).
 
@@ -206,6 +226,9 @@ class SaShiMi(nn.Module):
                  layer: str | Callable = "s4", d_state=64, n_classes=N_CODES,
                  n_conditions=None, dropout=0.0):
         super().__init__()
+        # constructor arguments, for saving (ssmsignal.io stores ``config.to_dict()``)
+        self.config = SaShiMiConfig(d_model, n_layers, list(pool), expand, ff, layer, d_state,
+                                    n_classes, n_conditions, dropout)
         pool = tuple(int(p) for p in pool)
         if any(p < 1 for p in pool):
             raise ValueError(f"pooling factors must be >= 1, got {pool}")

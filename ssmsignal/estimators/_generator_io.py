@@ -1,0 +1,108 @@
+"""Persistence and command line of :class:`AudioGenerator`.
+
+Saving goes through :func:`ssmsignal.io.save_estimator` (the same directory format as the other
+estimators: ``config.json`` + ``model.safetensors``, written atomically). Loading cannot use
+:func:`ssmsignal.io.load_estimator` as is, because that one rebuilds the classifiers' backbone;
+:func:`load_generator` reads the same format and rebuilds :class:`SaShiMi` instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_generator", "add_generate_arguments", "generate_cli"]
+
+
+def load_generator(cls, path, device="cpu"):
+    """Restore an :class:`AudioGenerator` saved with ``save`` (same format as the estimators)."""
+    from safetensors.torch import load_file
+
+    from ssmsignal.io import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, decode_labels
+    from ssmsignal.models.sashimi import SaShiMi
+
+    from ._training import resolve_device
+
+    path = Path(path)
+    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"{path} is not a saved ssmsignal model (expected a directory "
+                                f"holding {CONFIG_NAME} and {WEIGHTS_NAME})")
+    with open(path / CONFIG_NAME, encoding="utf-8") as fh:
+        config = json.load(fh)
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format_version {config.get('format_version')!r}")
+    if config.get("estimator") != cls.__name__:
+        raise TypeError(f"{path} holds a {config.get('estimator')}, not a {cls.__name__}")
+    params = dict(config["params"])
+    params["pool"] = tuple(params["pool"])
+    generator = cls(**params)
+    for key, value in config["fitted"].items():
+        setattr(generator, key, value)
+    if "classes_" in config:
+        generator.classes_ = decode_labels(config["classes_"])
+    module = SaShiMi(**config["backbone"])
+    module.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+    generator.module_ = module.to(resolve_device(device)).eval()
+    return generator
+
+
+def add_generate_arguments(parser):
+    """Register the options of ``ssmsignal generate`` on an argparse (sub)parser."""
+    parser.add_argument("--model", required=True, help="folder written by AudioGenerator.save")
+    parser.add_argument("--out", required=True, help="output folder for the wav files")
+    parser.add_argument("--seconds", type=float, default=1.0, help="duration of each file")
+    parser.add_argument("--n", type=int, default=1, help="number of files")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", dest="top_p", type=float, default=1.0)
+    parser.add_argument("--sampling-rate", dest="sampling_rate", type=float, default=None,
+                        help="output rate in Hz (default: the training rate; others rescale Δ)")
+    parser.add_argument("--label", default=None, help="label for a conditional model")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def generate_cli(args):
+    """``ssmsignal generate``: sample from a saved generator and write ``sample_XX.wav`` files.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        With ``model``, ``out``, ``seconds`` and ``n``; optionally ``seed``, ``temperature``,
+        ``top_p``, ``sampling_rate``, ``label`` and ``device`` (see
+        :func:`add_generate_arguments`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written (each atomically: a temporary file in the same folder, then
+        ``os.replace``).
+    """
+    import soundfile
+
+    if not Path(args.model).exists():
+        raise FileNotFoundError(f"no saved model at {args.model}")
+    from ._generator import AudioGenerator
+
+    gen = AudioGenerator.load(args.model, device=getattr(args, "device", "cpu"))
+    label = getattr(args, "label", None)
+    labels = None
+    if label is not None and gen.conditional:
+        labels = np.full(args.n, np.asarray(label, dtype=gen.classes_.dtype))
+    rate = getattr(args, "sampling_rate", None) or gen.sampling_rate_
+    audio = gen.sample(n_samples=args.n, n_seconds=args.seconds,
+                       random_state=getattr(args, "seed", None),
+                       temperature=getattr(args, "temperature", 1.0),
+                       top_p=getattr(args, "top_p", 1.0), labels=labels, sampling_rate=rate)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, wave in enumerate(audio):
+        path = out / f"sample_{i:02d}.wav"
+        tmp = out / f".{path.name}.tmp"
+        soundfile.write(str(tmp), wave, int(round(rate)), subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+        written.append(path)
+    return written
