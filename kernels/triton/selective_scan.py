@@ -28,8 +28,11 @@ from ._common import (LN2, LOG2E, axis_c, axis_n, axis_t, block_channels, check_
 
 __all__ = ["selective_scan"]
 
-#: Time steps per chunk (forward pass; also the checkpoint spacing when gradients are needed).
-CHUNK = 16
+#: Time steps per chunk of the forward pass without gradients.
+CHUNK_FWD = 16
+#: Time steps per chunk of the backward pass; with gradients the forward pass runs with this
+#: chunk too and stores the state at the start of every chunk.
+CHUNK_BWD = 16
 
 
 @triton.jit
@@ -196,18 +199,18 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     tl.store(dbias_ptr + pid_b * dim + ch, dbias_acc, mask=ch_ok)
 
 
-def _geometry(u, A, B):
+def _geometry(u, A, B, T):
     """Sizes and the block shape shared by the forward and backward launches."""
     b, d, L = u.shape
     N, G = A.shape[1], B.shape[1]
     NI, NO, W, DL = scan_config(b, d, N)
     block_ch = block_channels(W * DL, d // G, G)
     return dict(b=b, d=d, L=L, N=N, G=G, NI=NI, NO=NO, W=W, DL=DL, block_ch=block_ch,
-                n_blocks=triton.cdiv(d, block_ch), n_chunks=triton.cdiv(L, CHUNK))
+                n_blocks=triton.cdiv(d, block_ch), n_chunks=triton.cdiv(L, T), T=T)
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck, want_last):
-    g = _geometry(u, A, B)
+    g = _geometry(u, A, B, CHUNK_BWD if save_ck else CHUNK_FWD)
     b, d, N = g["b"], g["d"], g["N"]
     out = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
     f32 = dict(device=u.device, dtype=torch.float32)
@@ -218,14 +221,14 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
         delta_bias if delta_bias is not None else dummy(u),
         seq_lengths if seq_lengths is not None else dummy(u), out, last, ck,
         g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"],
-        T=CHUNK, NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
+        T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus),
         HAS_LEN=seq_lengths is not None, SAVE_CK=save_ck, SAVE_LAST=want_last, num_warps=g["W"])
     return out, (last if want_last else None), (ck if save_ck else None)
 
 
 def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, ck):
-    g = _geometry(u, A, B)
+    g = _geometry(u, A, B, CHUNK_BWD)
     b, d, L, N, G = g["b"], g["d"], g["L"], g["N"], g["G"]
     f32 = dict(device=u.device, dtype=torch.float32)
     du = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
@@ -243,7 +246,7 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         dlast if dlast is not None else dummy(u), ck,
         du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
         L, d, N, G, d // G, g["block_ch"], g["n_chunks"], g["n_blocks"],
-        T=CHUNK, NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
+        T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus),
         HAS_LEN=seq_lengths is not None, HAS_DLAST=dlast is not None, num_warps=g["W"])
     # every block lies in one group; blocks of a group are consecutive
