@@ -50,7 +50,7 @@ def _requested_backend(backend):
 def _load_triton_op(op):
     """Return ``(function, None)`` or ``(None, reason it is unavailable)``."""
     if op not in TRITON_MODULES:
-        return None, f"there is no Triton kernel for {op} (it always runs in PyTorch)"
+        return None, f"there is no Triton kernel for {op}"
     try:
         importlib.import_module("triton")
     except ImportError as exc:
@@ -101,7 +101,9 @@ def resolve(op, backend, *args):
         # only an explicit backend="triton" for them raises.
         return getattr(reference, op)
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    problem = _device_problem(tensors, interpret_ok=(choice == "triton"))
+    problem = None if op in TRITON_MODULES else f"there is no Triton kernel for {op}"
+    if problem is None:
+        problem = _device_problem(tensors, interpret_ok=(choice == "triton"))
     fn = None
     if problem is None:
         fn, problem = _load_triton_op(op)

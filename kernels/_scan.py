@@ -49,7 +49,7 @@ def _chunk(x0, dt, w, A, B, C):
         state = torch.exp(dt * A) * x0 + w * B[:, :, 0, None]  # (b, G, dg, N)
         return torch.einsum("bgdn,bgn->bgd", state, C[:, :, 0])[..., None], state
     c = dt.cumsum(-1)  # (b, G, dg, T)
-    bound = float((c.abs().amax(-1) * A.abs().amax(-1)).amax())
+    bound = float((c.detach().abs().amax(-1) * A.detach().abs().amax(-1)).amax())
     if bound > _LOG_LIMIT[dt.dtype]:
         h = T // 2
         y1, x_mid = _chunk(x0, dt[..., :h], w[..., :h], A, B[:, :, :h], C[:, :, :h])
