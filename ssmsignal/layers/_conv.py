@@ -84,6 +84,8 @@ def resample_matrix(d_conv: int, scale: float) -> torch.Tensor:
 
 def resampled_taps(taps: torch.Tensor, scale: float) -> torch.Tensor:
     """Lag-ordered taps ``(E, D)`` -> lag-ordered taps ``(E, K)`` at ``dt_scale = scale``."""
+    if scale == 1.0:
+        return taps  # R(1) is the identity
     R = resample_matrix(taps.shape[-1], scale).to(device=taps.device, dtype=taps.dtype)  # (D, K)
     return taps @ R  # (E, K)
 
