@@ -139,7 +139,7 @@ def configure(args):
                     clf=dict(d_model=8, n_layers=1, max_epochs=1))
     return dict(model=dict(d_model=args.d_model, n_layers=args.n_layers, pool=(4, 4),
                            layer=args.layer, d_state=64),
-                wavenet=dict(channels=64, skip_channels=128, n_dilations=10, n_stacks=2),
+                wavenet=dict(channels=112, skip_channels=224, n_dilations=10, n_stacks=2),
                 segment_length=4096, batch_size=32, lr=4e-3, wavenet_lr=2e-3,
                 validation_fraction=0.1, n_generate=32, seconds=1.0, speed_steps=4000,
                 clf=dict(d_model=64, n_layers=4, max_epochs=args.clf_epochs))
