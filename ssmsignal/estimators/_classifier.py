@@ -9,7 +9,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 
 from ._base import MAMBA_DOC, S4_DOC, BaseSSMEstimator, mamba_kwargs, s4_kwargs
@@ -47,7 +47,8 @@ class _SSMClassifierMixin(ClassifierMixin):
 
     def _prepare_targets(self, y, batch, first_fit):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None")
         y = column_or_1d(y, warn=True)
         if y.shape[0] != batch.n_samples:
             raise ValueError(f"X has {batch.n_samples} samples but y has {y.shape[0]} labels")
@@ -121,6 +122,7 @@ class _SSMClassifierMixin(ClassifierMixin):
 
     def predict(self, X, sampling_rate=None):
         """Predicted labels ``(n,)`` (see :meth:`predict_proba` for ``sampling_rate``)."""
+        check_is_fitted(self, "module_")
         return self.classes_[np.argmax(self.predict_proba(X, sampling_rate), axis=1)]
 
     def score(self, X, y, sample_weight=None, sampling_rate=None):

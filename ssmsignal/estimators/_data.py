@@ -135,12 +135,13 @@ def check_series(X, n_channels: int | None = None) -> SeriesBatch:
     if _is_ragged_sequence(X):
         batch = _from_list(X)
     else:
-        if hasattr(X, "ndim") and X.ndim == 1 or np.ndim(X) == 1:
+        arr = check_array(X, dtype=np.float32, allow_nd=True, ensure_2d=False,
+                          input_name="X")
+        if arr.ndim < 2:
             raise ValueError(
                 "X must be 2-D (n_samples, n_timesteps) or 3-D (n_samples, n_channels, "
-                f"n_timesteps), got a 1-D array of shape {np.shape(X)}; reshape a single series "
-                "with x[None, :], or pass a list of series")
-        arr = check_array(X, dtype=np.float32, allow_nd=True, input_name="X")
+                f"n_timesteps), got {arr.ndim}-D shape {arr.shape}. Reshape your data: a "
+                "single series x becomes x[None, :]; or pass a list of series")
         if arr.ndim == 2:
             values = arr[:, None, :]  # (n, 1, L)
         elif arr.ndim == 3:
@@ -176,7 +177,7 @@ def channel_stats(batch: SeriesBatch) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def check_regression_targets(y, batch: SeriesBatch) -> tuple[np.ndarray, bool]:
+def check_regression_targets(y, batch: SeriesBatch) -> tuple[np.ndarray, bool, int]:
     """Validate regression targets against ``batch``.
 
     Returns
@@ -186,6 +187,8 @@ def check_regression_targets(y, batch: SeriesBatch) -> tuple[np.ndarray, bool]:
     per_step : bool
         True when ``y`` is ``(n_samples, n_timesteps)`` matching equal-length ``X`` of length
         > 1, i.e. one target per time step.
+    ndim : int
+        Number of dimensions of ``y`` as given (1 or 2), to shape the predictions alike.
     """
     arr = check_array(y, dtype=np.float32, ensure_2d=False, input_name="y")
     if arr.ndim == 0 or arr.ndim > 2:
@@ -194,7 +197,7 @@ def check_regression_targets(y, batch: SeriesBatch) -> tuple[np.ndarray, bool]:
     if arr.shape[0] != batch.n_samples:
         raise ValueError(f"X has {batch.n_samples} samples but y has {arr.shape[0]}")
     if arr.ndim == 1:
-        return arr[:, None], False
+        return arr[:, None], False, 1
     per_step = (batch.equal_length and arr.shape[1] == batch.values.shape[2]
                 and arr.shape[1] > 1)
-    return arr, per_step
+    return arr, per_step, 2

@@ -16,6 +16,11 @@ __all__ = ["S4Regressor", "MambaRegressor"]
 class _SSMRegressorMixin(RegressorMixin):
     """Targets standardised in ``fit`` (stored in the module), MSE loss, ``predict``."""
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y may be (n, n_targets)
+        return tags
+
     def fit(self, X, y, sampling_rate=None):
         """Fit on series ``X`` with targets ``y``; ``sampling_rate`` (Hz) is stored.
 
@@ -40,12 +45,13 @@ class _SSMRegressorMixin(RegressorMixin):
 
     def _prepare_targets(self, y, batch, first_fit):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
-        targets, per_step = check_regression_targets(y, batch)
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None")
+        targets, per_step, y_ndim = check_regression_targets(y, batch)
         if not first_fit and per_step != self.per_step_:
             per_step = self.per_step_
         if first_fit:
-            self._y_ndim = np.ndim(y)
+            self._y_ndim = y_ndim
         if per_step:
             self.n_outputs_ = 1
             return targets[:, :, None], 1, True  # (n, L, 1)
