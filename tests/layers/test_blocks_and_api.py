@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import LAYER_KINDS
+from layer_helpers import LAYER_KINDS, build_layer, step_loop
 
 from ssmsignal.layers import (S4, S4D, FeedForwardBlock, Mamba, ResidualBlock,
                               ssm_parameter_groups)
@@ -12,8 +12,8 @@ from ssmsignal.layers import (S4, S4D, FeedForwardBlock, Mamba, ResidualBlock,
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
 @pytest.mark.parametrize("norm", ["layer", "rms"])
-def test_residual_block_forward_equals_steps(kind, norm, make_layer, run_steps):
-    block = ResidualBlock(make_layer(kind), norm=norm).double().eval()
+def test_residual_block_forward_equals_steps(kind, norm):
+    block = ResidualBlock(build_layer(kind), norm=norm).double().eval()
     ff = FeedForwardBlock(3, norm=norm).double().eval()
     x = torch.randn(2, 25, 3, dtype=torch.float64)
     with torch.no_grad():
@@ -47,8 +47,8 @@ def test_ssm_parameter_groups():
 
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_bad_inputs_raise_clear_errors(kind, make_layer):
-    layer = make_layer(kind)
+def test_bad_inputs_raise_clear_errors(kind):
+    layer = build_layer(kind)
     x = torch.randn(2, 10, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="shape"):
         layer(x[..., :2])
@@ -78,12 +78,12 @@ def test_bad_constructor_arguments(make):
         make()
 
 
-def test_mamba_step_buffer_grows_for_faster_input(make_layer, run_steps):
+def test_mamba_step_buffer_grows_for_faster_input():
     """initial_state() sizes the conv buffer for dt_scale=1; a 4x faster input needs 13 taps:
     the buffer is grown with zeros (the past is zero at the start) and still matches."""
-    layer = make_layer("mamba").eval()
+    layer = build_layer("mamba").eval()
     x = torch.randn(1, 30, 3, dtype=torch.float64)
     assert layer.initial_state(1).conv.shape[-1] == 4
     assert layer.initial_state(1, dt_scale=0.25).conv.shape[-1] == 13
     with torch.no_grad():
-        torch.testing.assert_close(layer(x, dt_scale=0.25), run_steps(layer, x, 0.25))
+        torch.testing.assert_close(layer(x, dt_scale=0.25), step_loop(layer, x, 0.25))

@@ -2,15 +2,15 @@
 import pytest
 import torch
 
-from conftest import LAYER_KINDS
+from layer_helpers import LAYER_KINDS, build_layer, step_loop
 
 from ssmsignal.layers.hippo import hippo_legs, nplr_legs
 
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
 @pytest.mark.parametrize("dt_scale", [1.0, 0.5])
-def test_output_before_t0_ignores_later_input(kind, dt_scale, make_layer):
-    layer = make_layer(kind).eval()
+def test_output_before_t0_ignores_later_input(kind, dt_scale):
+    layer = build_layer(kind).eval()
     torch.manual_seed(1)
     x = torch.randn(2, 64, 3, dtype=torch.float64)
     t0 = 37
@@ -24,8 +24,8 @@ def test_output_before_t0_ignores_later_input(kind, dt_scale, make_layer):
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_gradients_reach_every_parameter(kind, dtype, make_layer):
-    layer = make_layer(kind, dtype=dtype).train()
+def test_gradients_reach_every_parameter(kind, dtype):
+    layer = build_layer(kind, dtype=dtype).train()
     x = torch.randn(2, 33, 3, dtype=dtype, requires_grad=True)
     y = layer(x, dt_scale=torch.tensor([0.5, 2.0]))
     assert y.dtype == dtype and torch.isfinite(y).all()
@@ -38,18 +38,18 @@ def test_gradients_reach_every_parameter(kind, dtype, make_layer):
 
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_float32_matches_float64(kind, make_layer):
+def test_float32_matches_float64(kind):
     x = torch.randn(2, 300, 3, dtype=torch.float64)
-    y64 = make_layer(kind)(x, dt_scale=0.5)
-    y32 = make_layer(kind, dtype=torch.float32)(x.float(), dt_scale=0.5)
+    y64 = build_layer(kind)(x, dt_scale=0.5)
+    y32 = build_layer(kind, dtype=torch.float32)(x.float(), dt_scale=0.5)
     assert y32.dtype == torch.float32
     torch.testing.assert_close(y32.double(), y64, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_gradcheck_tiny(kind, make_layer):
+def test_gradcheck_tiny(kind):
     """Analytic gradients of the whole layer (kernels included) equal finite differences."""
-    layer = make_layer(kind, d_model=2, d_state=4)
+    layer = build_layer(kind, d_model=2, d_state=4)
     x = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda inp: layer(inp, dt_scale=0.8), (x,))
     # and with respect to the SSM parameters: perturb log_dt through a functional call
@@ -60,12 +60,12 @@ def test_gradcheck_tiny(kind, make_layer):
 
 @pytest.mark.parametrize("L", [1, 6, 9])
 @pytest.mark.parametrize("dt", [0.3, 1.7])
-def test_s4_kernel_equals_dense_legs_system(L, dt, make_layer):
+def test_s4_kernel_equals_dense_legs_system(L, dt):
     """At initialisation S4 is the real HiPPO-LegS system with C_real = 2 Re(c V*): its kernel
     (Cauchy + Woodbury + truncation, incl. the z = -1 closed form) equals a dense bilinear
     power loop built from scratch."""
     n = 8
-    layer = make_layer("s4", d_model=2, d_state=n)
+    layer = build_layer("s4", d_model=2, d_state=n)
     A, B = hippo_legs(n)  # (n, n), (n,)
     V = nplr_legs(n).V  # (n, n/2)
     c = torch.view_as_complex(layer.C.detach())  # (H, n/2)

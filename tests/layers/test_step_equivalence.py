@@ -2,20 +2,20 @@
 import pytest
 import torch
 
-from conftest import LAYER_KINDS
+from layer_helpers import LAYER_KINDS, build_layer, step_loop
 
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
 @pytest.mark.parametrize("length", [1, 7, 1000])
 @pytest.mark.parametrize("dt_scale", [1.0, 0.5, 2.0])
-def test_forward_equals_step_loop(kind, length, dt_scale, make_layer, run_steps):
+def test_forward_equals_step_loop(kind, length, dt_scale):
     d_model = 2 if length == 1000 else 3
-    layer = make_layer(kind, d_model=d_model).eval()
+    layer = build_layer(kind, d_model=d_model).eval()
     torch.manual_seed(length)
     x = torch.randn(2, length, d_model, dtype=torch.float64)
     with torch.no_grad():
         y_conv = layer(x, dt_scale=dt_scale)
-        y_step = run_steps(layer, x, dt_scale)
+        y_step = step_loop(layer, x, dt_scale)
     assert y_conv.shape == x.shape and y_conv.dtype == torch.float64
     assert torch.isfinite(y_conv).all()
     torch.testing.assert_close(y_conv, y_step, rtol=1e-9, atol=1e-10)
@@ -26,25 +26,25 @@ def test_forward_equals_step_loop(kind, length, dt_scale, make_layer, run_steps)
 
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_per_sequence_dt_scale(kind, make_layer, run_steps):
+def test_per_sequence_dt_scale(kind):
     """A (batch,) dt_scale equals running each sequence with its own float."""
-    layer = make_layer(kind).eval()
+    layer = build_layer(kind).eval()
     x = torch.randn(3, 20, 3, dtype=torch.float64)
     scales = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
     with torch.no_grad():
         y = layer(x, dt_scale=scales)
-        y_loop = run_steps(layer, x, scales)
+        y_loop = step_loop(layer, x, scales)
         for i, s in enumerate(scales.tolist()):
             torch.testing.assert_close(y[i:i + 1], layer(x[i:i + 1], dt_scale=s))
     torch.testing.assert_close(y, y_loop, rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_step_with_gradients_matches(kind, make_layer, run_steps):
+def test_step_with_gradients_matches(kind):
     """Step mode also works (and agrees) with autograd on: no stale cached matrices."""
-    layer = make_layer(kind, d_model=2).eval()
+    layer = build_layer(kind, d_model=2).eval()
     x = torch.randn(1, 5, 2, dtype=torch.float64)
-    y_step = run_steps(layer, x, 0.7)
+    y_step = step_loop(layer, x, 0.7)
     y_step.sum().backward()
     assert all(p.grad is not None for p in layer.parameters())
     with torch.no_grad():

@@ -1,5 +1,4 @@
 """Shared helpers for the layer tests: a layer factory and a step-by-step loop."""
-import pytest
 import torch
 
 from ssmsignal.layers import S4, S4D, Mamba
@@ -31,12 +30,3 @@ def step_loop(layer, x: torch.Tensor, dt_scale=1.0) -> torch.Tensor:
         ys.append(y)
     return torch.stack(ys, dim=1)
 
-
-@pytest.fixture
-def make_layer():
-    return build_layer
-
-
-@pytest.fixture
-def run_steps():
-    return step_loop
