@@ -27,7 +27,8 @@ import torch
 import triton
 import triton.testing
 
-from ssmsignal.kernels import cauchy, reference, s4d_kernel
+from ssmsignal.kernels import cauchy, reference, s4d_kernel, vandermonde
+from ssmsignal.kernels.triton import cauchy as cmod
 from ssmsignal.kernels.triton import vandermonde as vmod
 
 S4D_SHAPES = [(256, 64, 16384), (512, 64, 65536)]  # (H, N complex, L)
@@ -94,24 +95,29 @@ def fwd_bwd(make, params, grad):
     return run
 
 
-#: Triton variants timed in full mode: (dot precision, tiles (BLOCK_N, BLOCK_P, BLOCK_Q) or None
-#: for the shipped heuristic ``vandermonde._blocks``).
-TRITON_VARIANTS = [("ieee", None), ("tf32x3", None), ("ieee", (64, 64, 64)),
-                   ("ieee", (32, 128, 64)), ("ieee", (32, 64, 128)), ("ieee", (16, 64, 64))]
+#: Triton variants timed in full mode: name -> overrides of module attributes of
+#: ``ssmsignal.kernels.triton.vandermonde`` (the first entry is the shipped configuration).
+TRITON_VARIANTS = {
+    "triton (shipped)": {},
+    "triton tf32x3": {"DOT_PRECISION": "tf32x3"},
+    "triton 8 warps": {"NUM_WARPS": 8},
+    "triton BN32": {"_blocks": lambda N, L: (32, 64, 64)},
+    "triton P128": {"_blocks": lambda N, L: (16, 128, 64)},
+    "triton Q32": {"_blocks": lambda N, L: (16, 64, 32)},
+}
 
 
-def triton_variant(params, L, precision, tiles):
-    """``s4d_kernel`` on the Triton backend with this dot precision and tile shape."""
-    shipped = vmod._blocks
-
+def patched(module, overrides, fn):
+    """``fn`` run with ``module``'s attributes temporarily replaced by ``overrides``."""
     def run():
-        vmod.DOT_PRECISION = precision
-        if tiles is not None:
-            vmod._blocks = lambda N, L: tiles
+        saved = {k: getattr(module, k) for k in overrides}
+        for k, v in overrides.items():
+            setattr(module, k, v)
         try:
-            return s4d_kernel(*params, L, backend="triton")  # (H, L)
+            return fn()
         finally:
-            vmod.DOT_PRECISION, vmod._blocks = "ieee", shipped
+            for k, v in saved.items():
+                setattr(module, k, v)
     return run
 
 
@@ -121,19 +127,25 @@ def s4d_rows(H, N, L, bw, quick):
     with torch.no_grad():
         truth = reference.s4d_kernel(*(p.detach().to(torch.complex128) for p in params[:3]),
                                      params[3].detach().double(), L)  # (H, L) float64
-    variants = [(f"triton {prec} {'x'.join(map(str, tiles)) if tiles else 'auto'}",
-                 triton_variant(params, L, prec, tiles))
-                for prec, tiles in TRITON_VARIANTS[:1 if quick else None]]
-    variants += [("torch chunked", lambda: s4d_kernel(*params, L, backend="torch")),
-                 ("einsum (H,N,L)", lambda: einsum_kernel(*params, L))]
+    ours = lambda: s4d_kernel(*params, L, backend="triton")  # noqa: E731
+    variants = [(name, patched(vmod, overrides, ours), params)
+                for name, overrides in list(TRITON_VARIANTS.items())[:1 if quick else None]]
+    variants += [("torch chunked", lambda: s4d_kernel(*params, L, backend="torch"), params),
+                 ("einsum (H,N,L)", lambda: einsum_kernel(*params, L), params)]
+    # The Vandermonde product alone (no discretisation prologue and its autograd).
+    with torch.no_grad():
+        leaves = [t.detach().requires_grad_() for t in reference.s4d_coefficients(*params)]
+    for backend in ("triton", "torch"):
+        variants.append((f"vandermonde only, {backend}",
+                         lambda b=backend: vandermonde(*leaves, L, backend=b), leaves))
     rows = []
-    for name, make in variants:
+    for name, make, leaf in variants:
         with torch.no_grad():
             ms_f, mem_f, err_f = measure(make)
             err = None
-            if err_f is None:
+            if err_f is None and not name.startswith("vandermonde"):
                 err = ((make().double() - truth).norm() / truth.norm()).item()
-        ms_b, mem_b, err_b = measure(fwd_bwd(make, params, grad), rep=100)
+        ms_b, mem_b, err_b = measure(fwd_bwd(make, leaf, grad), rep=100)
         rows.append(dict(op="s4d_kernel", shape=f"H{H} N{N} L{L}", impl=name,
                          fwd_ms=ms_f, fwd_peak_MB=_mb(mem_f), fwdbwd_ms=ms_b,
                          fwdbwd_peak_MB=_mb(mem_b), rel_err=err, note=err_f or err_b))
@@ -141,8 +153,7 @@ def s4d_rows(H, N, L, bw, quick):
     # Floors: bytes (K written once; backward reads dK), direct-formula SFU count, dot FMAs.
     bytes_fwd = H * L * 4
     block_n, block_p, block_q = vmod._blocks(N, L)
-    n_prog = H * triton.cdiv(L, block_p * block_q)
-    sfu_ours = n_prog * (block_p + block_q) * N * 3  # exp, cos, sin per table entry
+    sfu_ours = H * N * (block_p + block_q + triton.cdiv(L, block_p * block_q)) * 3  # tables
     rows.append(dict(op="s4d_kernel floor", shape=f"H{H} N{N} L{L}", impl="-",
                      fwd_ms=max(bytes_fwd / bw, 2 * H * N * L / FMA_PER_S) * 1e3,
                      note=(f"bytes {bytes_fwd / 1e6:.1f} MB -> {bytes_fwd / bw * 1e3:.4f} ms; "
@@ -163,9 +174,14 @@ def cauchy_rows(M, N, L, quick):
     with torch.no_grad():
         truth = reference.cauchy(v.detach().to(torch.complex128), z.to(torch.complex128),
                                  w.detach().to(torch.complex128))
+    variants = [("triton (shipped)", {}, "triton")]
+    if not quick:
+        variants += [(f"triton BLOCK_L {bl}", {"_block_l": lambda L, bl=bl: min(bl, triton.next_power_of_2(L))}, "triton")
+                     for bl in (512, 2048)]
+    variants.append(("torch", {}, "torch"))
     rows = []
-    for name in ("triton", "torch"):
-        make = lambda name=name: cauchy(v, z, w, backend=name)  # noqa: E731
+    for name, overrides, backend in variants:
+        make = patched(cmod, overrides, lambda b=backend: cauchy(v, z, w, backend=b))
         with torch.no_grad():
             ms_f, mem_f, _ = measure(make)
             err = ((make().to(torch.complex128) - truth).norm() / truth.norm()).item()

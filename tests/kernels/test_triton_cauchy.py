@@ -17,8 +17,8 @@ from test_triton_vandermonde import (assert_close, needs_cuda, needs_interpreter
                                      run_interpreter_subset)
 
 # (leading shape of v, leading shape of w, N, L): broadcasting, B and N off the tile sizes
-SHAPES = [((3,), (3,), 5, 1), ((2, 3), (3,), 7, 17), ((5,), (5,), 17, 1000),
-          ((3,), (1,), 4, 4097)]
+SHAPES = [((3,), (3,), 5, 1), ((2, 3), (3,), 7, 17), ((5,), (5,), 33, 1000),
+          ((3,), (1,), 9, 4097)]
 
 
 def direct_cauchy(v, z, w):
