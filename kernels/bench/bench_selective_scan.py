@@ -117,6 +117,20 @@ def floors(b, d, L, N, grad, bw, exp_rate):
     return (bytes_all if grad else bytes_fwd) / bw * 1e3, exps / exp_rate * 1e3
 
 
+HEADER = (f"{'shape':>22} {'mode':>8} {'ours T8':>8} {'ours T16':>9} {'mamba':>8} {'x mamba':>8} "
+          f"{'SSD':>8} {'torch ref':>9} {'floorB':>7} {'floorX':>7} {'%floor':>6}")
+
+
+def format_row(r):
+    """One table line: ms, speed-up over mamba_ssm, floors (ms) and best time's % of floor."""
+    best = min(r["ours_T8"], r["ours_T16"])
+    floor = max(r["floor_bytes"], r["floor_exp2"])
+    return (f"{str(r['shape']):>22} {r['mode']:>8} {r['ours_T8']:8.3f} {r['ours_T16']:9.3f} "
+            f"{r['mamba_cuda']:8.3f} {r['mamba_cuda'] / best:8.2f} {r['mamba2_ssd']:8.3f} "
+            f"{r.get('mamba_torch_ref', float('nan')):9.1f} {r['floor_bytes']:7.3f} "
+            f"{r['floor_exp2']:7.3f} {100 * floor / best:5.0f}%")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
@@ -130,7 +144,11 @@ def main():
     dev = torch.cuda.get_device_name()
     print(f"device {dev}; copy {bw / 1e12:.2f} TB/s; exp2 {exp_rate / 1e12:.2f} T/s; "
           f"torch {torch.__version__}, triton {triton.__version__}")
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), device=dev,
+                copy_bw=bw, exp2_rate=exp_rate, torch=torch.__version__,
+                triton=triton.__version__, command=" ".join(sys.argv))
     rows = []
+    print(HEADER, flush=True)
     for i, (b, d, L, N) in enumerate(SHAPES[:args.shapes]):
         for grad in (False, True):
             ins = make_inputs(b, d, L, N, grad)
@@ -154,25 +172,18 @@ def main():
                     *ins[:5], ins[5], ins[6], ins[7], True), grad, (1, 3))
             r["floor_bytes"], r["floor_exp2"] = floors(b, d, L, N, grad, bw, exp_rate)
             rows.append(r)
+            print(format_row(r), flush=True)
+            if args.json:  # after every row, so a run cut short keeps what it measured
+                save_json(args.json, dict(meta=meta, rows=rows))
             del ins, ssd
             torch.cuda.empty_cache()
-    print(f"\n{'shape':>22} {'mode':>8} {'ours T8':>8} {'ours T16':>9} {'mamba':>8} {'x mamba':>8} "
-          f"{'SSD':>8} {'torch ref':>9} {'floorB':>7} {'floorX':>7} {'%floor':>6}")
-    for r in rows:
-        best = min(r["ours_T8"], r["ours_T16"])
-        floor = max(r["floor_bytes"], r["floor_exp2"])
-        print(f"{str(r['shape']):>22} {r['mode']:>8} {r['ours_T8']:8.3f} {r['ours_T16']:9.3f} "
-              f"{r['mamba_cuda']:8.3f} {r['mamba_cuda'] / best:8.2f} {r['mamba2_ssd']:8.3f} "
-              f"{r.get('mamba_torch_ref', float('nan')):9.1f} {r['floor_bytes']:7.3f} "
-              f"{r['floor_exp2']:7.3f} {100 * floor / best:5.0f}%")
-    if args.json:
-        meta = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), device=dev,
-                    copy_bw=bw, exp2_rate=exp_rate, torch=torch.__version__,
-                    triton=triton.__version__, command=" ".join(sys.argv))
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(dict(meta=meta, rows=rows), f, indent=1)
-        os.replace(tmp, args.json)
+
+
+def save_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
