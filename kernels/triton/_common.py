@@ -38,6 +38,19 @@ def scan_combine(a1, b1, a2, b2):
 
 
 @triton.jit
+def adjoint_combine(a_late, k_late, m_late, a_early, k_early, m_early):
+    """Compose segments of the adjoint recurrence ``g_t = c_t + a_{t+1} g_{t+1}`` (reverse scan).
+
+    A segment ``[s, e]`` is ``(a_s, K, M)`` with ``g_s = K + M * (a_{e+1} g_{e+1})``; one step is
+    ``(a_t, c_t, 1)``. Keeping the segment's first ``a`` lets the composition multiply by
+    ``a_{t+1}`` without shifting the chunk by one step. The scan runs over the time-flipped chunk,
+    so the accumulated (later) segment comes first.
+    """
+    m = m_early * a_late
+    return a_early, k_early + m * k_late, m * m_late
+
+
+@triton.jit
 def softplus(x):
     """``log(1 + exp(x))`` with PyTorch's threshold (identity above 20), float32."""
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(x)))

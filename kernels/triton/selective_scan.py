@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (LN2, LOG2E, axis_c, axis_n, axis_t, block_channels, check_device_dtypes,
+from ._common import (LN2, LOG2E, adjoint_combine, axis_c, axis_n, axis_t, block_channels, check_device_dtypes,
                       dprepare_dt, dummy, new_buffer, prepare_dt, row, scan_combine, scan_config,
                       sum_channels, sum_states, sum_time)
 
@@ -31,8 +31,8 @@ __all__ = ["selective_scan"]
 #: Time steps per chunk of the forward pass without gradients.
 CHUNK_FWD = 16
 #: Time steps per chunk of the backward pass; with gradients the forward pass runs with this
-#: chunk too and stores the state at the start of every chunk.
-CHUNK_BWD = 16
+#: chunk too and stores the state at the start of every chunk. 8 bf16 steps = one 16-byte load.
+CHUNK_BWD = 8
 
 
 @triton.jit
@@ -108,21 +108,25 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
                 DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                 HAS_DLAST: tl.constexpr):
+    # Per-(channel, step) values are loaded, computed and stored as (DL, NO, W, 1, T) tensors,
+    # repeated over the NO lanes of a channel: with T * 2 bytes = 16, the coalesced layout of
+    # these loads IS the chunk layout, so no full-size layout conversion is needed.
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     t = axis_t(T)  # (1, 1, 1, 1, T)
     n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
+    rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1) lane repeat index
     off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
     ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
     ch_ok = (off_c < block_ch) & (ch < dim)
     n_ok = n < N
     state_mask = ch_ok & n_ok  # (DL, NO, W, NI, 1)
-    A_off = ch * N + (n * N) // N  # (DL, NO, W, NI, 1), contiguity hidden (see _common)
-    row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1)
+    nh = (n * N) // N  # n, contiguity hidden (see _common)
+    row_off = (pid_b * dim + ch) * L + rep * 0  # (DL, NO, W, 1, 1)
     grp = (pid_d * block_ch) // ch_per_group
-    bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1)
+    bc_off = ((pid_b * G + grp) * N + n) * L + off_c * 0  # (DL, NO, W, NI, 1), repeated
     part_off = ((pid_b * n_blocks + pid_d) * N + n) * L  # (1, NO, 1, NI, 1): dB, dC partials
-    ck_off = (pid_b * dim + ch) * n_chunks * N + n  # (DL, NO, W, NI, 1)
+    ck_off = (pid_b * dim + ch) * n_chunks * N + nh  # (DL, NO, W, NI, 1)
     bias = 0.0
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
@@ -132,13 +136,15 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     seq_len = L
     if HAS_LEN:
         seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
-    # adjoint of the state after the current chunk (d loss / d x), carried backwards
-    g = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
+    A2 = tl.load(A_ptr + ch * N + nh, mask=state_mask, other=0.0) * LOG2E  # (DL, NO, W, NI, 1)
+    # p = a_s g_s: what the adjoint g at the first step s of the chunk after the current one
+    # sends back to the current chunk's last step (its d loss / d x_{s-1}); starts as d last_state
+    p = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
     if HAS_DLAST:
-        g += tl.load(dlast_ptr + (pid_b * dim + ch) * N + n, mask=state_mask, other=0.0)
+        p += tl.load(dlast_ptr + (pid_b * dim + ch) * N + nh, mask=state_mask, other=0.0)
     dA_acc = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
-    dD_acc = tl.zeros((DL, 1, W, 1, 1), dtype=tl.float32)
-    dbias_acc = tl.zeros((DL, 1, W, 1, 1), dtype=tl.float32)
+    dD_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
+    dbias_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
     c = n_chunks - 1
     while c >= 0:
         tt = c * T + t  # (1, 1, 1, 1, T)
@@ -147,56 +153,55 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         valid = tt < seq_len
         u = tl.load(u_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
         raw = tl.load(dt_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
-        dt = tl.where(valid, prepare_dt(raw, bias, SOFTPLUS), 0.0)  # (DL, 1, W, 1, T)
-        # step sizes one step ahead, for the adjoint recurrence g_t = C_t dy_t + a_{t+1} g_{t+1}
-        raw_nx = tl.load(dt_ptr + row_off + tt + 1, mask=(tt + 1 < L) & ch_ok, other=0.0)
-        dt_nx = tl.where(tt + 1 < seq_len, prepare_dt(raw_nx.to(tl.float32), bias, SOFTPLUS), 0.0)
         dout = tl.load(dout_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
         Bt = tl.load(B_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
         Ct = tl.load(C_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
-        if HAS_Z:
-            zz = tl.load(z_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
         h0 = tl.load(ck_ptr + ck_off + c * N, mask=state_mask, other=0.0)  # (DL, NO, W, NI, 1)
-        A2 = tl.load(A_ptr + A_off, mask=state_mask, other=0.0) * LOG2E  # layout anchor, last
+        dt = tl.where(valid, prepare_dt(raw, bias, SOFTPLUS), 0.0)  # (DL, NO, W, 1, T)
         # recompute the chunk's states from its checkpoint
         a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
-        du_B = dt * u  # (DL, 1, W, 1, T)
+        du_B = dt * u  # (DL, NO, W, 1, T)
         b = du_B * Bt  # (DL, NO, W, NI, T)
         _, hs = tl.associative_scan((a, tl.where(t == 0, b + a * h0, b)), 4, scan_combine)
         dy = dout
         if HAS_Z:
+            zz = tl.load(z_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
             sg = tl.sigmoid(zz)
-            y = sum_states(hs * Ct) + Dv * u  # (DL, 1, W, 1, T)
-            dz = dout * y * sg * (1.0 + zz * (1.0 - sg))
+            y = sum_states(hs * Ct) + Dv * u  # (DL, NO, W, 1, T) after broadcasting
+            dz = tl.where(valid, dout * y * sg * (1.0 + zz * (1.0 - sg)), 0.0)
+            tl.store(dz_ptr + row_off + tt, dz.to(dz_ptr.dtype.element_ty),
+                     mask=io_mask & (rep == 0))
             dy = dout * zz * sg
-            tl.store(dz_ptr + row_off + tt, tl.where(valid, dz, 0.0).to(dz_ptr.dtype.element_ty),
-                     mask=io_mask)
-        dy = tl.where(valid, dy, 0.0)  # (DL, 1, W, 1, T)
+        dy = tl.where(valid, dy, 0.0)  # (DL, NO, W, 1, T)
         dD_acc += sum_time(dy * u)
-        # adjoint: reverse scan of g_t = a_{t+1} g_{t+1} + C_t dy_t, carry folded into the end
-        a_nx = tl.exp2(dt_nx * A2)  # (DL, NO, W, NI, T)
+        # adjoint g_t = C_t dy_t + a_{t+1} g_{t+1}: a scan over segments (see adjoint_combine)
+        # running from the chunk's end, the carry p folded into the last step. (Flipping the
+        # in-register time axis is free; Triton 3.6's reverse=True scan costs ~30 shuffles/step.)
         cg = Ct * dy  # (DL, NO, W, NI, T)
-        cg = tl.where(t == T - 1, cg + a_nx * g, cg)
-        _, gs = tl.associative_scan((a_nx, cg), 4, scan_combine, reverse=True)
-        g = row(gs, t, 0)  # (DL, NO, W, NI, 1) adjoint at the chunk's first step
-        ah = hs - b  # a_t * x_{t-1}
-        gah = gs * ah  # (DL, NO, W, NI, T)
+        cg = tl.where(t == T - 1, cg + p, cg)
+        ones = tl.full(a.shape, 1.0, tl.float32)
+        _, gs, _ = tl.associative_scan((tl.flip(a, 4), tl.flip(cg, 4), ones), 4, adjoint_combine)
+        gs = tl.flip(gs, 4)  # (DL, NO, W, NI, T)
+        p = row(a * gs, t, 0)  # (DL, NO, W, NI, 1)
+        gah = gs * (hs - b)  # g_t a_t x_{t-1}, (DL, NO, W, NI, T)
         dA_acc += sum_time(gah * dt)
         gB = sum_states(gs * Bt)  # (DL, 1, W, 1, T)
         ddt = gB * u + sum_states(gah * A2) * LN2  # d loss / d dt (A = A2 * ln 2)
-        du = dt * gB + Dv * dy  # (DL, 1, W, 1, T)
+        du = dt * gB + Dv * dy  # (DL, NO, W, 1, T)
         ddt = tl.where(valid, dprepare_dt(raw, bias, ddt, SOFTPLUS), 0.0)
         dbias_acc += sum_time(ddt)
-        tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask)
-        tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty), mask=io_mask)
+        tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask & (rep == 0))
+        tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty),
+                 mask=io_mask & (rep == 0))
         dB = sum_channels(gs * du_B)  # (1, NO, 1, NI, T)
         dC = sum_channels(hs * dy)  # (1, NO, 1, NI, T)
         tl.store(dB_ptr + part_off + tt, dB, mask=t_ok & n_ok)
         tl.store(dC_ptr + part_off + tt, dC, mask=t_ok & n_ok)
         c -= 1
     tl.store(dA_ptr + (pid_b * dim + ch) * N + n, dA_acc, mask=state_mask)
-    tl.store(dD_ptr + pid_b * dim + ch, dD_acc, mask=ch_ok)
-    tl.store(dbias_ptr + pid_b * dim + ch, dbias_acc, mask=ch_ok)
+    out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)
+    tl.store(dD_ptr + pid_b * dim + ch + rep * 0, dD_acc, mask=out_mask)
+    tl.store(dbias_ptr + pid_b * dim + ch + rep * 0, dbias_acc, mask=out_mask)
 
 
 def _geometry(u, A, B, T):
