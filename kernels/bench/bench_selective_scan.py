@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 from triton.testing import do_bench
 
+from ssmsignal.kernels.triton import _common
 from ssmsignal.kernels.triton import selective_scan as ours_mod
 
 SHAPES = [(8, 1536, 4096, 16), (16, 256, 16000, 16), (4, 1024, 65536, 16)]
@@ -136,6 +137,7 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--anchors", default=".anchors")
     ap.add_argument("--shapes", type=int, default=len(SHAPES))
+    ap.add_argument("--sweep", action="store_true", help="also time block shapes (NO, W)")
     args = ap.parse_args()
     sys.path.insert(0, args.anchors)
     from mamba_anchor import load_mamba  # noqa: E402  (carried, git-ignored)
@@ -177,6 +179,28 @@ def main():
                 save_json(args.json, dict(meta=meta, rows=rows))
             del ins, ssd
             torch.cuda.empty_cache()
+        if args.sweep and i < 2:
+            meta.setdefault("sweeps", {})[str((b, d, L, N))] = sweep_configs(b, d, L, N)
+            if args.json:
+                save_json(args.json, dict(meta=meta, rows=rows))
+
+
+def sweep_configs(b, d, L, N):
+    """Forward and forward+backward time of each (lanes per channel NO, warps W) block shape."""
+    res = {}
+    for grad in (False, True):
+        ins = make_inputs(b, d, L, N, grad)
+        for NO in (4, 8, 16):
+            for W in (2, 4):
+                _common.SCAN_CONFIG_OVERRIDE = (NO, W)
+                res[f"{'fb' if grad else 'f'} NO={NO} W={W}"] = timed(
+                    lambda: ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7], True),
+                    grad, (5, 50))
+        _common.SCAN_CONFIG_OVERRIDE = None
+        del ins
+    print(f"sweep {(b, d, L, N)}: " + ", ".join(f"{k}: {v:.3f}" for k, v in res.items()),
+          flush=True)
+    return res
 
 
 def save_json(path, data):
