@@ -130,6 +130,37 @@ def inception_score(proba):
 
 
 # %%
+def render(npz_path, folder, picks=(("uncond", 0), ("uncond", 1), ("cond", 0), ("cond", 9),
+                                    ("cond", 21), ("uncond_16k", 0))):
+    """Write a few generated clips as 16-bit wavs and spectrogram PNGs into ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import soundfile
+
+    data = np.load(npz_path)
+    rate = float(data["rate"])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, index in picks:
+        audio = data[key][index]
+        fs = 2 * rate if key.endswith("16k") else rate
+        tag = f"digit{int(data['cond_asked'][index])}" if key == "cond" else f"{index}"
+        stem = f"sashimi_{key}_{tag}"
+        tmp = folder / f".{stem}.wav.tmp"
+        soundfile.write(str(tmp), audio, int(fs), subtype="PCM_16", format="WAV")
+        os.replace(tmp, folder / f"{stem}.wav")
+        fig, ax = plt.subplots(figsize=(4, 2), dpi=80)
+        ax.specgram(audio, NFFT=256, Fs=fs, noverlap=192, cmap="magma")
+        ax.set(xlabel="s", ylabel="Hz", title=f"{key} {tag} ({fs / 1000:g} kHz)")
+        fig.tight_layout()
+        fig.savefig(folder / f".{stem}.png.tmp.png")
+        plt.close(fig)
+        os.replace(folder / f".{stem}.png.tmp.png", folder / f"{stem}.png")
+        log("wrote", folder / stem)
+
+
 def configure(args):
     if args.quick:  # CPU smoke run on the embedded slice: tiny everything
         return dict(model=dict(d_model=8, n_layers=1, pool=(4, 4), layer="s4d", d_state=8),
@@ -157,7 +188,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", default="", help="comma list: wavenet,cond,clf,speed")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--render", default=None, metavar="NPZ",
+                        help="only write wavs + PNGs from a samples.npz into --out")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(args.render, args.out)
     skip = set(filter(None, args.skip.split(",")))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
