@@ -9,16 +9,6 @@ from ssmsignal.models._sashimi_decode import gumbel_noise, pick_codes, sample_co
 from ssmsignal.models.sashimi import shift_right
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (10-100x slower when the
-    machine is busy), so these tests run single-threaded and restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(layer="s4d", pool=(2, 3), n_conditions=None, seed=0):
     torch.manual_seed(seed)
     model = SaShiMi(d_model=6, n_layers=1, pool=pool, expand=2, ff=2, layer=layer, d_state=4,
