@@ -1,27 +1,37 @@
-"""Chunked evaluation of the diagonal linear recurrence behind the selective scan.
+"""Chunked evaluation (and gradient) of the diagonal linear recurrence of the selective scan.
 
 The recurrence, per batch ``b``, channel ``c`` and state index ``n``::
 
-    x_t = a_t x_{t-1} + q_t,   a_t = exp(dt_t A[c, n]),   q_t = dt_t u_t B_t[n]
+    x_t = a_t x_{t-1} + q_t,   a_t = exp(dt_t A[c, n]),   q_t = w_t B_t[n],  w_t = dt_t u_t
     y_t = sum_n C_t[n] x_t[n]
 
-is linear in the state, so a sequence cut into chunks of ``T`` steps can be solved in two
-passes (a two-level blocked scan):
+is linear in the state, so a sequence cut into chunks of ``T`` steps is solved in two passes
+(a two-level blocked scan):
 
-1. *Local pass, all chunks at once.* Each chunk is scanned from a zero state, and the product
-   of its decays ``P_t = a_1 ... a_t`` is accumulated alongside. This is a Python loop over the
-   ``T`` positions of a chunk, each iteration one fused multiply-add over every chunk of the
-   segment (tensors of shape ``(b, G, n_chunks, d/G, N)``), never over single time steps.
-2. *Carry pass.* The state entering chunk ``k + 1`` is ``P_T^k x_in^k + local_T^k``: a loop
-   over the ``n_chunks`` chunks on ``(b, d, N)`` tensors. Then every state is corrected with
-   ``x_t = local_t + P_t x_in`` in one whole-segment operation, and ``y`` is one batched
-   matrix product with ``C``.
+1. *Local pass, all chunks at once.* Each chunk is scanned from a zero state while the product
+   of its decays ``P_t = a_1 ... a_t`` is accumulated alongside: a Python loop over the ``T``
+   positions of a chunk, each iteration one fused multiply-add over every chunk of the segment
+   (tensors ``(b, G, n_chunks, N, d/G)``), never a loop over single time steps of the sequence.
+2. *Carry pass.* The state entering chunk ``k + 1`` is ``P_T^k x_in^k + local_T^k`` (a loop over
+   the chunks on ``(b, d, N)`` tensors); then ``x_t = local_t + P_t x_in`` for the whole segment
+   in one operation, and ``y`` is one batched matrix product with ``C``.
 
-Only products of decays ``a <= 1`` appear (no ``exp(-S)`` factors), so the result is as
-stable as the step-by-step loop for any ``dt`` and ``A``. The sequence is processed in segments
-of at most :data:`SEGMENT_ELEMENTS` state elements, so inference memory is bounded regardless
-of ``L``; with autograd the intermediate states of the whole sequence are kept for the backward
-pass, as for any differentiable scan that does not recompute.
+Only products of decays appear (no ``exp(-S)`` factors), so this is as stable as the
+step-by-step loop for any ``dt`` and ``A``. The sequence is processed in segments of at most
+:data:`SEGMENT_ELEMENTS` state elements, so memory is bounded whatever ``L`` is.
+
+Gradients (:class:`_ScanFunction`) use the adjoint recurrence, itself the same kind of scan run
+backwards in time: ``lam_t = C_t gy_t + a_{t+1} lam_{t+1}`` (``lam_{L-1}`` starts from the
+gradient of the last state). Segment by segment, from the last, the forward states are
+recomputed from the saved segment-start states, and::
+
+    dC_t[n] = sum_c gy_t[c] x_t[c, n]      dB_t[n] = sum_c lam_t[c, n] w_t[c]
+    dw_t[c] = sum_n lam_t[c, n] B_t[n]     g_t[c, n] = lam_t[c, n] x_{t-1}[c, n] a_t[c, n]
+    ddt_t[c] = sum_n g_t[c, n] A[c, n] + dw_t[c] u_t[c]     du_t = dw_t dt_t
+    dA[c, n] = sum_{b, t} g_t[c, n] dt_t[c]
+
+so the backward pass needs neither stored states for the whole sequence nor more memory than a
+few segments.
 """
 
 from __future__ import annotations
@@ -31,74 +41,143 @@ import torch
 #: Time steps per chunk (tuned on a 2-core CPU, see ``kernels/bench/bench_cpu.py``).
 SCAN_CHUNK = 32
 
-#: Size, in state elements ``b * d * N * steps``, of the largest temporary of one segment.
+#: Size, in state elements ``b * d * N * steps``, of one segment's temporaries.
 SEGMENT_ELEMENTS = 1 << 21
 
 
-def _local_scan(decay, inject, inplace):
-    """Scan every chunk from a zero state along dim 3 (time inside the chunk).
-
-    ``decay, inject``: (b, G, n_chunks, T, N, dg). Returns the local states and the cumulative
-    decays, same shape; with ``inplace`` they overwrite ``inject`` and ``decay``.
-    """
-    decays, injects = decay.unbind(3), inject.unbind(3)  # T views of (b, G, nc, N, dg)
-    if inplace:
-        for t in range(1, len(decays)):
-            injects[t].addcmul_(decays[t], injects[t - 1])
-            decays[t].mul_(decays[t - 1])
-        return inject, decay
-    states, prods = [injects[0]], [decays[0]]
-    for t in range(1, len(decays)):
-        states.append(torch.addcmul(injects[t], decays[t], states[-1]))
-        prods.append(decays[t] * prods[-1])
-    return torch.stack(states, dim=3), torch.stack(prods, dim=3)
-
-
-def _segment(state, dt, w, A, B, C, T, inplace):
-    """Outputs and final state of one segment of ``n_chunks * T`` steps.
+def _segment_states(state, dt, A, left, right, T):
+    """All states of one segment of ``x_t = exp(dt_t A) x_{t-1} + right_t (outer) left_t``.
 
     Parameters
     ----------
     state : (b, G, N, dg) state before the segment.
-    dt, w : (b, G, S, dg) step sizes and ``dt * u`` (S = n_chunks * T steps).
+    dt, left : (b, G, S, dg) with ``S`` a multiple of ``T``.
     A : (G, N, dg).
-    B, C : (b, G, S, N).
+    right : (b, G, S, N).
+    T : int, steps per chunk.
 
     Returns
     -------
-    y : (b, G, S, dg) and the state after the segment, (b, G, N, dg).
+    states : (b, G, S, N, dg) and the final state (b, G, N, dg).
     """
     b, G, S, dg = dt.shape
-    N = B.shape[-1]
+    N = right.shape[-1]
     nc = S // T
     shape = (b, G, nc, T, N, dg)
-    dt_c = dt.reshape(b, G, nc, T, 1, dg)
-    w_c = w.reshape(b, G, nc, T, 1, dg)
-    B_c = B.reshape(b, G, nc, T, N, 1)
-    A_c = A.reshape(G, 1, 1, N, dg)
-    if inplace:
-        decay = torch.mul(dt_c, A_c, out=dt.new_empty(shape)).exp_()  # (b, G, nc, T, N, dg)
-        inject = torch.mul(w_c, B_c, out=dt.new_empty(shape))  # (b, G, nc, T, N, dg)
-    else:
-        decay = torch.exp(dt_c * A_c)  # (b, G, nc, T, N, dg)
-        inject = w_c * B_c  # (b, G, nc, T, N, dg)
-    local, prod = _local_scan(decay, inject, inplace)  # (b, G, nc, T, N, dg) each
+    decay = torch.mul(dt.reshape(b, G, nc, T, 1, dg), A.reshape(G, 1, 1, N, dg),
+                      out=dt.new_empty(shape)).exp_()  # (b, G, nc, T, N, dg)
+    inject = torch.mul(left.reshape(b, G, nc, T, 1, dg), right.reshape(b, G, nc, T, N, 1),
+                       out=dt.new_empty(shape))  # (b, G, nc, T, N, dg)
+    decays, injects = decay.unbind(3), inject.unbind(3)  # T views of (b, G, nc, N, dg)
+    for t in range(1, T):  # local scans (zero start) and decay products, all chunks at once
+        injects[t].addcmul_(decays[t], injects[t - 1])
+        decays[t].mul_(decays[t - 1])
     starts = []
-    ends, totals = local[:, :, :, -1].unbind(2), prod[:, :, :, -1].unbind(2)  # (b, G, N, dg)
+    ends, totals = injects[-1].unbind(2), decays[-1].unbind(2)  # nc views of (b, G, N, dg)
     for k in range(nc):  # carry the state across chunks
         starts.append(state)
         state = torch.addcmul(ends[k], totals[k], state)  # (b, G, N, dg)
-    starts = torch.stack(starts, dim=2)[:, :, :, None]  # (b, G, nc, 1, N, dg)
-    if inplace:
-        states = local.addcmul_(prod, starts)
-    else:
-        states = torch.addcmul(local, prod, starts)  # (b, G, nc, T, N, dg)
-    y = torch.matmul(C.reshape(b, G, nc, T, 1, N), states)  # (b, G, nc, T, 1, dg)
-    return y.reshape(b, G, S, dg), state
+    inject.addcmul_(decay, torch.stack(starts, dim=2)[:, :, :, None])  # (b, G, nc, T, N, dg)
+    return inject.reshape(b, G, S, N, dg), state
 
 
-def scan_chunked(u, dt, A, B, C, chunk=None):
-    """Evaluate the recurrence over a whole sequence.
+def _plan(L, T, batch_elements):
+    """Segments ``(start, length, chunk)``: lengths are multiples of ``T`` except a short tail."""
+    seg_len = max(T, SEGMENT_ELEMENTS // max(1, batch_elements) // T * T)
+    plan, s = [], 0
+    while s < L:
+        n = min(seg_len, L - s)
+        n, T_seg = (n // T * T, T) if n >= T else (n, n)
+        plan.append((s, n, T_seg))
+        s += n
+    return plan
+
+
+def _layouts(u, dt, A, B, C):
+    """Time-major layouts: u, dt, w (b, G, L, dg); A (G, N, dg); B, C (b, G, L, N)."""
+    b, d, L = u.shape
+    G, N = B.shape[1], B.shape[2]
+    dg = d // G
+
+    def tm(x):  # (b, d, L) -> (b, G, L, dg)
+        return x.reshape(b, G, dg, L).transpose(2, 3).contiguous()
+
+    u_l, dt_l = tm(u), tm(dt)
+    return (u_l, dt_l, dt_l * u_l, A.reshape(G, dg, N).transpose(1, 2).contiguous(),
+            B.transpose(2, 3).contiguous(), C.transpose(2, 3).contiguous())
+
+
+def _from_time_major(x, b, d):
+    """(b, G, L, dg) -> (b, d, L)."""
+    return x.transpose(2, 3).reshape(b, d, x.shape[2])
+
+
+def _forward(u, dt, A, B, C):
+    b, d, L = u.shape
+    G, N = B.shape[1], B.shape[2]
+    _, dt_l, w_l, A_g, B_l, C_l = _layouts(u, dt, A, B, C)
+    plan = _plan(L, SCAN_CHUNK, b * d * N)
+    state = u.new_zeros(b, G, N, d // G)  # (b, G, N, dg)
+    y_l = u.new_empty(b, G, L, d // G)  # (b, G, L, dg)
+    starts = []
+    for s, n, T in plan:
+        sl = slice(s, s + n)
+        starts.append(state)
+        states, state = _segment_states(state, dt_l[:, :, sl], A_g, w_l[:, :, sl], B_l[:, :, sl], T)
+        y_l[:, :, sl] = torch.matmul(C_l[:, :, sl, None], states)[..., 0, :]  # (b, G, n, dg)
+    last = state.transpose(2, 3).reshape(b, d, N)  # (b, d, N)
+    return _from_time_major(y_l, b, d), last, starts
+
+
+class _ScanFunction(torch.autograd.Function):
+    """``(y, last_state)`` of the recurrence with a segment-wise recomputing backward pass."""
+
+    @staticmethod
+    def forward(ctx, u, dt, A, B, C):
+        y, last, starts = _forward(u, dt, A, B, C)
+        ctx.save_for_backward(u, dt, A, B, C, *starts)
+        return y, last
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy, g_last):
+        u, dt, A, B, C, *starts = ctx.saved_tensors
+        b, d, L = u.shape
+        G, N = B.shape[1], B.shape[2]
+        dg = d // G
+        u_l, dt_l, w_l, A_g, B_l, C_l = _layouts(u, dt, A, B, C)
+        gy_l = gy.reshape(b, G, dg, L).transpose(2, 3).contiguous()  # (b, G, L, dg)
+        lam = g_last.reshape(b, G, dg, N).transpose(2, 3).contiguous()  # (b, G, N, dg)
+        g_w, g_dt = torch.empty_like(w_l), torch.empty_like(dt_l)  # (b, G, L, dg)
+        g_B, g_C = torch.empty_like(B_l), torch.empty_like(C_l)  # (b, G, L, N)
+        g_A = torch.zeros_like(A_g)  # (G, N, dg)
+        plan = _plan(L, SCAN_CHUNK, b * d * N)
+        for (s, n, T), x0 in zip(reversed(plan), reversed(starts)):
+            sl = slice(s, s + n)
+            dt_s, w_s, gy_s = dt_l[:, :, sl], w_l[:, :, sl], gy_l[:, :, sl]  # (b, G, n, dg)
+            X, _ = _segment_states(x0, dt_s, A_g, w_s, B_l[:, :, sl], T)  # (b, G, n, N, dg)
+            # adjoint, backwards in time: lam_t = a_{t+1} lam_{t+1} + C_t gy_t
+            dt_next = dt_l[:, :, s + n:s + n + 1] if s + n < L else torch.zeros_like(dt_s[:, :, :1])
+            dt_rev = torch.cat([dt_next, dt_s.flip(2)[:, :, :-1]], dim=2)  # (b, G, n, dg)
+            lam_rev, lam = _segment_states(lam, dt_rev, A_g, gy_s.flip(2), C_l[:, :, sl].flip(2), T)
+            Lam = lam_rev.flip(2)  # (b, G, n, N, dg)
+            g_C[:, :, sl] = torch.matmul(X, gy_s[..., None])[..., 0]  # (b, G, n, N)
+            g_B[:, :, sl] = torch.matmul(Lam, w_s[..., None])[..., 0]  # (b, G, n, N)
+            g_w[:, :, sl] = torch.matmul(B_l[:, :, sl, None], Lam)[..., 0, :]  # (b, G, n, dg)
+            # g_t = lam_t x_{t-1} a_t, the gradient w.r.t. dt_t A
+            g = torch.exp(dt_s[:, :, :, None] * A_g[:, None]).mul_(Lam)  # (b, G, n, N, dg)
+            g[:, :, 1:].mul_(X[:, :, :-1])
+            g[:, :, 0].mul_(x0)
+            g_dt[:, :, sl] = torch.mul(g, A_g[:, None], out=X).sum(3)  # (b, G, n, dg)
+            g_A += torch.mul(g, dt_s[:, :, :, None], out=X).sum((0, 2))  # (G, N, dg)
+        g_u = _from_time_major(g_w * dt_l, b, d)  # (b, d, L)
+        g_dt = _from_time_major(g_dt.addcmul_(g_w, u_l), b, d)  # (b, d, L)
+        g_A = g_A.transpose(1, 2).reshape(d, N)  # (d, N)
+        return g_u, g_dt, g_A, g_B.transpose(2, 3), g_C.transpose(2, 3)
+
+
+def scan_chunked(u, dt, A, B, C):
+    """Evaluate the recurrence over a whole sequence (differentiable).
 
     Parameters
     ----------
@@ -106,8 +185,6 @@ def scan_chunked(u, dt, A, B, C, chunk=None):
         Input and (already biased / softplus-ed / masked) step sizes, compute dtype.
     A : Tensor, shape (d, N)
     B, C : Tensor, shape (b, G, N, L)
-    chunk : int, optional
-        Steps per chunk (default :data:`SCAN_CHUNK`).
 
     Returns
     -------
@@ -115,29 +192,10 @@ def scan_chunked(u, dt, A, B, C, chunk=None):
         ``sum_n C_t[n] x_t[n]`` (no ``D`` skip, no gate).
     last_state : Tensor, shape (b, d, N)
     """
-    T = chunk or SCAN_CHUNK
-    b, d, L = u.shape
-    G, N = B.shape[1], B.shape[2]
-    dg = d // G
-    inplace = not (torch.is_grad_enabled() and any(t.requires_grad for t in (u, dt, A, B, C)))
-    dt_l = dt.reshape(b, G, dg, L).transpose(2, 3).contiguous()  # (b, G, L, dg)
-    w_l = (dt * u).reshape(b, G, dg, L).transpose(2, 3).contiguous()  # (b, G, L, dg)
-    B_l = B.transpose(2, 3).contiguous()  # (b, G, L, N)
-    C_l = C.transpose(2, 3).contiguous()  # (b, G, L, N)
-    A_g = A.reshape(G, dg, N).transpose(1, 2).contiguous()  # (G, N, dg)
-    seg_len = max(T, SEGMENT_ELEMENTS // max(1, b * d * N) // T * T)
-    state = u.new_zeros(b, G, N, dg)  # (b, G, N, dg)
-    ys, s = [], 0
-    while s < L:
-        n = min(seg_len, L - s)
-        n, T_seg = (n // T * T, T) if n >= T else (n, n)  # the tail is one short chunk
-        sl = slice(s, s + n)
-        y, state = _segment(state, dt_l[:, :, sl], w_l[:, :, sl], A_g, B_l[:, :, sl],
-                            C_l[:, :, sl], T_seg, inplace)
-        ys.append(y)
-        s += n
-    y = torch.cat(ys, dim=2) if ys else u.new_zeros(b, G, 0, dg)  # (b, G, L, dg)
-    return y.transpose(2, 3).reshape(b, d, L), state.transpose(2, 3).reshape(b, d, N)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (u, dt, A, B, C)):
+        return _ScanFunction.apply(u, dt, A, B, C)
+    y, last, _ = _forward(u, dt, A, B, C)
+    return y, last
 
 
 def scan_step(state, x, dt, A, B, C):

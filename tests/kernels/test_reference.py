@@ -27,14 +27,14 @@ def naive_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         delta = delta + delta_bias[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
+    B_c = B.repeat_interleave(d // G, dim=1)  # channel c uses group c // (d // G)
+    C_c = C.repeat_interleave(d // G, dim=1)
     x = torch.zeros(b, d, A.shape[1], dtype=F64)
-    out = torch.zeros(b, d, L, dtype=F64)
+    ys = []
     for t in range(L):
-        for c in range(d):
-            g = c // (d // G)
-            x[:, c] = torch.exp(delta[:, c, t, None] * A[c]) * x[:, c] \
-                + delta[:, c, t, None] * B[:, g, :, t] * u[:, c, t, None]
-            out[:, c, t] = (C[:, g, :, t] * x[:, c]).sum(-1)
+        x = torch.exp(delta[:, :, t, None] * A) * x + delta[:, :, t, None] * B_c[..., t] * u[:, :, t, None]
+        ys.append((C_c[..., t] * x).sum(-1))
+    out = torch.stack(ys, -1) if ys else torch.zeros(b, d, 0, dtype=F64)
     if D is not None:
         out = out + D[:, None] * u
     if z is not None:
@@ -86,13 +86,16 @@ def test_selective_scan_strong_decay_stays_finite(dtype, tol):
     torch.testing.assert_close(last.double(), want_last, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 16])
-def test_selective_scan_chunk_size_does_not_matter(monkeypatch, chunk):
-    x = scan_inputs(b=2, d=4, L=37, N=3, G=2, seed=chunk)
-    want, _ = naive_selective_scan(**x, delta_softplus=True)
+@pytest.mark.parametrize("chunk,segment_steps", [(1, 5), (3, 7), (16, 1000), (4, 8)])
+def test_selective_scan_chunk_and_segment_sizes_do_not_matter(monkeypatch, chunk, segment_steps):
+    b, d, N = 2, 4, 3
+    x = scan_inputs(b=b, d=d, L=37, N=N, G=2, seed=chunk)
+    want, want_last = naive_selective_scan(**x, delta_softplus=True)
     monkeypatch.setattr(_scan, "SCAN_CHUNK", chunk)
-    got = selective_scan(**x, delta_softplus=True)
+    monkeypatch.setattr(_scan, "SEGMENT_ELEMENTS", b * d * N * segment_steps)
+    got, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(last, want_last, rtol=1e-10, atol=1e-10)
 
 
 def test_selective_scan_padding_does_not_leak():
@@ -121,18 +124,41 @@ def test_selective_scan_low_precision_in_and_out():
     torch.testing.assert_close(got.double(), want, rtol=0.05, atol=0.05)
 
 
-def test_selective_scan_gradcheck(monkeypatch):
-    monkeypatch.setattr(_scan, "SCAN_CHUNK", 4)  # several chunks: gradients cross the carry
-    x = scan_inputs(b=2, d=4, L=9, N=3, G=2, seed=7)
+@pytest.mark.parametrize("chunk,segment_steps,padded", [(4, 1000, False), (2, 4, True)])
+def test_selective_scan_gradcheck(monkeypatch, chunk, segment_steps, padded):
+    """Gradients cross chunks, segments (recomputed backwards) and the short tail chunk."""
+    b, d, N = 2, 4, 3
+    monkeypatch.setattr(_scan, "SCAN_CHUNK", chunk)
+    monkeypatch.setattr(_scan, "SEGMENT_ELEMENTS", b * d * N * segment_steps)
+    x = scan_inputs(b=b, d=d, L=9, N=N, G=2, seed=7 + chunk)
     names = list(x)
+    lengths = torch.tensor([9, 6]) if padded else None
 
     def fn(*tensors):
-        out, last = selective_scan(**dict(zip(names, tensors)), delta_softplus=True,
-                                   return_last_state=True)
-        return out, last
+        return selective_scan(**dict(zip(names, tensors)), delta_softplus=True,
+                              return_last_state=True, seq_lengths=lengths)
 
     inputs = tuple(v.clone().requires_grad_() for v in x.values())
     assert gradcheck(fn, inputs)
+
+
+def test_selective_scan_backward_matches_autograd_of_step_loop():
+    """Analytic backward vs autograd through the naive loop, float32 groups=1 (B as (b, N, L))."""
+    x = scan_inputs(b=2, d=3, L=70, N=4, G=1, seed=21)
+    x["B"], x["C"] = x["B"][:, 0], x["C"][:, 0]
+    weights = torch.randn(2, 3, 70, dtype=F64)
+    grads = []
+    for fn in (selective_scan, naive_selective_scan):
+        leaves = {k: v.clone().requires_grad_() for k, v in x.items()}
+        if fn is naive_selective_scan:
+            args = dict(leaves, B=leaves["B"][:, None], C=leaves["C"][:, None])
+            out, last = fn(**args, delta_softplus=True)
+        else:
+            out, last = fn(**leaves, delta_softplus=True, return_last_state=True)
+        ((out * weights).sum() + last.square().sum()).backward()
+        grads.append({k: v.grad for k, v in leaves.items()})
+    for k in x:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-9, atol=1e-9, msg=k)
 
 
 def test_selective_state_update_steps_equal_scan():
