@@ -8,7 +8,6 @@ log-likelihood in bits per sample, computed on whole recordings.
 """
 from __future__ import annotations
 
-import logging
 import numbers
 
 import numpy as np
@@ -31,7 +30,6 @@ __all__ = ["AudioGenerator", "add_generate_arguments", "generate_cli"]
 
 _POSITIVE_INT = [Interval(numbers.Integral, 1, None, closed="left")]
 
-logger = logging.getLogger(__name__)
 
 class AudioGenerator(BaseEstimator):
     """Autoregressive audio generator (SaShiMi over 8-bit mu-law, Goel et al. 2022).
@@ -55,8 +53,8 @@ class AudioGenerator(BaseEstimator):
         Early stopping patience in epochs on the validation score.
     device : str, default="auto"
     random_state : int or None, default=None
-    verbose : int, default=0
-        1 shows a progress bar.
+    verbose : int, default=1
+        1 shows a progress bar (tqdm), 0 is silent.
     mixed_precision : bool, default=True
         bf16 autocast during training on CUDA.
 
@@ -76,7 +74,7 @@ class AudioGenerator(BaseEstimator):
     >>> waves = [0.3 * np.sin(np.arange(n) * 0.3) for n in (200, 300)]
     >>> gen = AudioGenerator(d_model=8, n_layers=1, pool=(2,), layer="s4d", d_state=4,
     ...                      max_epochs=1, segment_length=64, validation_fraction=0,
-    ...                      device="cpu", random_state=0).fit(waves)
+    ...                      device="cpu", random_state=0, verbose=0).fit(waves)
     >>> gen.sample(n_samples=2, n_seconds=0.01, random_state=0).shape
     (2, 80)
     """
@@ -85,7 +83,7 @@ class AudioGenerator(BaseEstimator):
                  ff=2, layer="s4", d_state=64, dropout=0.0, conditional=False,
                  segment_length=4096, max_epochs=10, batch_size=16, lr=4e-3, ssm_lr=1e-3,
                  weight_decay=0.0, validation_fraction=0.1, n_iter_no_change=None,
-                 device="auto", random_state=None, verbose=0, mixed_precision=True):
+                 device="auto", random_state=None, verbose=1, mixed_precision=True):
         self.sampling_rate = sampling_rate
         self.d_model = d_model
         self.n_layers = n_layers
@@ -175,8 +173,8 @@ class AudioGenerator(BaseEstimator):
         """
         self._validate_params()
         waves = check_waveforms(waveforms)
-        self.sampling_rate_ = check_sampling_rate(self.sampling_rate if sampling_rate is None
-                                          else sampling_rate)
+        rate = self.sampling_rate if sampling_rate is None else sampling_rate
+        self.sampling_rate_ = check_sampling_rate(rate)
         if self.conditional and y is not None:
             self.classes_ = np.unique(np.asarray(y))  # only conditional models have classes_
         elif hasattr(self, "classes_"):

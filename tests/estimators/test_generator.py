@@ -24,7 +24,7 @@ def _one_thread():
 
 
 TINY = dict(d_model=8, n_layers=1, pool=(2, 2), layer="s4d", d_state=4, segment_length=96,
-            batch_size=4, device="cpu", random_state=0)
+            batch_size=4, device="cpu", random_state=0, verbose=0)
 
 
 def _waves(n=10, seed=0):
