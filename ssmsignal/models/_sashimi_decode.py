@@ -177,6 +177,8 @@ def _clone_tree(tree):
         return tree.clone()
     if isinstance(tree, dict):
         return {k: _clone_tree(v) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # a NamedTuple (MambaState)
+        return type(tree)(*(_clone_tree(v) for v in tree))
     if isinstance(tree, (list, tuple)):
         return type(tree)(_clone_tree(v) for v in tree)
     return tree

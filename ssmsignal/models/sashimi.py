@@ -78,10 +78,7 @@ def _make_layer(layer, d_model, d_state):
     classes = {"s4": "S4", "s4d": "S4D", "mamba": "Mamba"}
     if layer not in classes:
         raise ValueError(f"layer must be one of {sorted(classes)} or a callable, got {layer!r}")
-    cls = getattr(_layers, classes[layer])
-    if layer == "mamba":
-        return cls(d_model)
-    return cls(d_model, d_state=d_state)
+    return getattr(_layers, classes[layer])(d_model, d_state=d_state)
 
 
 class _Tier(nn.Module):
@@ -199,7 +196,7 @@ class SaShiMi(nn.Module):
         SSM layer of each block, from :mod:`ssmsignal.layers`, or ``factory(d_model) -> module``
         with the layer API (``forward(x, dt_scale)``, ``initial_state``, ``step``).
     d_state : int, default=64
-        State size passed to S4 / S4D.
+        State size N of every SSM layer (64 suits S4 / S4D; Mamba's own default is 16).
     n_classes : int, default=256
         Number of mu-law codes (input vocabulary and output classes).
     n_conditions : int or None, default=None

@@ -5,7 +5,8 @@ import torch
 
 from ssmsignal.models import SaShiMi
 from ssmsignal.models._mulaw import mu_law_decode, mu_law_encode
-from ssmsignal.models._sashimi_decode import gumbel_noise, pick_codes, sample_codes
+from ssmsignal.models._sashimi_decode import (_clone_tree, _tree_copy_, gumbel_noise,
+                                              pick_codes, sample_codes)
 from ssmsignal.models.sashimi import shift_right
 
 
@@ -32,7 +33,7 @@ def test_mu_law_round_trip_and_range():
         mu_law_decode(np.array([256]))
 
 
-@pytest.mark.parametrize("layer,pool", [("s4d", (2, 3)), ("s4", (4,))])
+@pytest.mark.parametrize("layer,pool", [("s4d", (2, 3)), ("s4", (4,)), ("mamba", (2,))])
 def test_logits_at_t_depend_only_on_inputs_up_to_t(layer, pool):
     model = _model(layer, pool)
     length = 29  # not a multiple of the pooling frame: exercises the end padding
@@ -48,7 +49,7 @@ def test_logits_at_t_depend_only_on_inputs_up_to_t(layer, pool):
         assert (out[:, t0] - base[:, t0]).abs().max() > 1e-6, "input at t0 had no effect at t0"
 
 
-@pytest.mark.parametrize("layer", ["s4d", "s4"])
+@pytest.mark.parametrize("layer", ["s4d", "s4", "mamba"])
 @pytest.mark.parametrize("dt_scale", [1.0, 0.5])
 def test_step_log_likelihood_equals_convolution(layer, dt_scale):
     model = _model(layer, (2, 3), n_conditions=3, seed=1)
@@ -112,6 +113,31 @@ def test_sample_codes_prompt_and_reproducibility():
     b = sample_codes(model, 9, 2, prompt=prompt, generator=torch.Generator().manual_seed(3))
     assert a.shape == (2, 9) and torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 255
+
+
+def test_state_helpers_copy_nested_states_in_place():
+    """The CUDA-graph path clones and copies states in place: dicts, lists, NamedTuples."""
+    model = _model("mamba", (2,))
+    state = model.initial_state(2)
+    clone = _clone_tree(state)
+    _, new = model.step(torch.tensor([3, 200]), state, 0)
+    _tree_copy_(clone, new)  # clone now holds the stepped state, in its own tensors
+    flat = lambda tree: list(_leaves(tree))  # noqa: E731
+    assert len(flat(clone)) == len(flat(new)) == 8  # 3 Mamba layers x (conv, ssm) + buffer + unfolded
+    for a, b, c in zip(flat(clone), flat(new), flat(state)):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr() and a.data_ptr() != c.data_ptr()
+    assert any((a != c).any() for a, c in zip(flat(clone), flat(state)))
+
+
+def _leaves(tree):
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, dict):
+        for key in sorted(tree):
+            yield from _leaves(tree[key])
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from _leaves(v)
 
 
 @pytest.mark.cuda
