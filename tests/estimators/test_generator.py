@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from ssmsignal import AudioGenerator
@@ -138,6 +139,15 @@ def test_generate_cli_writes_wav_files(fitted, tmp_path):
     with pytest.raises(FileNotFoundError):
         generate_cli(argparse.Namespace(model=str(tmp_path / "nope"), out=str(tmp_path),
                                         seconds=1.0, n=1))
+
+
+def test_sklearn_conventions():
+    gen = AudioGenerator(**TINY, max_epochs=1)
+    copy = clone(gen)
+    assert copy.get_params() == gen.get_params() and not hasattr(copy, "module_")
+    assert gen.set_params(lr=0.5).lr == 0.5
+    equal = np.stack([0.1 * np.sin(np.arange(100) * 0.3)] * 4)  # (n_recordings, n_samples)
+    assert gen.fit(equal) is gen and hasattr(gen, "module_")
 
 
 def test_bad_input_raises_clear_errors(fitted):

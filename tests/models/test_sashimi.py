@@ -123,7 +123,7 @@ def test_state_helpers_copy_nested_states_in_place():
     _, new = model.step(torch.tensor([3, 200]), state, 0)
     _tree_copy_(clone, new)  # clone now holds the stepped state, in its own tensors
     flat = lambda tree: list(_leaves(tree))  # noqa: E731
-    assert len(flat(clone)) == len(flat(new)) == 8  # 3 Mamba layers x (conv, ssm) + buffer + unfolded
+    assert len(flat(clone)) == len(flat(new)) == 8  # 3 Mamba x (conv, ssm), buffer, unfolded
     for a, b, c in zip(flat(clone), flat(new), flat(state)):
         assert torch.equal(a, b) and a.data_ptr() != b.data_ptr() and a.data_ptr() != c.data_ptr()
     assert any((a != c).any() for a, c in zip(flat(clone), flat(state)))
