@@ -23,10 +23,10 @@ from ssmsignal.models.sashimi import SaShiMi
 from ._audio_data import (LOG2, check_waveforms, eval_batches, masked_nll, mean_nll_bits,
                           recording_codes, train_batches)
 from ._data import check_sampling_rate
-from ._generator_io import add_generate_arguments, generate_cli, load_generator
+from ._generator_io import generate_cli, load_generator
 from ._training import TrainConfig, train_module
 
-__all__ = ["AudioGenerator", "add_generate_arguments", "generate_cli"]
+__all__ = ["AudioGenerator", "generate_cli"]
 
 _POSITIVE_INT = [Interval(numbers.Integral, 1, None, closed="left")]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_generator", "add_generate_arguments", "generate_cli"]
+__all__ = ["load_generator", "generate_cli"]
 
 
 def load_generator(cls, path, device="cpu"):
@@ -48,37 +48,22 @@ def load_generator(cls, path, device="cpu"):
     return generator
 
 
-def add_generate_arguments(parser):
-    """Register the options of ``ssmsignal generate`` on an argparse (sub)parser."""
-    parser.add_argument("--model", required=True, help="folder written by AudioGenerator.save")
-    parser.add_argument("--out", required=True, help="output folder for the wav files")
-    parser.add_argument("--seconds", type=float, default=1.0, help="duration of each file")
-    parser.add_argument("--n", type=int, default=1, help="number of files")
-    parser.add_argument("--seed", type=int, default=None, help="random seed")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", dest="top_p", type=float, default=1.0)
-    parser.add_argument("--sampling-rate", dest="sampling_rate", type=float, default=None,
-                        help="output rate in Hz (default: the training rate; others rescale Δ)")
-    parser.add_argument("--label", default=None, help="label for a conditional model")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    return parser
-
-
 def generate_cli(args):
-    """``ssmsignal generate``: sample from a saved generator and write ``sample_XX.wav`` files.
+    """``ssmsignal generate``: sample from a saved generator, write ``sample_XX.wav`` files.
 
     Parameters
     ----------
     args : argparse.Namespace
-        With ``model``, ``out``, ``seconds`` and ``n``; optionally ``seed``, ``temperature``,
-        ``top_p``, ``sampling_rate``, ``label`` and ``device`` (see
-        :func:`add_generate_arguments`).
+        ``model`` (a folder written by ``AudioGenerator.save``), ``out`` (output folder),
+        ``seconds`` and ``n``; optional ``random_state``, ``temperature``, ``top_p``,
+        ``sampling_rate`` (Hz; another rate than the training one rescales Δ), ``label`` (for a
+        conditional model) and ``device`` (default "cpu").
 
     Returns
     -------
-    list of pathlib.Path
-        The files written (each atomically: a temporary file in the same folder, then
-        ``os.replace``).
+    int
+        Exit status 0. Each file is written atomically (a temporary file in the same folder,
+        then ``os.replace``) and its path printed.
     """
     import soundfile
 
@@ -93,16 +78,15 @@ def generate_cli(args):
         labels = np.full(args.n, np.asarray(label, dtype=gen.classes_.dtype))
     rate = getattr(args, "sampling_rate", None) or gen.sampling_rate_
     audio = gen.sample(n_samples=args.n, n_seconds=args.seconds,
-                       random_state=getattr(args, "seed", None),
+                       random_state=getattr(args, "random_state", None),
                        temperature=getattr(args, "temperature", 1.0),
                        top_p=getattr(args, "top_p", 1.0), labels=labels, sampling_rate=rate)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
     for i, wave in enumerate(audio):
         path = out / f"sample_{i:02d}.wav"
         tmp = out / f".{path.name}.tmp"
         soundfile.write(str(tmp), wave, int(round(rate)), subtype="PCM_16", format="WAV")
         os.replace(tmp, path)
-        written.append(path)
-    return written
+        print(path)
+    return 0

@@ -127,18 +127,24 @@ def test_conditional_labels(fitted_conditional, tmp_path):
     np.testing.assert_array_equal(loaded.sample(2, 0.01, random_state=0, labels=["low", "low"]), a)
 
 
-def test_generate_cli_writes_wav_files(fitted, tmp_path):
+def test_generate_cli_writes_wav_files(fitted, tmp_path, capsys):
+    from ssmsignal.cli import main
+
     fitted.save(tmp_path / "model")
-    args = argparse.Namespace(model=str(tmp_path / "model"), out=str(tmp_path / "wavs"),
-                              seconds=0.01, n=2, seed=0)
-    paths = generate_cli(args)
-    assert [p.name for p in paths] == ["sample_00.wav", "sample_01.wav"]
-    audio, rate = soundfile.read(paths[1])
-    assert rate == 8000 and audio.shape == (80,)
-    assert not list((tmp_path / "wavs").glob(".*tmp"))  # no temporary file left behind
-    with pytest.raises(FileNotFoundError):
-        generate_cli(argparse.Namespace(model=str(tmp_path / "nope"), out=str(tmp_path),
-                                        seconds=1.0, n=1))
+    out = tmp_path / "wavs"
+    status = main(["generate", "--model", str(tmp_path / "model"), "--seconds", "0.01",
+                   "--n", "2", "--out", str(out)])
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == ["sample_00.wav", "sample_01.wav"]
+    audio, rate = soundfile.read(out / "sample_01.wav")
+    assert rate == 8000 and audio.shape == (80,) and np.abs(audio).max() <= 1.0
+    args = argparse.Namespace(model=str(tmp_path / "model"), out=str(tmp_path / "fast"),
+                              seconds=0.01, n=1, random_state=0, sampling_rate=16000.0)
+    assert generate_cli(args) == 0
+    audio, rate = soundfile.read(tmp_path / "fast" / "sample_00.wav")
+    assert rate == 16000 and audio.shape == (160,)
+    assert main(["generate", "--model", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "no saved model" in capsys.readouterr().err
 
 
 def test_sklearn_conventions():
