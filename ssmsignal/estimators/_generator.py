@@ -256,8 +256,11 @@ class AudioGenerator(BaseEstimator):
         return state
 
     def save(self, path):
-        """Write the fitted generator to the directory ``path`` (:func:`ssmsignal.io.save_estimator`:
-        ``model.safetensors`` + ``config.json``, written atomically)."""
+        """Write the fitted generator to the directory ``path``.
+
+        Uses :func:`ssmsignal.io.save_estimator`: ``model.safetensors`` + ``config.json``,
+        written to a temporary sibling and renamed into place.
+        """
         from ssmsignal.io import save_estimator
 
         if callable(self.layer):

@@ -262,7 +262,8 @@ class SaShiMi(nn.Module):
     def forward(self, inputs, labels=None, dt_scale=1.0):
         """Logits ``(batch, length, n_classes)`` for input codes ``(batch, length)``."""
         if inputs.dim() != 2:
-            raise ValueError(f"inputs must be (batch, length) codes, got shape {tuple(inputs.shape)}")
+            raise ValueError(f"inputs must be (batch, length) codes, got shape "
+                             f"{tuple(inputs.shape)}")
         length = inputs.shape[1]
         pad = (-length) % self.frame
         x = self._embed(F.pad(inputs, (0, pad), value=SILENCE_CODE), labels)  # (B, L', H)
