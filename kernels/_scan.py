@@ -8,16 +8,17 @@ The recurrence, per batch ``b``, channel ``c`` and state index ``n``::
 is linear in the state, so a sequence cut into chunks of ``T`` steps is solved in two passes
 (a two-level blocked scan):
 
-1. *Local pass, all chunks at once.* Each chunk is scanned from a zero state while the product
-   of its decays ``P_t = a_1 ... a_t`` is accumulated alongside: a Python loop over the ``T``
-   positions of a chunk, each iteration one fused multiply-add over every chunk of the segment
-   (tensors ``(b, G, n_chunks, N, d/G)``), never a loop over single time steps of the sequence.
+1. *Local pass, all chunks at once.* Each chunk is scanned from a zero state: a Python loop
+   over the ``T`` positions of a chunk, each iteration one fused multiply-add over every chunk
+   of the segment (tensors ``(b, G, n_chunks, N, d/G)``), never a loop over single time steps
+   of the sequence. The decay products ``P_t = a_1 ... a_t = exp(A sum_{s<=t} dt_s)`` come
+   from a cumulative sum of ``dt``.
 2. *Carry pass.* The state entering chunk ``k + 1`` is ``P_T^k x_in^k + local_T^k`` (a loop over
    the chunks on ``(b, d, N)`` tensors); then ``x_t = local_t + P_t x_in`` for the whole segment
    in one operation, and ``y`` is one batched matrix product with ``C``.
 
-Only products of decays appear (no ``exp(-S)`` factors), so this is as stable as the
-step-by-step loop for any ``dt`` and ``A``. The sequence is processed in segments of at most
+Only decays appear (no ``exp(-S)`` growth factors), so this is as stable as the step-by-step
+loop for any ``dt`` and ``A``; see :data:`LOG_DECAY_FLOOR` for the one deliberate deviation. The sequence is processed in segments of at most
 :data:`SEGMENT_ELEMENTS` state elements, so memory is bounded whatever ``L`` is.
 
 Gradients (:class:`_ScanFunction`) use the adjoint recurrence, itself the same kind of scan run
@@ -36,6 +37,8 @@ few segments.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 #: Time steps per chunk (tuned on a 2-core CPU, see ``kernels/bench/bench_cpu.py``).
@@ -43,6 +46,12 @@ SCAN_CHUNK = 32
 
 #: Size, in state elements ``b * d * N * steps``, of one segment's temporaries.
 SEGMENT_ELEMENTS = 1 << 21
+
+#: Lower bound on ``log`` of every decay factor (single steps and products). Subnormal numbers
+#: make x86 arithmetic 10-100x slower and strong decays produce them all the time; a decay
+#: below ``exp(floor)`` (1e-20 in float32, 1e-200 in float64) is raised to it, which changes a
+#: state by at most that fraction of its previous value: far below rounding.
+LOG_DECAY_FLOOR = {torch.float32: -34.5, torch.float64: -345.0}
 
 
 def _segment_states(state, dt, A, left, right, T):
@@ -64,20 +73,24 @@ def _segment_states(state, dt, A, left, right, T):
     N = right.shape[-1]
     nc = S // T
     shape = (b, G, nc, T, N, dg)
-    decay = torch.mul(dt.reshape(b, G, nc, T, 1, dg), A.reshape(G, 1, 1, N, dg),
-                      out=dt.new_empty(shape)).exp_()  # (b, G, nc, T, N, dg)
+    floor = LOG_DECAY_FLOOR[dt.dtype]
+    dt_c = dt.reshape(b, G, nc, T, 1, dg)
+    A_c = A.reshape(G, 1, 1, N, dg)
+    decay = torch.mul(dt_c, A_c, out=dt.new_empty(shape)).clamp_min_(floor).exp_()  # a_t
     inject = torch.mul(left.reshape(b, G, nc, T, 1, dg), right.reshape(b, G, nc, T, N, 1),
                        out=dt.new_empty(shape))  # (b, G, nc, T, N, dg)
     decays, injects = decay.unbind(3), inject.unbind(3)  # T views of (b, G, nc, N, dg)
-    for t in range(1, T):  # local scans (zero start) and decay products, all chunks at once
+    tiny = math.exp(floor)
+    for t in range(1, T):  # local scans from a zero state and decay products, all chunks at once
         injects[t].addcmul_(decays[t], injects[t - 1])
-        decays[t].mul_(decays[t - 1])
+        decays[t].mul_(decays[t - 1]).clamp_min_(tiny)  # now a_1 ... a_t
+    prod = decay  # (b, G, nc, T, N, dg)
     starts = []
-    ends, totals = injects[-1].unbind(2), decays[-1].unbind(2)  # nc views of (b, G, N, dg)
+    ends, totals = injects[-1].unbind(2), decays[-1].unbind(2)  # nc x (b, G, N, dg)
     for k in range(nc):  # carry the state across chunks
         starts.append(state)
         state = torch.addcmul(ends[k], totals[k], state)  # (b, G, N, dg)
-    inject.addcmul_(decay, torch.stack(starts, dim=2)[:, :, :, None])  # (b, G, nc, T, N, dg)
+    inject.addcmul_(prod, torch.stack(starts, dim=2)[:, :, :, None])  # (b, G, nc, T, N, dg)
     return inject.reshape(b, G, S, N, dg), state
 
 
@@ -165,7 +178,8 @@ class _ScanFunction(torch.autograd.Function):
             g_B[:, :, sl] = torch.matmul(Lam, w_s[..., None])[..., 0]  # (b, G, n, N)
             g_w[:, :, sl] = torch.matmul(B_l[:, :, sl, None], Lam)[..., 0, :]  # (b, G, n, dg)
             # g_t = lam_t x_{t-1} a_t, the gradient w.r.t. dt_t A
-            g = torch.exp(dt_s[:, :, :, None] * A_g[:, None]).mul_(Lam)  # (b, G, n, N, dg)
+            g = torch.mul(dt_s[:, :, :, None], A_g[:, None]).clamp_min_(
+                LOG_DECAY_FLOOR[dt.dtype]).exp_().mul_(Lam)  # (b, G, n, N, dg)
             g[:, :, 1:].mul_(X[:, :, :-1])
             g[:, :, 0].mul_(x0)
             g_dt[:, :, sl] = torch.mul(g, A_g[:, None], out=X).sum(3)  # (b, G, n, dg)
