@@ -54,7 +54,21 @@ SEGMENT_ELEMENTS = 1 << 21
 LOG_DECAY_FLOOR = {torch.float32: -34.5, torch.float64: -345.0}
 
 
-def _segment_states(state, dt, A, left, right, T):
+def _workspace(like, plan, d, N, count):
+    """Flat scratch memory for ``count`` segment-sized tensors, reused by every segment.
+
+    Fresh multi-megabyte tensors are page-faulted in on first touch, which costs as much as the
+    arithmetic; reusing one buffer avoids it.
+    """
+    biggest = max((n for _, n, _ in plan), default=0) * like.shape[0] * d * N
+    return [like.new_empty(biggest) for _ in range(count)]
+
+
+def _view(flat, shape):
+    return flat[:math.prod(shape)].view(shape)
+
+
+def _segment_states(state, dt, A, left, right, T, work, reverse=False):
     """All states of one segment of ``x_t = exp(dt_t A) x_{t-1} + right_t (outer) left_t``.
 
     Parameters
@@ -64,10 +78,14 @@ def _segment_states(state, dt, A, left, right, T):
     A : (G, N, dg).
     right : (b, G, S, N).
     T : int, steps per chunk.
+    work : two flat tensors from :func:`_workspace` (overwritten).
+    reverse : bool
+        Run backwards in time, ``x_t = exp(dt_t A) x_{t+1} + right_t left_t`` with ``state``
+        entering after the last step (used by the adjoint pass).
 
     Returns
     -------
-    states : (b, G, S, N, dg) and the final state (b, G, N, dg).
+    states : (b, G, S, N, dg), a view of ``work[1]``, and the final state (b, G, N, dg).
     """
     b, G, S, dg = dt.shape
     N = right.shape[-1]
@@ -76,21 +94,23 @@ def _segment_states(state, dt, A, left, right, T):
     floor = LOG_DECAY_FLOOR[dt.dtype]
     dt_c = dt.reshape(b, G, nc, T, 1, dg)
     A_c = A.reshape(G, 1, 1, N, dg)
-    decay = torch.mul(dt_c, A_c, out=dt.new_empty(shape)).clamp_min_(floor).exp_()  # a_t
+    decay = torch.mul(dt_c, A_c, out=_view(work[0], shape)).clamp_min_(floor).exp_()  # a_t
     inject = torch.mul(left.reshape(b, G, nc, T, 1, dg), right.reshape(b, G, nc, T, N, 1),
-                       out=dt.new_empty(shape))  # (b, G, nc, T, N, dg)
+                       out=_view(work[1], shape))  # (b, G, nc, T, N, dg)
     decays, injects = decay.unbind(3), inject.unbind(3)  # T views of (b, G, nc, N, dg)
     tiny = math.exp(floor)
-    for t in range(1, T):  # local scans from a zero state and decay products, all chunks at once
-        injects[t].addcmul_(decays[t], injects[t - 1])
-        decays[t].mul_(decays[t - 1]).clamp_min_(tiny)  # now a_1 ... a_t
-    prod = decay  # (b, G, nc, T, N, dg)
-    starts = []
-    ends, totals = injects[-1].unbind(2), decays[-1].unbind(2)  # nc x (b, G, N, dg)
-    for k in range(nc):  # carry the state across chunks
-        starts.append(state)
+    step = -1 if reverse else 1
+    order = range(T - 2, -1, -1) if reverse else range(1, T)
+    for t in order:  # local scans from a zero state and decay products, all chunks at once
+        injects[t].addcmul_(decays[t], injects[t - step])
+        decays[t].mul_(decays[t - step]).clamp_min_(tiny)  # product since the chunk's start
+    last = 0 if reverse else -1
+    ends, totals = injects[last].unbind(2), decays[last].unbind(2)  # nc x (b, G, N, dg)
+    starts = [None] * nc
+    for k in (range(nc - 1, -1, -1) if reverse else range(nc)):  # carry across chunks
+        starts[k] = state
         state = torch.addcmul(ends[k], totals[k], state)  # (b, G, N, dg)
-    inject.addcmul_(prod, torch.stack(starts, dim=2)[:, :, :, None])  # (b, G, nc, T, N, dg)
+    inject.addcmul_(decay, torch.stack(starts, dim=2)[:, :, :, None])  # (b, G, nc, T, N, dg)
     return inject.reshape(b, G, S, N, dg), state
 
 
@@ -132,11 +152,12 @@ def _forward(u, dt, A, B, C):
     plan = _plan(L, SCAN_CHUNK, b * d * N)
     state = u.new_zeros(b, G, N, d // G)  # (b, G, N, dg)
     y_l = u.new_empty(b, G, L, d // G)  # (b, G, L, dg)
-    starts = []
+    starts, work = [], _workspace(u, plan, d, N, 2)
     for s, n, T in plan:
         sl = slice(s, s + n)
         starts.append(state)
-        states, state = _segment_states(state, dt_l[:, :, sl], A_g, w_l[:, :, sl], B_l[:, :, sl], T)
+        states, state = _segment_states(state, dt_l[:, :, sl], A_g, w_l[:, :, sl], B_l[:, :, sl],
+                                        T, work)
         y_l[:, :, sl] = torch.matmul(C_l[:, :, sl, None], states)[..., 0, :]  # (b, G, n, dg)
     last = state.transpose(2, 3).reshape(b, d, N)  # (b, d, N)
     return _from_time_major(y_l, b, d), last, starts
@@ -165,21 +186,22 @@ class _ScanFunction(torch.autograd.Function):
         g_B, g_C = torch.empty_like(B_l), torch.empty_like(C_l)  # (b, G, L, N)
         g_A = torch.zeros_like(A_g)  # (G, N, dg)
         plan = _plan(L, SCAN_CHUNK, b * d * N)
+        work_x, work_lam = _workspace(u, plan, d, N, 2), _workspace(u, plan, d, N, 2)
         for (s, n, T), x0 in zip(reversed(plan), reversed(starts)):
             sl = slice(s, s + n)
             dt_s, w_s, gy_s = dt_l[:, :, sl], w_l[:, :, sl], gy_l[:, :, sl]  # (b, G, n, dg)
-            X, _ = _segment_states(x0, dt_s, A_g, w_s, B_l[:, :, sl], T)  # (b, G, n, N, dg)
+            X, _ = _segment_states(x0, dt_s, A_g, w_s, B_l[:, :, sl], T, work_x)  # (b, G, n, N, dg)
             # adjoint, backwards in time: lam_t = a_{t+1} lam_{t+1} + C_t gy_t
             dt_next = dt_l[:, :, s + n:s + n + 1] if s + n < L else torch.zeros_like(dt_s[:, :, :1])
-            dt_rev = torch.cat([dt_next, dt_s.flip(2)[:, :, :-1]], dim=2)  # (b, G, n, dg)
-            lam_rev, lam = _segment_states(lam, dt_rev, A_g, gy_s.flip(2), C_l[:, :, sl].flip(2), T)
-            Lam = lam_rev.flip(2)  # (b, G, n, N, dg)
+            dt_shift = torch.cat([dt_s[:, :, 1:], dt_next], dim=2)  # dt_{t+1}, (b, G, n, dg)
+            Lam, lam = _segment_states(lam, dt_shift, A_g, gy_s, C_l[:, :, sl], T, work_lam,
+                                       reverse=True)  # (b, G, n, N, dg)
             g_C[:, :, sl] = torch.matmul(X, gy_s[..., None])[..., 0]  # (b, G, n, N)
             g_B[:, :, sl] = torch.matmul(Lam, w_s[..., None])[..., 0]  # (b, G, n, N)
             g_w[:, :, sl] = torch.matmul(B_l[:, :, sl, None], Lam)[..., 0, :]  # (b, G, n, dg)
             # g_t = lam_t x_{t-1} a_t, the gradient w.r.t. dt_t A
-            g = torch.mul(dt_s[:, :, :, None], A_g[:, None]).clamp_min_(
-                LOG_DECAY_FLOOR[dt.dtype]).exp_().mul_(Lam)  # (b, G, n, N, dg)
+            g = torch.mul(dt_s[:, :, :, None], A_g[:, None], out=_view(work_x[0], X.shape))
+            g.clamp_min_(LOG_DECAY_FLOOR[dt.dtype]).exp_().mul_(Lam)  # (b, G, n, N, dg)
             g[:, :, 1:].mul_(X[:, :, :-1])
             g[:, :, 0].mul_(x0)
             g_dt[:, :, sl] = torch.mul(g, A_g[:, None], out=X).sum(3)  # (b, G, n, dg)
