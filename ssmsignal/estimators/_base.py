@@ -212,9 +212,23 @@ class BaseSSMEstimator(BaseEstimator):
             yield x, lengths, torch.from_numpy(np.ascontiguousarray(t))
 
     def _batch_factory(self, batch, targets, train_idx, seed):
+        """Shuffled mini-batches; with unequal lengths, batches hold series of similar length.
+
+        Bucketing: the shuffled order is cut into windows of 32 batches, each window is sorted
+        by length and cut into batches, and the batches are shuffled again. Each batch is then
+        padded only to its own longest series.
+        """
         def make_batches(generator: torch.Generator):
-            order = torch.randperm(len(train_idx), generator=generator).numpy()
-            return list(self._iter_batches(batch, targets, train_idx[order]))
+            order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
+            if batch.equal_length:
+                return list(self._iter_batches(batch, targets, order))
+            window = 32 * self.batch_size
+            chunks = [order[i:i + window] for i in range(0, len(order), window)]
+            order = np.concatenate([c[np.argsort(batch.lengths[c], kind="stable")]
+                                    for c in chunks])
+            batches = list(self._iter_batches(batch, targets, order))
+            shuffle = torch.randperm(len(batches), generator=generator).tolist()
+            return [batches[i] for i in shuffle]
         return make_batches
 
     def _batch_loss(self, module, batch) -> torch.Tensor:
