@@ -8,18 +8,18 @@ The recurrence, per batch ``b``, channel ``c`` and state index ``n``::
 is linear in the state, so a sequence cut into chunks of ``T`` steps is solved in two passes
 (a two-level blocked scan):
 
-1. *Local pass, all chunks at once.* Each chunk is scanned from a zero state: a Python loop
-   over the ``T`` positions of a chunk, each iteration one fused multiply-add over every chunk
-   of the segment (tensors ``(b, G, n_chunks, N, d/G)``), never a loop over single time steps
-   of the sequence. The decay products ``P_t = a_1 ... a_t = exp(A sum_{s<=t} dt_s)`` come
-   from a cumulative sum of ``dt``.
+1. *Local pass, all chunks at once.* Each chunk is scanned from a zero state while the decay
+   products ``P_t = a_1 ... a_t`` are accumulated alongside: a Python loop over the ``T``
+   positions of a chunk, each iteration a few whole-tensor operations over every chunk of the
+   segment (tensors ``(b, G, n_chunks, N, d/G)``), never a loop over the sequence's steps.
 2. *Carry pass.* The state entering chunk ``k + 1`` is ``P_T^k x_in^k + local_T^k`` (a loop over
    the chunks on ``(b, d, N)`` tensors); then ``x_t = local_t + P_t x_in`` for the whole segment
    in one operation, and ``y`` is one batched matrix product with ``C``.
 
 Only decays appear (no ``exp(-S)`` growth factors), so this is as stable as the step-by-step
-loop for any ``dt`` and ``A``; see :data:`LOG_DECAY_FLOOR` for the one deliberate deviation. The sequence is processed in segments of at most
-:data:`SEGMENT_ELEMENTS` state elements, so memory is bounded whatever ``L`` is.
+loop for any ``dt`` and ``A``; see :data:`DECAY_FLOOR` for the one deliberate deviation. The
+sequence is processed in segments of at most :data:`SEGMENT_ELEMENTS` state elements, so memory
+is bounded whatever ``L`` is.
 
 Gradients (:class:`_ScanFunction`) use the adjoint recurrence, itself the same kind of scan run
 backwards in time: ``lam_t = C_t gy_t + a_{t+1} lam_{t+1}`` (``lam_{L-1}`` starts from the
@@ -47,11 +47,11 @@ SCAN_CHUNK = 32
 #: Size, in state elements ``b * d * N * steps``, of one segment's temporaries.
 SEGMENT_ELEMENTS = 1 << 21
 
-#: Lower bound on ``log`` of every decay factor (single steps and products). Subnormal numbers
-#: make x86 arithmetic 10-100x slower and strong decays produce them all the time; a decay
-#: below ``exp(floor)`` (1e-20 in float32, 1e-200 in float64) is raised to it, which changes a
-#: state by at most that fraction of its previous value: far below rounding.
-LOG_DECAY_FLOOR = {torch.float32: -34.5, torch.float64: -345.0}
+#: Lower bound on the decay products ``a_1 ... a_t`` inside a chunk. Subnormal numbers make x86
+#: arithmetic 10-100x slower, and a running product of decays sinks through them all the time;
+#: raising a product below the floor to it changes the state carried into a chunk by at most
+#: ``floor * |x_in|``, far below rounding (the single-step decays ``a_t`` are exact).
+DECAY_FLOOR = {torch.float32: 1e-15, torch.float64: 1e-150}
 
 
 def _workspace(like, plan, d, N, count):
@@ -91,14 +91,13 @@ def _segment_states(state, dt, A, left, right, T, work, reverse=False):
     N = right.shape[-1]
     nc = S // T
     shape = (b, G, nc, T, N, dg)
-    floor = LOG_DECAY_FLOOR[dt.dtype]
     dt_c = dt.reshape(b, G, nc, T, 1, dg)
     A_c = A.reshape(G, 1, 1, N, dg)
-    decay = torch.mul(dt_c, A_c, out=_view(work[0], shape)).clamp_min_(floor).exp_()  # a_t
+    decay = torch.mul(dt_c, A_c, out=_view(work[0], shape)).exp_()  # a_t
     inject = torch.mul(left.reshape(b, G, nc, T, 1, dg), right.reshape(b, G, nc, T, N, 1),
                        out=_view(work[1], shape))  # (b, G, nc, T, N, dg)
     decays, injects = decay.unbind(3), inject.unbind(3)  # T views of (b, G, nc, N, dg)
-    tiny = math.exp(floor)
+    tiny = DECAY_FLOOR[dt.dtype]
     step = -1 if reverse else 1
     order = range(T - 2, -1, -1) if reverse else range(1, T)
     for t in order:  # local scans from a zero state and decay products, all chunks at once
@@ -201,7 +200,7 @@ class _ScanFunction(torch.autograd.Function):
             g_w[:, :, sl] = torch.matmul(B_l[:, :, sl, None], Lam)[..., 0, :]  # (b, G, n, dg)
             # g_t = lam_t x_{t-1} a_t, the gradient w.r.t. dt_t A
             g = torch.mul(dt_s[:, :, :, None], A_g[:, None], out=_view(work_x[0], X.shape))
-            g.clamp_min_(LOG_DECAY_FLOOR[dt.dtype]).exp_().mul_(Lam)  # (b, G, n, N, dg)
+            g.exp_().mul_(Lam)  # (b, G, n, N, dg)
             g[:, :, 1:].mul_(X[:, :, :-1])
             g[:, :, 0].mul_(x0)
             g_dt[:, :, sl] = torch.mul(g, A_g[:, None], out=X).sum(3)  # (b, G, n, dg)

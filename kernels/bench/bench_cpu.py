@@ -7,10 +7,10 @@ Run: ``python -m ssmsignal.kernels.bench.bench_cpu [--repeats 5] [--chunks 32,64
 2. ``s4d_kernel`` (blocked Vandermonde) vs the materialised ``(H, N, L)`` einsum, H 256, N 64,
    L 16384, complex64.
 
-Times are medians over ``--repeats`` runs after one warm-up. Memory is reported analytically:
-the largest temporary tensor each method builds (``resource.getrusage`` max-RSS is printed too,
-but it is a process-wide high-water mark, so only its growth during the first method is
-meaningful).
+Times are the median and the minimum over ``--repeats`` runs after one warm-up (the minimum is
+the better estimate on a shared machine). Memory: the scan's scratch space is given
+analytically (two segment workspaces, independent of ``L``) and as the growth of the process's
+max RSS (``resource.getrusage``) while the reference ran, measured before anything else.
 """
 
 from __future__ import annotations
@@ -45,14 +45,16 @@ def naive_s4d_kernel(coef, log_z, L):
     return 2.0 * torch.einsum("hn,hnl->hl", coef, powers).real
 
 
-def timed(fn, repeats):
-    fn()
+def timed(fn, repeats, warmup=True):
+    """(median, min) wall seconds over ``repeats`` runs after an optional warm-up."""
+    if warmup:
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def max_rss_mib():
@@ -69,22 +71,29 @@ def bench_scan(repeats, chunks):
     B = torch.randn(b, N, L)
     C = torch.randn(b, N, L)
     print(f"selective_scan  b={b} d={d} L={L} N={N} float32, torch threads={torch.get_num_threads()}")
+    work_mib = 2 * _scan.SEGMENT_ELEMENTS * 4 / 2**20
     rss0 = max_rss_mib()
+    results = {}
     with torch.no_grad():
-        t_naive = timed(lambda: naive_selective_scan(u, delta, A, B, C), repeats)
-        ref = naive_selective_scan(u, delta, A, B, C)
-    print(f"  naive per-step loop           {t_naive * 1e3:9.1f} ms   "
-          f"(max RSS grew {max_rss_mib() - rss0:.0f} MiB)")
-    for chunk in chunks:
-        _scan.SCAN_CHUNK = chunk
-        with torch.no_grad():
-            t = timed(lambda: reference.selective_scan(u, delta, A, B, C), repeats)
-            err = (reference.selective_scan(u, delta, A, B, C) - ref).abs().max().item()
-        temp_mib = b * d * chunk * N * 4 / 2**20
-        print(f"  reference, chunk {chunk:4d}         {t * 1e3:9.1f} ms   speed-up "
-              f"{t_naive / t:5.1f}x   max|diff| {err:.1e}   largest temporary "
-              f"(b, d, T, N) = {temp_mib:.1f} MiB")
-    print(f"  process max RSS {max_rss_mib():.0f} MiB")
+        for chunk in chunks:  # the reference first, so that the RSS growth is its own
+            _scan.SCAN_CHUNK = chunk
+            results[chunk] = timed(lambda: reference.selective_scan(u, delta, A, B, C), repeats)
+        rss_ref = max_rss_mib() - rss0
+        naive = timed(lambda: naive_selective_scan(u, delta, A, B, C), repeats)
+        want = naive_selective_scan(u, delta, A, B, C)
+        print(f"  naive per-step loop          median {naive[0] * 1e3:8.1f} ms  min {naive[1] * 1e3:8.1f} ms")
+        for chunk, (med, best) in results.items():
+            _scan.SCAN_CHUNK = chunk
+            err = (reference.selective_scan(u, delta, A, B, C) - want).abs().max().item()
+            print(f"  reference, chunk {chunk:3d}        median {med * 1e3:8.1f} ms  min "
+                  f"{best * 1e3:8.1f} ms  speed-up {naive[0] / med:5.1f}x (median) "
+                  f"{naive[1] / best:5.1f}x (min)  max|diff| {err:.1e}")
+    print(f"  reference scratch memory: 2 x {_scan.SEGMENT_ELEMENTS} float32 = {work_mib:.0f} MiB "
+          f"(analytic, independent of L); max RSS grew {rss_ref:.0f} MiB while it ran "
+          f"(inputs {5 * b * d * L * 4 / 2**20:.0f} MiB)")
+    x = [t.clone().requires_grad_() for t in (u, delta, A, B, C)]
+    fwd_bwd = timed(lambda: reference.selective_scan(*x).sum().backward(), max(1, repeats // 2))
+    print(f"  reference forward+backward   median {fwd_bwd[0] * 1e3:8.1f} ms")
 
 
 def bench_s4d(repeats):
@@ -97,9 +106,9 @@ def bench_s4d(repeats):
     coef, log_z = reference.s4d_coefficients(A, B, C, dt)
     print(f"s4d_kernel  H={H} N={N} L={L} complex64 (ZOH)")
     with torch.no_grad():
-        t_naive = timed(lambda: naive_s4d_kernel(coef, log_z, L), repeats)
+        t = timed(lambda: reference.vandermonde(coef, log_z, L), repeats)[0]
+        t_naive = timed(lambda: naive_s4d_kernel(coef, log_z, L), 1, warmup=False)[0]  # ~2 GiB
         ref = naive_s4d_kernel(coef, log_z, L)
-        t = timed(lambda: reference.vandermonde(coef, log_z, L), repeats)
         err = (reference.vandermonde(coef, log_z, L) - ref).abs().max().item()
     T = int(L ** 0.5)
     print(f"  materialised einsum (H, N, L) {t_naive * 1e3:9.1f} ms   largest temporary "
