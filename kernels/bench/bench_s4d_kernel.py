@@ -101,9 +101,11 @@ TRITON_VARIANTS = {
     "triton (shipped)": {},
     "triton tf32x3": {"DOT_PRECISION": "tf32x3"},
     "triton 8 warps": {"NUM_WARPS": 8},
+    "triton 3 stages": {"NUM_STAGES": 3},
+    "triton bwd rows 16": {"BWD_ROWS": 16},
+    "triton bwd rows 64": {"BWD_ROWS": 64},
     "triton BN32": {"_blocks": lambda N, L: (32, 64, 64)},
     "triton P128": {"_blocks": lambda N, L: (16, 128, 64)},
-    "triton Q32": {"_blocks": lambda N, L: (16, 64, 32)},
 }
 
 
@@ -176,8 +178,11 @@ def cauchy_rows(M, N, L, quick):
                                  w.detach().to(torch.complex128))
     variants = [("triton (shipped)", {}, "triton")]
     if not quick:
-        variants += [(f"triton BLOCK_L {bl}", {"_block_l": lambda L, bl=bl: min(bl, triton.next_power_of_2(L))}, "triton")
-                     for bl in (512, 2048)]
+        variants += [
+            ("triton fwd BLOCK_L 1024",
+             {"_block_l": lambda L: min(1024, triton.next_power_of_2(L))}, "triton"),
+            ("triton bwd tile 8x256", {"_bwd_tiles": lambda N, L: (8, 256)}, "triton"),
+            ("triton bwd tile 16x256", {"_bwd_tiles": lambda N, L: (16, 256)}, "triton")]
     variants.append(("torch", {}, "torch"))
     rows = []
     for name, overrides, backend in variants:
@@ -219,6 +224,24 @@ def layer_rows(batch, H, L):
     return rows
 
 
+def profile(label, fn, steps=10):
+    """Print the CUDA kernels behind ``fn`` (ms per call), to split GPU work from launch cost."""
+    fn()
+    torch.cuda.synchronize()
+    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.key_averages() if e.device_time_total > 0]
+    kernels.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in kernels) / steps / 1e3
+    print(f"profile {label}: GPU kernel time {total:.4f} ms per call")
+    for e in kernels[:6]:
+        print(f"    {e.self_device_time_total / steps / 1e3:9.4f} ms  x{e.count // steps:<3} "
+              f"{e.key[:70]}")
+
+
 def _mb(b):
     return None if b is None else b / 2 ** 20
 
@@ -242,6 +265,13 @@ def main():
         rows += s4d_rows(H, N, L, bw, args.quick)
     rows += cauchy_rows(*((64, 32, 2048) if args.quick else CAUCHY_SHAPE), args.quick)
     rows += layer_rows(*((2, 64, 2048) if args.quick else LAYER_SHAPE))
+    if not args.quick:
+        H, N, L = S4D_SHAPES[0]
+        params = s4d_params(H, N)
+        grad = torch.randn(H, L, device="cuda")
+        for backend in ("triton", "torch"):
+            profile(f"s4d_kernel fwd+bwd {backend} H{H} N{N} L{L}",
+                    fwd_bwd(lambda b=backend: s4d_kernel(*params, L, backend=b), params, grad))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

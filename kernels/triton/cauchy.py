@@ -79,36 +79,46 @@ def _cauchy_bwd_kernel(
     pvw_ptr,  # (4, n_ltiles, B, N) float32: Re/Im sum_l g conj(r), Re/Im sum_l g conj(r)^2
     pz_ptr,  # (B, L, 2) float32: per-row terms sum_n g conj(v) conj(r)^2 (if WITH_DZ)
     B, L,
-    N: tl.constexpr, BLOCK_L: tl.constexpr, WITH_DZ: tl.constexpr,
+    N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr, WITH_DZ: tl.constexpr,
 ):
+    # A (BLOCK_N, BLOCK_L) tile per step: one reduction over l serves BLOCK_N terms.
+    # Padding: Im z = +_PAD and Im w = -_PAD keep z - w far from 0 (finite r) and g = v = 0 there
+    # make every padded term exactly 0, so padded lanes can join the reductions.
     b = tl.program_id(0)
     tile = tl.program_id(1)
     l = tile * BLOCK_L + tl.arange(0, BLOCK_L)  # (BL,)
     lmask = l < L
-    zr = tl.load(z_ptr + 2 * l, mask=lmask, other=0.0)
-    zi = tl.load(z_ptr + 2 * l + 1, mask=lmask, other=_PAD)
+    zr = tl.load(z_ptr + 2 * l, mask=lmask, other=0.0)[None, :]  # (1, BL)
+    zi = tl.load(z_ptr + 2 * l + 1, mask=lmask, other=_PAD)[None, :]
     offs = (b * L + l) * 2
-    gr = tl.load(g_ptr + offs, mask=lmask, other=0.0)  # zero outside: partial sums stay exact
-    gi = tl.load(g_ptr + offs + 1, mask=lmask, other=0.0)
+    gr = tl.load(g_ptr + offs, mask=lmask, other=0.0)[None, :]  # (1, BL)
+    gi = tl.load(g_ptr + offs + 1, mask=lmask, other=0.0)[None, :]
     dz_r = tl.zeros((BLOCK_L,), dtype=tl.float32)
     dz_i = tl.zeros((BLOCK_L,), dtype=tl.float32)
     pplane = tl.num_programs(1) * B * N
-    pbase = pvw_ptr + (tile * B + b) * N
-    for n in range(N):
-        vr, vi, cr, ci = _term(zr, zi, v_ptr, w_ptr, b * N + n)
-        ar = gr * cr - gi * ci  # g conj(r)
-        ai = gr * ci + gi * cr
+    for n0 in range(0, N, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)  # (BN,)
+        nmask = n < N
+        k = 2 * (b * N + n)
+        vr = tl.load(v_ptr + k, mask=nmask, other=0.0)[:, None]  # (BN, 1)
+        vi = tl.load(v_ptr + k + 1, mask=nmask, other=0.0)[:, None]
+        dr = zr - tl.load(w_ptr + k, mask=nmask, other=0.0)[:, None]  # (BN, BL) d = z - w
+        di = zi - tl.load(w_ptr + k + 1, mask=nmask, other=-_PAD)[:, None]
+        inv = tl.fdiv(tl.full(dr.shape, 1.0, tl.float32), dr * dr + di * di)
+        cr = dr * inv  # conj(r) = d / |d|^2
+        ci = di * inv
         sr = cr * cr - ci * ci  # conj(r)^2
         si = 2.0 * cr * ci
         qr = gr * sr - gi * si  # g conj(r)^2
         qi = gr * si + gi * sr
         if WITH_DZ:
-            dz_r += vr * qr + vi * qi  # conj(v) g conj(r)^2
-            dz_i += vr * qi - vi * qr
-        tl.store(pbase + n, tl.sum(ar, axis=0))
-        tl.store(pbase + pplane + n, tl.sum(ai, axis=0))
-        tl.store(pbase + 2 * pplane + n, tl.sum(qr, axis=0))
-        tl.store(pbase + 3 * pplane + n, tl.sum(qi, axis=0))
+            dz_r += tl.sum(vr * qr + vi * qi, axis=0)  # conj(v) g conj(r)^2
+            dz_i += tl.sum(vr * qi - vi * qr, axis=0)
+        pidx = pvw_ptr + (tile * B + b) * N + n  # (BN,)
+        tl.store(pidx, tl.sum(gr * cr - gi * ci, axis=1), mask=nmask)  # g conj(r)
+        tl.store(pidx + pplane, tl.sum(gr * ci + gi * cr, axis=1), mask=nmask)
+        tl.store(pidx + 2 * pplane, tl.sum(qr, axis=1), mask=nmask)
+        tl.store(pidx + 3 * pplane, tl.sum(qi, axis=1), mask=nmask)
     if WITH_DZ:
         tl.store(pz_ptr + offs, -dz_r, mask=lmask)
         tl.store(pz_ptr + offs + 1, -dz_i, mask=lmask)
@@ -120,7 +130,13 @@ def _alloc(*shape: int, device) -> torch.Tensor:
 
 
 def _block_l(L: int) -> int:
-    return min(1024, max(16, triton.next_power_of_2(L)))
+    """Nodes per program of the forward kernel (one row, a loop over n)."""
+    return min(512, max(16, triton.next_power_of_2(L)))
+
+
+def _bwd_tiles(N: int, L: int) -> tuple[int, int]:
+    """(BLOCK_N, BLOCK_L) tile of the backward kernel."""
+    return min(16, triton.next_power_of_2(N)), min(128, max(16, triton.next_power_of_2(L)))
 
 
 class _Cauchy(torch.autograd.Function):
@@ -149,14 +165,14 @@ class _Cauchy(torch.autograd.Function):
         grad_z = torch.zeros_like(z)  # (L,)
         with_dz = ctx.needs_input_grad[1]
         if B * L > 0 and N > 0:
-            bl = _block_l(L)
+            bn, bl = _bwd_tiles(N, L)
             nl = triton.cdiv(L, bl)
             g = torch.view_as_real(grad_out.to(torch.complex64).contiguous())  # (B, L, 2)
             pvw = _alloc(4, nl, B, N, device=v.device)
             pz = _alloc(B, L, 2, device=v.device) if with_dz else pvw
             _cauchy_bwd_kernel[(B, nl)](
                 torch.view_as_real(v), torch.view_as_real(w), torch.view_as_real(z), g, pvw, pz,
-                B, L, N=N, BLOCK_L=bl, WITH_DZ=with_dz)
+                B, L, N=N, BLOCK_N=bn, BLOCK_L=bl, WITH_DZ=with_dz)
             s = pvw.sum(dim=1)  # (4, B, N)
             sum_r = torch.complex(s[0], s[1])  # (B, N)
             sum_r2 = torch.complex(s[2], s[3])
