@@ -124,26 +124,25 @@ def dprepare_dt(raw, bias, grad, SOFTPLUS: tl.constexpr):
 SCAN_CONFIG_OVERRIDE = None
 
 
-def scan_config(batch, dim, N):
-    """Block shape ``(NI, NO, W, DL)`` and warps for a problem of this size.
+def scan_config(batch, dim, N, backward=False):
+    """Block shape ``(NI, NO, W, DL)`` for a problem of this size.
 
-    ``NO`` (lanes per channel along the states) grows when there are few channels, so that the
-    GPU still gets enough threads: about 8 warps per multiprocessor on an H100 (132 of them).
+    ``NO`` (lanes per channel along the states) grows from 4 while there are few channels, so
+    that the GPU still gets about 8 warps per multiprocessor (H100: 132 of them); capped at 16.
+    ``W`` (warps per program): 4 for the forward pass, 2 for the register-heavy backward pass.
+    Chosen from the block-shape sweep of ``kernels/bench/bench_selective_scan.py --sweep``
+    (``kernels/NOTES.md``).
     """
     NP = max(1, triton.next_power_of_2(N))
     if SCAN_CONFIG_OVERRIDE is not None:
         NO, W = SCAN_CONFIG_OVERRIDE
-        NO = min(NO, NP)
-        return NP // NO, NO, W, 32 // NO
-    threads = 132 * 8 * 32
-    NO = 1
-    while NO < min(NP, 32) and batch * dim * NO < threads:
-        NO *= 2
-    NO = max(NO, min(NP, 4))
-    NI = NP // NO
-    DL = 32 // NO
-    W = 4 if batch * dim * NO >= 4 * 132 * 4 * 32 else 2
-    return NI, NO, W, DL
+    else:
+        NO = 4
+        while NO < 16 and batch * dim * NO < 132 * 8 * 32:
+            NO *= 2
+        W = 2 if backward else 4
+    NO = min(NO, NP)
+    return NP // NO, NO, W, 32 // NO
 
 
 def block_channels(width, ch_per_group, groups):

@@ -66,32 +66,47 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     if HAS_LEN:
         seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
     h = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)  # state before the chunk
+    # chunk 0's inputs; inside the loop the next chunk's loads are issued before the current
+    # chunk's arithmetic, so their latency overlaps it
+    io0 = (t < L) & ch_ok  # (DL, 1, W, 1, T)
+    u_nx = tl.load(u_ptr + row_off + t, mask=io0, other=0.0)
+    raw_nx = tl.load(dt_ptr + row_off + t, mask=io0, other=0.0)
+    B_nx = tl.load(B_ptr + bc_off + t, mask=(t < L) & n_ok, other=0.0)
+    C_nx = tl.load(C_ptr + bc_off + t, mask=(t < L) & n_ok, other=0.0)
+    z_nx = u_nx
+    if HAS_Z:
+        z_nx = tl.load(z_ptr + row_off + t, mask=io0, other=0.0)
     c = 0
     while c < n_chunks:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
         if SAVE_CK:
             tl.store(ck_ptr + ck_off + c * N, h, mask=ch_ok & n_ok)
         tt = c * T + t  # (1, 1, 1, 1, T)
-        t_ok = tt < L
-        io_mask = t_ok & ch_ok  # (DL, 1, W, 1, T)
+        io_mask = (tt < L) & ch_ok  # (DL, 1, W, 1, T)
         valid = tt < seq_len  # (1, 1, 1, 1, T)
-        u = tl.load(u_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
-        raw = tl.load(dt_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
-        dt = tl.where(valid, prepare_dt(raw, bias, SOFTPLUS), 0.0)  # (DL, 1, W, 1, T)
-        Bt = tl.load(B_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
-        Ct = tl.load(C_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
+        u, raw, Bt, Ct, zz = u_nx, raw_nx, B_nx, C_nx, z_nx
+        nx = tt + T  # (1, 1, 1, 1, T) next chunk
+        io_nx = (nx < L) & ch_ok
+        u_nx = tl.load(u_ptr + row_off + nx, mask=io_nx, other=0.0)
+        raw_nx = tl.load(dt_ptr + row_off + nx, mask=io_nx, other=0.0)
+        B_nx = tl.load(B_ptr + bc_off + nx, mask=(nx < L) & n_ok, other=0.0)
+        C_nx = tl.load(C_ptr + bc_off + nx, mask=(nx < L) & n_ok, other=0.0)
+        if HAS_Z:
+            z_nx = tl.load(z_ptr + row_off + nx, mask=io_nx, other=0.0)
+        u = u.to(tl.float32)
+        dt = tl.where(valid, prepare_dt(raw.to(tl.float32), bias, SOFTPLUS), 0.0)  # (DL, 1, W, 1, T)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
         A2 = tl.load(A_ptr + A_off, mask=ch_ok & n_ok, other=0.0) * LOG2E  # (DL, NO, W, NI, 1)
         a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
-        b = (dt * u) * Bt  # (DL, NO, W, NI, T)
+        b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
         _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
-        y = sum_states(hs * Ct)  # (DL, 1, W, 1, T)
+        y = sum_states(hs * Ct.to(tl.float32))  # (DL, 1, W, 1, T)
         h = row(hs, t, T - 1)  # (DL, NO, W, NI, 1) state after the chunk
         if HAS_D:
             y += Dv * u
         if HAS_Z:
-            zz = tl.load(z_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
-            y *= zz * tl.sigmoid(zz)
+            zf = zz.to(tl.float32)
+            y *= zf * tl.sigmoid(zf)
         y = tl.where(valid, y, 0.0)
         tl.store(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), mask=io_mask)
         c += 1
@@ -204,11 +219,11 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     tl.store(dbias_ptr + pid_b * dim + ch + rep * 0, dbias_acc, mask=out_mask)
 
 
-def _geometry(u, A, B, T):
-    """Sizes and the block shape shared by the forward and backward launches."""
+def _geometry(u, A, B, T, backward=False):
+    """Sizes and the block shape of a forward or backward launch."""
     b, d, L = u.shape
     N, G = A.shape[1], B.shape[1]
-    NI, NO, W, DL = scan_config(b, d, N)
+    NI, NO, W, DL = scan_config(b, d, N, backward)
     block_ch = block_channels(W * DL, d // G, G)
     return dict(b=b, d=d, L=L, N=N, G=G, NI=NI, NO=NO, W=W, DL=DL, block_ch=block_ch,
                 n_blocks=triton.cdiv(d, block_ch), n_chunks=triton.cdiv(L, T), T=T)
@@ -233,7 +248,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
 
 
 def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, ck):
-    g = _geometry(u, A, B, CHUNK_BWD)
+    g = _geometry(u, A, B, CHUNK_BWD, backward=True)
     b, d, L, N, G = g["b"], g["d"], g["L"], g["N"], g["G"]
     f32 = dict(device=u.device, dtype=torch.float32)
     du = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)

@@ -115,7 +115,8 @@ def compare(b, d, L, N, G, dtype, device, seed, full=True, lengths=False, softpl
     """Relative errors of the Triton op against the float64 reference, as a dict."""
     case, seq = make_case(b, d, L, N, G, dtype, device, seed, full, lengths, softplus)
     gen = torch.Generator().manual_seed(seed + 1)
-    grads_out = (torch.randn(b, d, L, generator=gen, dtype=torch.float64).to(device),
+    dout = torch.randn(b, d, L, generator=gen).to(dtype)  # the kernel's dout is in u's dtype;
+    grads_out = (dout.double().to(device),  # the reference gets the same rounded values
                  torch.randn(b, d, N, generator=gen, dtype=torch.float64).to(device))
     out, last, grads = run_triton(case, seq, softplus, grads_out)
     r_out, r_last, r_grads = run_reference(case, seq, softplus, grads_out)
