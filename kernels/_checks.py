@@ -133,7 +133,8 @@ def check_cauchy(v, z, w):
     try:
         torch.broadcast_shapes(v.shape, w.shape)
     except RuntimeError:
-        raise ValueError(f"{op}: v {tuple(v.shape)} and w {tuple(w.shape)} do not broadcast") from None
+        raise ValueError(
+            f"{op}: v {tuple(v.shape)} and w {tuple(w.shape)} do not broadcast") from None
 
 
 def check_fft_conv(u, k, D):

@@ -183,9 +183,9 @@ def vandermonde(coef, log_z, L):
 
     Notes
     -----
-    Write ``l = j * T + i`` with block size ``T ~ sqrt(L)``. Then
-    ``z^l = z^(jT) * z^i``, so ``K[h, jT + i] = 2 Re(sum_n (coef z^(jT))[h, j, n] * (z^i)[h, n, i])``
-    is one real matrix product per channel, ``(L/T, 2N) @ (2N, T)``. Both powers are computed as
+    Write ``l = j * T + i`` with block size ``T ~ sqrt(L)``. Then ``z^l = z^(jT) * z^i``, so
+    ``K[h, jT + i] = 2 Re(sum_n (coef z^(jT))[h, j, n] * (z^i)[h, n, i])`` is one real matrix
+    product per channel, ``(L/T, 2N) @ (2N, T)``. Both powers are computed as
     ``exp(log_z * l)`` (never by repeated multiplication), so accuracy matches the direct
     formula. Memory is ``O(H N sqrt(L))``, forward and backward; ``(H, N, L)`` is never built.
     """
@@ -205,7 +205,8 @@ def vandermonde(coef, log_z, L):
     z_re, z_im = _polar_power(log_z[:, :, None], inner)  # z^i, (H, N, T) each
     p_re, p_im = _polar_power(log_z[:, None, :], outer[:, None])  # z^(jT), (H, n_blocks, N)
     c_re, c_im = coef.real[:, None, :], coef.imag[:, None, :]  # (H, 1, N)
-    left = torch.cat([c_re * p_re - c_im * p_im, -(c_re * p_im + c_im * p_re)], dim=-1)  # (H, n_blocks, 2N)
+    left = torch.cat([c_re * p_re - c_im * p_im,
+                      -(c_re * p_im + c_im * p_re)], dim=-1)  # (H, n_blocks, 2N)
     right = torch.cat([z_re, z_im], dim=-2)  # (H, 2N, T)
     K = 2.0 * torch.bmm(left, right)  # (H, n_blocks, T)
     return K.reshape(H, n_blocks * T)[:, :L]
@@ -295,7 +296,8 @@ class _ChunkedCauchy(torch.autograd.Function):
             with torch.enable_grad():
                 vb, zb, wb = (t.detach().requires_grad_() for t in (v, z[s:s + CAUCHY_CHUNK], w))
                 block = _cauchy_block(vb, zb, wb)
-                gv, gz, gw = torch.autograd.grad(block, (vb, zb, wb), grad_out[..., s:s + CAUCHY_CHUNK])
+                gv, gz, gw = torch.autograd.grad(block, (vb, zb, wb),
+                                                 grad_out[..., s:s + CAUCHY_CHUNK])
             grad_v += gv
             grad_w += gw
             grad_z[s:s + CAUCHY_CHUNK] = gz

@@ -70,7 +70,8 @@ def bench_scan(repeats, chunks):
     A = -torch.arange(1, N + 1, dtype=torch.float32).repeat(d, 1)  # (d, N) S4D-real
     B = torch.randn(b, N, L)
     C = torch.randn(b, N, L)
-    print(f"selective_scan  b={b} d={d} L={L} N={N} float32, torch threads={torch.get_num_threads()}")
+    print(f"selective_scan  b={b} d={d} L={L} N={N} float32, "
+          f"torch threads={torch.get_num_threads()}")
     work_mib = 2 * _scan.SEGMENT_ELEMENTS * 4 / 2**20
     rss0 = max_rss_mib()
     results = {}
@@ -81,7 +82,8 @@ def bench_scan(repeats, chunks):
         rss_ref = max_rss_mib() - rss0
         naive = timed(lambda: naive_selective_scan(u, delta, A, B, C), repeats)
         want = naive_selective_scan(u, delta, A, B, C)
-        print(f"  naive per-step loop          median {naive[0] * 1e3:8.1f} ms  min {naive[1] * 1e3:8.1f} ms")
+        print(f"  naive per-step loop          median {naive[0] * 1e3:8.1f} ms  "
+              f"min {naive[1] * 1e3:8.1f} ms")
         for chunk, (med, best) in results.items():
             _scan.SCAN_CHUNK = chunk
             err = (reference.selective_scan(u, delta, A, B, C) - want).abs().max().item()
