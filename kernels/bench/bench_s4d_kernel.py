@@ -242,6 +242,15 @@ def profile(label, fn, steps=10):
               f"{e.key[:70]}")
 
 
+def layer_profile(batch, H, L):
+    """Kernel breakdown of one S4D layer forward+backward on the Triton path."""
+    from ssmsignal.layers import S4D
+    layer = S4D(H).cuda()
+    x = torch.randn(batch, L, H, device="cuda", requires_grad=True)  # (batch, L, H)
+    profile(f"S4D layer fwd+bwd b{batch} H{H} L{L}",
+            fwd_bwd(lambda: layer(x), [x, *layer.parameters()], torch.randn_like(x)), steps=3)
+
+
 def _mb(b):
     return None if b is None else b / 2 ** 20
 
@@ -272,6 +281,14 @@ def main():
         for backend in ("triton", "torch"):
             profile(f"s4d_kernel fwd+bwd {backend} H{H} N{N} L{L}",
                     fwd_bwd(lambda b=backend: s4d_kernel(*params, L, backend=b), params, grad))
+        M, N, L = CAUCHY_SHAPE
+        v, w = (torch.randn(M, N, dtype=torch.complex64, device="cuda", requires_grad=True)
+                for _ in range(2))
+        z = torch.exp(2j * math.pi * torch.rand(L, device="cuda")).to(torch.complex64)
+        profile(f"cauchy fwd+bwd triton M{M} N{N} L{L}",
+                fwd_bwd(lambda: cauchy(v, z, w, backend="triton").real, [v, w],
+                        torch.randn(M, L, device="cuda")))
+        layer_profile(*LAYER_SHAPE)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
