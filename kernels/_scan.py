@@ -47,10 +47,10 @@ SCAN_CHUNK = 32
 #: Size, in state elements ``b * d * N * steps``, of one segment's temporaries.
 SEGMENT_ELEMENTS = 1 << 21
 
-#: Lower bound on the decay products ``a_1 ... a_t`` inside a chunk. Subnormal numbers make x86
-#: arithmetic 10-100x slower, and a running product of decays sinks through them all the time;
-#: raising a product below the floor to it changes the state carried into a chunk by at most
-#: ``floor * |x_in|``, far below rounding (the single-step decays ``a_t`` are exact).
+#: Added to each running decay product ``a_1 ... a_t`` inside a chunk, so that it never sinks
+#: into subnormal numbers (which make x86 arithmetic 10-100x slower, and a product of decays
+#: goes through them all the time). It changes the state carried into a chunk by at most
+#: ``T * floor * |x_in|``, far below rounding; the single-step decays ``a_t`` are exact.
 DECAY_FLOOR = {torch.float32: 1e-15, torch.float64: 1e-150}
 
 
@@ -97,12 +97,12 @@ def _segment_states(state, dt, A, left, right, T, work, reverse=False):
     inject = torch.mul(left.reshape(b, G, nc, T, 1, dg), right.reshape(b, G, nc, T, N, 1),
                        out=_view(work[1], shape))  # (b, G, nc, T, N, dg)
     decays, injects = decay.unbind(3), inject.unbind(3)  # T views of (b, G, nc, N, dg)
-    tiny = DECAY_FLOOR[dt.dtype]
+    floor = dt.new_tensor(DECAY_FLOOR[dt.dtype])
     step = -1 if reverse else 1
     order = range(T - 2, -1, -1) if reverse else range(1, T)
     for t in order:  # local scans from a zero state and decay products, all chunks at once
         injects[t].addcmul_(decays[t], injects[t - step])
-        decays[t].mul_(decays[t - step]).clamp_min_(tiny)  # product since the chunk's start
+        torch.addcmul(floor, decays[t], decays[t - step], out=decays[t])  # product since start
     last = 0 if reverse else -1
     ends, totals = injects[last].unbind(2), decays[last].unbind(2)  # nc x (b, G, N, dg)
     starts = [None] * nc
@@ -139,9 +139,11 @@ def _layouts(u, dt, A, B, C):
             B.transpose(2, 3).contiguous(), C.transpose(2, 3).contiguous())
 
 
-def _from_time_major(x, b, d):
-    """(b, G, L, dg) -> (b, d, L)."""
-    return x.transpose(2, 3).reshape(b, d, x.shape[2])
+def _channel_major(x, sl):
+    """Write destination for one segment: ``x[..., sl]`` of a (b, G, dg, L) tensor, seen as
+    (b, G, n, dg). Segment-sized transposed copies stay in cache; transposing a whole
+    (L, dg) tensor at once is several times slower."""
+    return x[..., sl].transpose(2, 3)
 
 
 def _forward(u, dt, A, B, C):
@@ -150,16 +152,16 @@ def _forward(u, dt, A, B, C):
     _, dt_l, w_l, A_g, B_l, C_l = _layouts(u, dt, A, B, C)
     plan = _plan(L, SCAN_CHUNK, b * d * N)
     state = u.new_zeros(b, G, N, d // G)  # (b, G, N, dg)
-    y_l = u.new_empty(b, G, L, d // G)  # (b, G, L, dg)
+    y = u.new_empty(b, G, d // G, L)  # (b, G, dg, L)
     starts, work = [], _workspace(u, plan, d, N, 2)
     for s, n, T in plan:
         sl = slice(s, s + n)
         starts.append(state)
         states, state = _segment_states(state, dt_l[:, :, sl], A_g, w_l[:, :, sl], B_l[:, :, sl],
                                         T, work)
-        y_l[:, :, sl] = torch.matmul(C_l[:, :, sl, None], states)[..., 0, :]  # (b, G, n, dg)
+        _channel_major(y, sl).copy_(torch.matmul(C_l[:, :, sl, None], states)[..., 0, :])
     last = state.transpose(2, 3).reshape(b, d, N)  # (b, d, N)
-    return _from_time_major(y_l, b, d), last, starts
+    return y.reshape(b, d, L), last, starts
 
 
 class _ScanFunction(torch.autograd.Function):
@@ -181,7 +183,7 @@ class _ScanFunction(torch.autograd.Function):
         u_l, dt_l, w_l, A_g, B_l, C_l = _layouts(u, dt, A, B, C)
         gy_l = gy.reshape(b, G, dg, L).transpose(2, 3).contiguous()  # (b, G, L, dg)
         lam = g_last.reshape(b, G, dg, N).transpose(2, 3).contiguous()  # (b, G, N, dg)
-        g_w, g_dt = torch.empty_like(w_l), torch.empty_like(dt_l)  # (b, G, L, dg)
+        g_u, g_dt = u.new_empty(b, G, dg, L), u.new_empty(b, G, dg, L)  # (b, G, dg, L)
         g_B, g_C = torch.empty_like(B_l), torch.empty_like(C_l)  # (b, G, L, N)
         g_A = torch.zeros_like(A_g)  # (G, N, dg)
         plan = _plan(L, SCAN_CHUNK, b * d * N)
@@ -197,18 +199,19 @@ class _ScanFunction(torch.autograd.Function):
                                        reverse=True)  # (b, G, n, N, dg)
             g_C[:, :, sl] = torch.matmul(X, gy_s[..., None])[..., 0]  # (b, G, n, N)
             g_B[:, :, sl] = torch.matmul(Lam, w_s[..., None])[..., 0]  # (b, G, n, N)
-            g_w[:, :, sl] = torch.matmul(B_l[:, :, sl, None], Lam)[..., 0, :]  # (b, G, n, dg)
+            g_w = torch.matmul(B_l[:, :, sl, None], Lam)[..., 0, :]  # (b, G, n, dg)
             # g_t = lam_t x_{t-1} a_t, the gradient w.r.t. dt_t A
             g = torch.mul(dt_s[:, :, :, None], A_g[:, None], out=_view(work_x[0], X.shape))
             g.exp_().mul_(Lam)  # (b, G, n, N, dg)
             g[:, :, 1:].mul_(X[:, :, :-1])
             g[:, :, 0].mul_(x0)
-            g_dt[:, :, sl] = torch.mul(g, A_g[:, None], out=X).sum(3)  # (b, G, n, dg)
+            g_dt_s = torch.mul(g, A_g[:, None], out=X).sum(3)  # (b, G, n, dg)
             g_A += torch.mul(g, dt_s[:, :, :, None], out=X).sum((0, 2))  # (G, N, dg)
-        g_u = _from_time_major(g_w * dt_l, b, d)  # (b, d, L)
-        g_dt = _from_time_major(g_dt.addcmul_(g_w, u_l), b, d)  # (b, d, L)
+            _channel_major(g_dt, sl).copy_(g_dt_s.addcmul_(g_w, u_l[:, :, sl]))  # w = dt u
+            _channel_major(g_u, sl).copy_(g_w.mul_(dt_s))
         g_A = g_A.transpose(1, 2).reshape(d, N)  # (d, N)
-        return g_u, g_dt, g_A, g_B.transpose(2, 3), g_C.transpose(2, 3)
+        return (g_u.reshape(b, d, L), g_dt.reshape(b, d, L), g_A, g_B.transpose(2, 3),
+                g_C.transpose(2, 3))
 
 
 def scan_chunked(u, dt, A, B, C):
