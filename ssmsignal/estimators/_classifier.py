@@ -12,7 +12,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 
-from ._base import MAMBA_DOC, S4_DOC, BaseSSMEstimator, mamba_kwargs, s4_kwargs
+from ._base import BaseSSMEstimator, mamba_kwargs, s4_kwargs, store_init_params
+from ._docs import MAMBA_DOC, S4_DOC
 
 __all__ = ["S4Classifier", "MambaClassifier"]
 
@@ -160,29 +161,7 @@ class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
                  validation_fraction=0.1, n_iter_no_change=10, class_weight=None,
                  timescale_min=None, timescale_max=None, sampling_rate=None, device="auto",
                  random_state=None, verbose=1, warm_start=False):
-        self.layer = layer
-        self.d_model = d_model
-        self.n_layers = n_layers
-        self.d_state = d_state
-        self.dropout = dropout
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.ssm_lr = ssm_lr
-        self.weight_decay = weight_decay
-        self.warmup_fraction = warmup_fraction
-        self.grad_clip = grad_clip
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.class_weight = class_weight
-        self.timescale_min = timescale_min
-        self.timescale_max = timescale_max
-        self.sampling_rate = sampling_rate
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
+        store_init_params(self, locals())
 
     _backbone_kwargs = s4_kwargs
 
@@ -208,29 +187,6 @@ class MambaClassifier(_SSMClassifierMixin, BaseSSMEstimator):
                  validation_fraction=0.1, n_iter_no_change=10, class_weight=None,
                  timescale_min=None, timescale_max=None, sampling_rate=None, device="auto",
                  random_state=None, verbose=1, warm_start=False):
-        self.d_model = d_model
-        self.n_layers = n_layers
-        self.d_state = d_state
-        self.d_conv = d_conv
-        self.expand = expand
-        self.dropout = dropout
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.ssm_lr = ssm_lr
-        self.weight_decay = weight_decay
-        self.warmup_fraction = warmup_fraction
-        self.grad_clip = grad_clip
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.class_weight = class_weight
-        self.timescale_min = timescale_min
-        self.timescale_max = timescale_max
-        self.sampling_rate = sampling_rate
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
+        store_init_params(self, locals())
 
     _backbone_kwargs = mamba_kwargs
