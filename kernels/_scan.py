@@ -5,21 +5,24 @@ The recurrence, per batch ``b``, channel ``c`` and state index ``n``::
     x_t = a_t x_{t-1} + q_t,   a_t = exp(dt_t A[c, n]),   q_t = w_t B_t[n],  w_t = dt_t u_t
     y_t = sum_n C_t[n] x_t[n]
 
-is linear in the state, so a sequence cut into chunks of ``T`` steps is solved in two passes
-(a two-level blocked scan):
+is linear in the state, so a sequence cut into chunks of ``T`` steps is solved in three passes
+over a segment of many chunks (a two-level blocked scan):
 
-1. *Local pass, all chunks at once.* Each chunk is scanned from a zero state while the decay
-   products ``P_t = a_1 ... a_t`` are accumulated alongside: a Python loop over the ``T``
-   positions of a chunk, each iteration a few whole-tensor operations over every chunk of the
-   segment (tensors ``(b, G, n_chunks, N, d/G)``), never a loop over the sequence's steps.
-2. *Carry pass.* The state entering chunk ``k + 1`` is ``P_T^k x_in^k + local_T^k`` (a loop over
-   the chunks on ``(b, d, N)`` tensors); then ``x_t = local_t + P_t x_in`` for the whole segment
-   in one operation, and ``y`` is one batched matrix product with ``C``.
+1. *Chunk ends.* Every chunk is run from a zero state, all chunks at once, keeping only the
+   running state: a Python loop over the ``T`` positions of a chunk, each iteration one fused
+   multiply-add on ``(b, G, n_chunks, N, d/G)`` tensors.
+2. *Carry.* The state entering chunk ``k + 1`` is ``exp(A sum_chunk dt) x_in^k + end^k``: a loop
+   over the chunks on ``(b, d, N)`` tensors.
+3. *States.* The recurrence again, all chunks at once, each from its true entering state; the
+   states are written in place and ``y`` is one batched matrix product with ``C``.
 
-Only decays appear (no ``exp(-S)`` growth factors), so this is as stable as the step-by-step
-loop for any ``dt`` and ``A``; see :data:`DECAY_FLOOR` for the one deliberate deviation. The
-sequence is processed in segments of at most :data:`SEGMENT_ELEMENTS` state elements, so memory
-is bounded whatever ``L`` is.
+No Python loop runs over the sequence's steps. Inside a chunk, pass 3 performs the operations of
+the step-by-step loop in its order; only the state entering a chunk comes through the chunk's
+total decay ``exp(A sum dt)`` instead of a product of single-step decays (a rounding-level
+difference). Only decays multiply states (no growing ``exp(-A t)`` factors), so the result is
+as stable as that loop for any ``dt`` and ``A``. The sequence is
+processed in segments of at most :data:`SEGMENT_ELEMENTS` state elements, so memory is bounded
+whatever ``L`` is.
 
 Gradients (:class:`_ScanFunction`) use the adjoint recurrence, itself the same kind of scan run
 backwards in time: ``lam_t = C_t gy_t + a_{t+1} lam_{t+1}`` (``lam_{L-1}`` starts from the
@@ -47,11 +50,6 @@ SCAN_CHUNK = 32
 #: Size, in state elements ``b * d * N * steps``, of one segment's temporaries.
 SEGMENT_ELEMENTS = 1 << 21
 
-#: Added to each running decay product ``a_1 ... a_t`` inside a chunk, so that it never sinks
-#: into subnormal numbers (which make x86 arithmetic 10-100x slower, and a product of decays
-#: goes through them all the time). It changes the state carried into a chunk by at most
-#: ``T * floor * |x_in|``, far below rounding; the single-step decays ``a_t`` are exact.
-DECAY_FLOOR = {torch.float32: 1e-15, torch.float64: 1e-150}
 
 
 def _workspace(like, plan, d, N, count):
@@ -97,19 +95,23 @@ def _segment_states(state, dt, A, left, right, T, work, reverse=False):
     inject = torch.mul(left.reshape(b, G, nc, T, 1, dg), right.reshape(b, G, nc, T, N, 1),
                        out=_view(work[1], shape))  # (b, G, nc, T, N, dg)
     decays, injects = decay.unbind(3), inject.unbind(3)  # T views of (b, G, nc, N, dg)
-    floor = dt.new_tensor(DECAY_FLOOR[dt.dtype])
-    step = -1 if reverse else 1
-    order = range(T - 2, -1, -1) if reverse else range(1, T)
-    for t in order:  # local scans from a zero state and decay products, all chunks at once
-        injects[t].addcmul_(decays[t], injects[t - step])
-        torch.addcmul(floor, decays[t], decays[t - step], out=decays[t])  # product since start
-    last = 0 if reverse else -1
-    ends, totals = injects[last].unbind(2), decays[last].unbind(2)  # nc x (b, G, N, dg)
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    first, last = order[0], order[-1]
+    # 1. the state at the end of every chunk, if the chunk started from zero (running sum only)
+    h = injects[first].clone()  # (b, G, nc, N, dg)
+    for t in order[1:]:
+        torch.addcmul(injects[t], decays[t], h, out=h)
+    # 2. carry across chunks with the chunk's total decay exp(A sum(dt))
+    total = torch.exp(dt_c.sum(3) * A.reshape(G, 1, N, dg))  # (b, G, nc, N, dg)
     starts = [None] * nc
-    for k in (range(nc - 1, -1, -1) if reverse else range(nc)):  # carry across chunks
+    for k in (range(nc - 1, -1, -1) if reverse else range(nc)):
         starts[k] = state
-        state = torch.addcmul(ends[k], totals[k], state)  # (b, G, N, dg)
-    inject.addcmul_(decay, torch.stack(starts, dim=2)[:, :, :, None])  # (b, G, nc, T, N, dg)
+        state = torch.addcmul(h[:, :, k], total[:, :, k], state)  # (b, G, N, dg)
+    # 3. the recurrence itself, every chunk from its true starting state at once
+    injects[first].addcmul_(decays[first], torch.stack(starts, dim=2))
+    for prev, t in zip(order, order[1:]):
+        injects[t].addcmul_(decays[t], injects[prev])
+    state = injects[last][:, :, 0 if reverse else -1].clone()  # (b, G, N, dg)
     return inject.reshape(b, G, S, N, dg), state
 
 
