@@ -99,12 +99,10 @@ def fwd_bwd(make, params, grad):
 #: ``ssmsignal.kernels.triton.vandermonde`` (the first entry is the shipped configuration).
 TRITON_VARIANTS = {
     "triton (shipped)": {},
-    "triton tf32x3": {"DOT_PRECISION": "tf32x3"},
-    "triton 8 warps": {"NUM_WARPS": 8},
-    "triton 3 stages": {"NUM_STAGES": 3},
-    "triton bwd rows 16": {"BWD_ROWS": 16},
-    "triton bwd rows 64": {"BWD_ROWS": 64},
-    "triton BN32": {"_blocks": lambda N, L: (32, 64, 64)},
+    "triton tf32x3 fwd+bwd": {"DOT_PRECISION": "tf32x3", "BWD_PRECISION": "tf32x3"},
+    "triton tf32x3 bwd": {"BWD_PRECISION": "tf32x3"},
+    "triton tf32x3 bwd 32x16": {"BWD_PRECISION": "tf32x3", "BWD_SLICES": {"tf32x3": (32, 16)}},
+    "triton tf32x3 bwd 64x16": {"BWD_PRECISION": "tf32x3", "BWD_SLICES": {"tf32x3": (64, 16)}},
     "triton P128": {"_blocks": lambda N, L: (16, 128, 64)},
 }
 
@@ -178,11 +176,8 @@ def cauchy_rows(M, N, L, quick):
                                  w.detach().to(torch.complex128))
     variants = [("triton (shipped)", {}, "triton")]
     if not quick:
-        variants += [
-            ("triton fwd BLOCK_L 1024",
-             {"_block_l": lambda L: min(1024, triton.next_power_of_2(L))}, "triton"),
-            ("triton bwd tile 8x256", {"_bwd_tiles": lambda N, L: (8, 256)}, "triton"),
-            ("triton bwd tile 16x256", {"_bwd_tiles": lambda N, L: (16, 256)}, "triton")]
+        variants.append(("triton bwd tile 16x256", {"_bwd_tiles": lambda N, L: (16, 256)},
+                         "triton"))
     variants.append(("torch", {}, "torch"))
     rows = []
     for name, overrides, backend in variants:
@@ -263,6 +258,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, one variant")
     parser.add_argument("--json", help="write all rows to this file")
+    parser.add_argument("--profile-layer", action="store_true",
+                        help="also print the kernel breakdown of the S4D layer")
     args = parser.parse_args()
     assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
     bw = copy_bandwidth()
@@ -278,7 +275,7 @@ def main():
         H, N, L = S4D_SHAPES[0]
         params = s4d_params(H, N)
         grad = torch.randn(H, L, device="cuda")
-        for backend in ("triton", "torch"):
+        for backend in ("triton",) if args.profile_layer else ("triton", "torch"):
             profile(f"s4d_kernel fwd+bwd {backend} H{H} N{N} L{L}",
                     fwd_bwd(lambda b=backend: s4d_kernel(*params, L, backend=b), params, grad))
         M, N, L = CAUCHY_SHAPE
@@ -288,7 +285,8 @@ def main():
         profile(f"cauchy fwd+bwd triton M{M} N{N} L{L}",
                 fwd_bwd(lambda: cauchy(v, z, w, backend="triton").real, [v, w],
                         torch.randn(M, L, device="cuda")))
-        layer_profile(*LAYER_SHAPE)
+        if args.profile_layer:
+            layer_profile(*LAYER_SHAPE)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -45,14 +45,17 @@ import triton.language as tl
 
 __all__ = ["vandermonde"]
 
-#: Precision of the in-kernel matrix products: "ieee" (FMA, exact float32) or "tf32x3".
+#: Precision of the in-kernel matrix products, forward and backward: "ieee" (FMA, exact
+#: float32) or "tf32x3" (tensor cores, three tf32 products: about float32 accuracy).
 DOT_PRECISION = "ieee"
+BWD_PRECISION = "ieee"
 #: Warps per program and software-pipelining depth of the forward and backward kernels
 #: (deeper pipelining prefetches the table loads but costs registers; see NOTES.md).
 NUM_WARPS = 4
 NUM_STAGES = 1
-#: Rows of a chunk per step of the backward kernel (16 .. 64; smaller = fewer registers).
-BWD_ROWS = 32
+#: Rows and columns of a chunk per step of the backward kernel. "ieee" products hold whole
+#: operand rows per thread, so they take 32 x 16 slices; tensor-core products take the chunk.
+BWD_SLICES = {"ieee": (32, 16), "tf32x3": (64, 32)}
 
 
 @triton.jit
@@ -226,7 +229,7 @@ def _check(coef: torch.Tensor, log_z: torch.Tensor, L: int) -> None:
 
 class _Vandermonde(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, coef, log_z, L, precision):
+    def forward(ctx, coef, log_z, L, precision):  # precision: (forward, backward)
         H, N = coef.shape
         coef32 = torch.view_as_real(coef.to(torch.complex64).contiguous())  # (H, N, 2)
         logz32 = torch.view_as_real(log_z.to(torch.complex64).contiguous())  # (H, N, 2)
@@ -241,7 +244,7 @@ class _Vandermonde(torch.autograd.Function):
                 BLOCK_N=16, BLOCK_J=64)
             _vandermonde_fwd_kernel[(H, n_chunks)](
                 coef32, tables, out, H, L, J, N=N,
-                BLOCK_N=block_n, BLOCK_P=block_p, BLOCK_Q=block_q, PRECISION=precision,
+                BLOCK_N=block_n, BLOCK_P=block_p, BLOCK_Q=block_q, PRECISION=precision[0],
                 num_warps=NUM_WARPS, num_stages=NUM_STAGES)
         elif L > 0:
             out.zero_()
@@ -257,13 +260,15 @@ class _Vandermonde(torch.autograd.Function):
         L = ctx.L
         block_n, block_p, block_q = _blocks(N, L)
         n_chunks = triton.cdiv(L, block_p * block_q)
+        rows, cols = BWD_SLICES[ctx.precision[1]]
         grads = _alloc(2, H, N, 2, device=coef.device)  # dcoef, dlog_z as (H, N, 2) each
         if H * N > 0 and n_chunks > 0:
             g = grad_k.to(torch.float32).contiguous()  # (H, L)
             _vandermonde_bwd_kernel[(triton.cdiv(N, block_n), H)](
                 coef32, tables, g, grads[0], grads[1], H, L, tables.shape[-1], n_chunks, N=N,
-                BLOCK_N=block_n, BLOCK_P=block_p, BLOCK_Q=block_q, BLOCK_PS=min(BWD_ROWS, block_p), BLOCK_QS=16,
-                PRECISION=ctx.precision, num_warps=NUM_WARPS, num_stages=NUM_STAGES)
+                BLOCK_N=block_n, BLOCK_P=block_p, BLOCK_Q=block_q, BLOCK_PS=min(rows, block_p),
+                BLOCK_QS=min(cols, block_q), PRECISION=ctx.precision[1], num_warps=NUM_WARPS,
+                num_stages=NUM_STAGES)
         else:
             grads.zero_()
         grad_coef, grad_log_z = torch.view_as_complex(grads).to(coef.dtype)  # (H, N) each
@@ -293,4 +298,4 @@ def vandermonde(coef, log_z, L):
     float64; use the torch backend for float64 accuracy. Neither pass allocates ``(H, N, L)``.
     """
     _check(coef, log_z, L)
-    return _Vandermonde.apply(coef, log_z, int(L), DOT_PRECISION)
+    return _Vandermonde.apply(coef, log_z, int(L), (DOT_PRECISION, BWD_PRECISION))

@@ -190,6 +190,20 @@ def test_cuda_against_float64(H, N, L, kind, monkeypatch):
 
 @pytest.mark.cuda
 @needs_cuda
+@pytest.mark.parametrize("H,N,L", [(2, 20, 4097), (37, 64, 16384), (5, 100, 65536)])
+def test_cuda_tf32x3_products(H, N, L, monkeypatch):
+    """The tensor-core ("tf32x3") products in both passes keep float32-level accuracy."""
+    from ssmsignal.kernels.triton import vandermonde as module
+
+    poison(monkeypatch)
+    monkeypatch.setattr(module, "DOT_PRECISION", "tf32x3")
+    monkeypatch.setattr(module, "BWD_PRECISION", "tf32x3")
+    gen = torch.Generator().manual_seed(H + N + L)
+    check_against_float64(*s4d_inputs(H, N, "cuda", gen), L, gen)
+
+
+@pytest.mark.cuda
+@needs_cuda
 def test_cuda_complex128_and_dispatch():
     """complex128 inputs give float64 output (float32 accuracy); auto picks Triton on CUDA."""
     from ssmsignal.kernels import s4d_kernel, vandermonde
