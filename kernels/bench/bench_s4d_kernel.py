@@ -275,7 +275,7 @@ def main():
         H, N, L = S4D_SHAPES[0]
         params = s4d_params(H, N)
         grad = torch.randn(H, L, device="cuda")
-        for backend in ("triton",) if args.profile_layer else ("triton", "torch"):
+        for backend in ("triton",):
             profile(f"s4d_kernel fwd+bwd {backend} H{H} N{N} L{L}",
                     fwd_bwd(lambda b=backend: s4d_kernel(*params, L, backend=b), params, grad))
         M, N, L = CAUCHY_SHAPE
