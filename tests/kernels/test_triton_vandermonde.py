@@ -191,13 +191,14 @@ def test_cuda_against_float64(H, N, L, kind, monkeypatch):
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("H,N,L", [(2, 20, 4097), (37, 64, 16384), (5, 100, 65536)])
-def test_cuda_tf32x3_products(H, N, L, monkeypatch):
-    """The tensor-core ("tf32x3") products in both passes keep float32-level accuracy."""
+@pytest.mark.parametrize("precision", ["ieee", "tf32x3"])
+def test_cuda_product_precisions(H, N, L, precision, monkeypatch):
+    """Both product precisions, in both passes, keep float32-level accuracy on full chunks."""
     from ssmsignal.kernels.triton import vandermonde as module
 
     poison(monkeypatch)
-    monkeypatch.setattr(module, "DOT_PRECISION", "tf32x3")
-    monkeypatch.setattr(module, "BWD_PRECISION", "tf32x3")
+    monkeypatch.setattr(module, "DOT_PRECISION", precision)
+    monkeypatch.setattr(module, "BWD_PRECISION", precision)
     gen = torch.Generator().manual_seed(H + N + L)
     check_against_float64(*s4d_inputs(H, N, "cuda", gen), L, gen)
 
