@@ -25,6 +25,8 @@ sums over ``b`` as one partial row per ``b`` (only when ``z`` needs a gradient),
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -216,6 +218,7 @@ def cauchy(v, z, w):
     cdtype = torch.complex128 if wide else torch.complex64
     v, w = torch.broadcast_tensors(v.to(cdtype), w.to(cdtype))  # (..., N)
     lead, N = v.shape[:-1], v.shape[-1]
-    rows = [t.to(torch.complex64).reshape(-1, N).contiguous() for t in (v, w)]  # (B, N) each
+    B = math.prod(lead)
+    rows = [t.to(torch.complex64).reshape(B, N).contiguous() for t in (v, w)]  # (B, N) each
     out = _Cauchy.apply(rows[0], z.to(torch.complex64).contiguous(), rows[1])  # (B, L)
     return out.to(cdtype).reshape(*lead, z.shape[0])

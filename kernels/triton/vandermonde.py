@@ -219,10 +219,11 @@ def _blocks(N: int, L: int) -> tuple[int, int, int]:
 
 def _check(coef: torch.Tensor, log_z: torch.Tensor, L: int) -> None:
     if not (coef.is_complex() and log_z.is_complex()):
-        raise TypeError(f"vandermonde: coef and log_z must be complex, got {coef.dtype} and {log_z.dtype}")
+        raise TypeError(f"vandermonde: coef and log_z must be complex, got {coef.dtype} and "
+                        f"{log_z.dtype}")
     if coef.dim() != 2 or coef.shape != log_z.shape:
-        raise ValueError(f"vandermonde: coef and log_z must both be (H, N), got {tuple(coef.shape)} "
-                         f"and {tuple(log_z.shape)}")
+        raise ValueError(f"vandermonde: coef and log_z must both be (H, N), got "
+                         f"{tuple(coef.shape)} and {tuple(log_z.shape)}")
     if coef.device != log_z.device:
         raise ValueError(f"vandermonde: coef on {coef.device} but log_z on {log_z.device}")
     if int(L) != L or L < 0 or L >= 2 ** 31:

@@ -100,6 +100,20 @@ def test_rejects_bad_arguments():
         cauchy(v, z, v[:, :2])
 
 
+@pytest.mark.parametrize("B,N,L", [(3, 0, 5), (0, 4, 5), (3, 4, 0)])
+def test_empty_sizes(B, N, L):
+    """Empty rows, N or L: correct shapes and zeros, forward and backward, without a launch."""
+    from ssmsignal.kernels.triton.cauchy import cauchy
+
+    v, w = (torch.randn(B, N, dtype=torch.complex64, requires_grad=True) for _ in range(2))
+    z = torch.randn(L, dtype=torch.complex64, requires_grad=True)
+    out = cauchy(v, z, w)
+    assert out.shape == (B, L) and bool((out == 0).all())
+    out.real.sum().backward()
+    for t, shape in ((v, (B, N)), (w, (B, N)), (z, (L,))):
+        assert t.grad.shape == shape and bool((t.grad == 0).all())
+
+
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("lead_v,lead_w,N,L", SHAPES + [((4, 2, 37), (37,), 64, 8193),

@@ -175,6 +175,20 @@ def test_rejects_bad_arguments():
         vandermonde(c, c, -1)
 
 
+@pytest.mark.parametrize("H,N,L", [(3, 0, 5), (0, 4, 5), (3, 4, 0)])
+def test_empty_sizes(H, N, L):
+    """Empty H, N or L: correct shapes and zeros, forward and backward, without a launch."""
+    from ssmsignal.kernels.triton.vandermonde import vandermonde
+
+    coef = torch.randn(H, N, dtype=torch.complex64, requires_grad=True)
+    log_z = torch.randn(H, N, dtype=torch.complex64, requires_grad=True)
+    K = vandermonde(coef, log_z, L)
+    assert K.shape == (H, L) and bool((K == 0).all())
+    K.sum().backward()
+    assert coef.grad.shape == (H, N) and bool((coef.grad == 0).all())
+    assert log_z.grad.shape == (H, N) and bool((log_z.grad == 0).all())
+
+
 # ---- full set on the GPU -----------------------------------------------------------------------
 
 @pytest.mark.cuda
