@@ -9,11 +9,12 @@ Times, in one process with ``triton.testing.do_bench`` (median of repeated runs)
 2. ``cauchy`` forward and forward+backward, Triton vs the PyTorch reference.
 3. ``ssmsignal.layers.S4D`` forward+backward, Triton path vs ``SSMSIGNAL_BACKEND=torch``.
 
-Also prints the accuracy of every timed Triton variant against float64 and the floors (bytes
-over measured copy bandwidth, special-function count over the SFU rate, FMA count over the
-fp32 rate). Run on the GPU machine::
+Also prints the accuracy of every timed ``s4d_kernel`` variant against float64, the floors
+(bytes over measured copy bandwidth, special-function count over the SFU rate, FMA count over
+the fp32 rate) and a profiler breakdown of our kernels' GPU time (small shapes are bound by
+launches, so wall time and GPU time differ). Run on the GPU machine::
 
-    python -m ssmsignal.kernels.bench.bench_s4d_kernel [--quick] [--json out.json]
+    python -m ssmsignal.kernels.bench.bench_s4d_kernel [--quick] [--json out.json] [--profile-layer]
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def peak_bytes(fn):
 
 
 def measure(fn, rep=200):
-    """(median ms, peak bytes) or (None, None) with the reason on out-of-memory."""
+    """``(median ms, peak bytes, None)``, or ``(None, None, reason)`` on out-of-memory."""
     try:
         return median_ms(fn, rep), peak_bytes(fn), None
     except torch.cuda.OutOfMemoryError as exc:
