@@ -47,7 +47,7 @@ __all__ = ["vandermonde"]
 
 #: Precision of the in-kernel matrix products, forward and backward: "ieee" (FMA, exact
 #: float32) or "tf32x3" (tensor cores, three tf32 products: about float32 accuracy). The
-#: backward uses BWD_PRECISION on full 64 x 64 chunks (L > 4032) and "ieee" below, where the
+#: backward uses BWD_PRECISION on full 64 x 64 chunks (L > 2048) and "ieee" below, where the
 #: kernel is cheap; those are the configurations the GPU tests check.
 DOT_PRECISION = "ieee"
 BWD_PRECISION = "tf32x3"
@@ -56,7 +56,8 @@ BWD_PRECISION = "tf32x3"
 NUM_WARPS = 4
 NUM_STAGES = 1
 #: Rows and columns of a chunk per step of the backward kernel. "ieee" products hold whole
-#: operand rows per thread, so they take 32 x 16 slices; tensor-core products take the chunk.
+#: operand rows per thread, so they take 32 x 16 slices; tensor-core products take 64 x 32
+#: (64 x 64 spills; ptxas report in NOTES.md).
 BWD_SLICES = {"ieee": (32, 16), "tf32x3": (64, 32)}
 
 
