@@ -127,17 +127,18 @@ def _plan(L, T, batch_elements):
     return plan
 
 
+def _time_major(x, G):
+    """(b, d, L) -> (b, G, L, d/G), contiguous."""
+    b, d, L = x.shape
+    return x.reshape(b, G, d // G, L).transpose(2, 3).contiguous()
+
+
 def _layouts(u, dt, A, B, C):
-    """Time-major layouts: u, dt, w (b, G, L, dg); A (G, N, dg); B, C (b, G, L, N)."""
-    b, d, L = u.shape
+    """Time-major layouts: dt, w = dt u (b, G, L, dg); A (G, N, dg); B, C (b, G, L, N)."""
     G, N = B.shape[1], B.shape[2]
-    dg = d // G
-
-    def tm(x):  # (b, d, L) -> (b, G, L, dg)
-        return x.reshape(b, G, dg, L).transpose(2, 3).contiguous()
-
-    u_l, dt_l = tm(u), tm(dt)
-    return (u_l, dt_l, dt_l * u_l, A.reshape(G, dg, N).transpose(1, 2).contiguous(),
+    dg = u.shape[1] // G
+    return (_time_major(dt, G), _time_major(dt * u, G),
+            A.reshape(G, dg, N).transpose(1, 2).contiguous(),
             B.transpose(2, 3).contiguous(), C.transpose(2, 3).contiguous())
 
 
@@ -151,7 +152,7 @@ def _channel_major(x, sl):
 def _forward(u, dt, A, B, C):
     b, d, L = u.shape
     G, N = B.shape[1], B.shape[2]
-    _, dt_l, w_l, A_g, B_l, C_l = _layouts(u, dt, A, B, C)
+    dt_l, w_l, A_g, B_l, C_l = _layouts(u, dt, A, B, C)
     plan = _plan(L, SCAN_CHUNK, b * d * N)
     state = u.new_zeros(b, G, N, d // G)  # (b, G, N, dg)
     y = u.new_empty(b, G, d // G, L)  # (b, G, dg, L)
@@ -182,8 +183,8 @@ class _ScanFunction(torch.autograd.Function):
         b, d, L = u.shape
         G, N = B.shape[1], B.shape[2]
         dg = d // G
-        u_l, dt_l, w_l, A_g, B_l, C_l = _layouts(u, dt, A, B, C)
-        gy_l = gy.reshape(b, G, dg, L).transpose(2, 3).contiguous()  # (b, G, L, dg)
+        dt_l, w_l, A_g, B_l, C_l = _layouts(u, dt, A, B, C)
+        u_l, gy_l = _time_major(u, G), _time_major(gy, G)  # (b, G, L, dg)
         lam = g_last.reshape(b, G, dg, N).transpose(2, 3).contiguous()  # (b, G, N, dg)
         g_u, g_dt = u.new_empty(b, G, dg, L), u.new_empty(b, G, dg, L)  # (b, G, dg, L)
         g_B, g_C = torch.empty_like(B_l), torch.empty_like(C_l)  # (b, G, L, N)
