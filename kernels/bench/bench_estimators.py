@@ -9,6 +9,9 @@ otherwise, batch size 32, no early stopping. Fit time per epoch is the median of
 ``--epochs`` epochs after the first (the first includes one-time set-up); predict throughput
 is series per second for ``predict`` on all ``n`` series (median of 3 runs).
 
+The CPU selective scan makes Mamba slow here: ``--mamba-subset 64`` times the Mamba rows on 64
+series (2 batches) and scales the epoch time to ``n`` (the row says so).
+
 Baseline measured in the same run: a GRU classifier of the same width and depth, trained by the
 same training loop (:mod:`ssmsignal.estimators._training`) and evaluated the same way.
 """
@@ -60,11 +63,17 @@ def _time_predict(fn, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def bench_estimator(name, estimator, X, y):
+def bench_estimator(name, estimator, X, y, subset=None):
+    """Fit and predict; with ``subset``, on the first ``subset`` series only, and the epoch
+    time is scaled by ``len(X) / subset`` (marked "extrapolated" in the row's name)."""
+    n = len(X)
+    if subset is not None and subset < n:
+        X, y = X[:subset], y[:subset]
+        name = f"{name} (extrapolated from n={subset})"
     estimator.fit(X, y)
     epochs = [row["time"] for row in estimator.history_]
-    per_epoch = statistics.median(epochs[1:] if len(epochs) > 1 else epochs)
-    seconds = _time_predict(lambda: estimator.predict(X))
+    per_epoch = statistics.median(epochs[1:] if len(epochs) > 1 else epochs) * n / len(X)
+    seconds = _time_predict(lambda: estimator.predict(X), repeats=1 if subset else 3)
     return name, per_epoch, len(X) / seconds
 
 
@@ -103,6 +112,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n-layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--only", default=None, help="comma-separated subset of rows")
+    parser.add_argument("--mamba-subset", type=int, default=None,
+                        help="time the Mamba rows on this many series and scale the epoch "
+                             "time to --n (the CPU selective scan is slow)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,11 +129,13 @@ def main(argv=None) -> int:
         "S4Classifier(s4)": lambda: bench_estimator("S4Classifier(layer='s4')",
                                                     S4Classifier(layer="s4", **common), X, y),
         "MambaClassifier": lambda: bench_estimator("MambaClassifier",
-                                                   MambaClassifier(**common), X, y),
+                                                   MambaClassifier(**common), X, y,
+                                                   args.mamba_subset),
         "S4Regressor": lambda: bench_estimator("S4Regressor(layer='s4d')",
                                                S4Regressor(**common), X, target),
         "MambaRegressor": lambda: bench_estimator("MambaRegressor",
-                                                  MambaRegressor(**common), X, target),
+                                                  MambaRegressor(**common), X, target,
+                                                  args.mamba_subset),
         "GRU": lambda: bench_gru(X, y, args.d_model, args.n_layers, args.epochs),
     }
     chosen = args.only.split(",") if args.only else list(rows)
