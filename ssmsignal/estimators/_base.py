@@ -142,8 +142,6 @@ class BaseSSMEstimator(BaseEstimator):
             self.history_ = []
             self._optimizer = None
             self.module_ = self._new_module(batch, n_outputs, per_step, targets)
-        elif per_step != self.per_step_:
-            raise ValueError("y switched between per-step and per-series targets since fit")
         train_idx, val_idx = self._split(batch, targets, partial)
         cfg = self._train_config(1 if partial else self.max_epochs, schedule_warmup=not partial)
         if partial:

@@ -50,7 +50,8 @@ class _SSMRegressorMixin(RegressorMixin):
                              "is None")
         targets, per_step, y_ndim = check_regression_targets(y, batch)
         if not first_fit and per_step != self.per_step_:
-            per_step = self.per_step_
+            raise ValueError("y switched between per-step targets (n, n_timesteps) and "
+                             "per-series targets since the first fit")
         if first_fit:
             self._y_ndim = y_ndim
         if per_step:

@@ -73,6 +73,8 @@ def test_per_step_regression_is_causal(tiny):
     assert reg.predict(X[:2, :17]).shape == (2, 17)  # another length
     ragged = reg.predict([X[0, :10], X[1]])
     assert [p.shape for p in ragged] == [(10,), (50,)]
+    with pytest.raises(ValueError, match="switched"):
+        reg.set_params(warm_start=True).fit(X, y[:, -1])
 
 
 @pytest.mark.parametrize("cls", [S4Regressor, MambaRegressor])
