@@ -95,7 +95,7 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         u = u.to(tl.float32)
         dt = tl.where(valid, prepare_dt(raw.to(tl.float32), bias, SOFTPLUS), 0.0)  # (DL, 1, W, 1, T)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
-        A2 = tl.load(A_ptr + A_off, mask=ch_ok & n_ok, other=0.0) * LOG2E  # (DL, NO, W, NI, 1)
+        A2 = tl.load(A_ptr + A_off, mask=ch_ok & n_ok, other=0.0).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
         a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
         b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
@@ -151,7 +151,7 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     seq_len = L
     if HAS_LEN:
         seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
-    A2 = tl.load(A_ptr + ch * N + nh, mask=state_mask, other=0.0) * LOG2E  # (DL, NO, W, NI, 1)
+    A2 = tl.load(A_ptr + ch * N + nh, mask=state_mask, other=0.0).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
     # p = a_s g_s: what the adjoint g at the first step s of the chunk after the current one
     # sends back to the current chunk's last step (its d loss / d x_{s-1}); starts as d last_state
     p = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
@@ -302,21 +302,40 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                    return_last_state=False, seq_lengths=None):
     """Selective scan on the GPU (or on CPU tensors under ``TRITON_INTERPRET=1``).
 
-    Parameters and returns as :func:`ssmsignal.kernels.reference.selective_scan`; float16,
-    bfloat16 and float32 inputs (float32 arithmetic and state). Differentiable with respect to
-    every floating tensor argument (``last_state`` included).
+    Parameters
+    ----------
+    u, delta : Tensor, shape (b, d, L)
+        float16, bfloat16 or float32.
+    A : Tensor, shape (d, N)
+    B, C : Tensor, shape (b, N, L) or (b, G, N, L)
+    D, delta_bias : Tensor, shape (d,), optional
+    z : Tensor, shape (b, d, L), optional
+    delta_softplus, return_last_state : bool
+    seq_lengths : Tensor of int, shape (b,), optional
+
+    Returns
+    -------
+    out : Tensor, shape (b, d, L), dtype of ``u``
+    last_state : Tensor, shape (b, d, N), float32, only with ``return_last_state``
+
+    Notes
+    -----
+    Same meaning as :func:`ssmsignal.kernels.reference.selective_scan` (the specification);
+    arithmetic and state in float32. Differentiable with respect to every floating tensor
+    argument, ``last_state`` included; the gradients are bit-identical from run to run.
     """
     check_device_dtypes("selective_scan", u, delta, A, B, C, D, z, delta_bias)
-    three_d = (B.dim() == 3, C.dim() == 3)
-    B = (B.unsqueeze(1) if three_d[0] else B).contiguous()  # (b, G, N, L)
-    C = (C.unsqueeze(1) if three_d[1] else C).contiguous()  # (b, G, N, L)
-    if B.shape[1] != C.shape[1]:  # broadcast the single group of one of them
+    B = (B.unsqueeze(1) if B.dim() == 3 else B).contiguous()  # (b, G, N, L)
+    C = (C.unsqueeze(1) if C.dim() == 3 else C).contiguous()  # (b, G, N, L)
+    if B.shape[1] != C.shape[1]:  # one of them has a single group: share it
+        if min(B.shape[1], C.shape[1]) != 1:
+            raise ValueError(f"selective_scan: B and C have {B.shape[1]} and {C.shape[1]} groups; "
+                             "they must match (or one of them have one group)")
         G = max(B.shape[1], C.shape[1])
         B, C = B.expand(-1, G, -1, -1).contiguous(), C.expand(-1, G, -1, -1).contiguous()
     lengths = None if seq_lengths is None else seq_lengths.to(device=u.device, dtype=torch.int32)
-    res = _SelectiveScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B, C,
-                               None if D is None else D.contiguous(),
-                               None if z is None else z.contiguous(),
-                               None if delta_bias is None else delta_bias.contiguous(),
-                               bool(delta_softplus), lengths, bool(return_last_state))
-    return res
+    return _SelectiveScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B, C,
+                                None if D is None else D.contiguous(),
+                                None if z is None else z.contiguous(),
+                                None if delta_bias is None else delta_bias.contiguous(),
+                                bool(delta_softplus), lengths, bool(return_last_state))

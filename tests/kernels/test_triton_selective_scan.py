@@ -146,17 +146,23 @@ def test_naive_loop_agrees_with_reference():
 
 
 # ----------------------------------------------------------------------------------- CPU (CI)
-#: Tiny cases for the interpreter: (b, d, L, N, G, full, lengths, softplus); G = 0 means 3-D B/C.
-INTERPRET_CASES = [(2, 5, 1, 4, 0, True, False, True), (2, 37, 17, 6, 1, True, True, True),
-                   (1, 8, 33, 16, 2, False, False, False), (3, 4, 20, 3, 2, True, True, True)]
+#: Tiny cases for the interpreter: (b, d, L, N, G, full, lengths, softplus, block shape or None);
+#: G = 0 means 3-D B/C; the block shape (NO, W) forces 4 states per thread as on the GPU.
+INTERPRET_CASES = [(2, 5, 1, 4, 0, True, False, True, None),
+                   (2, 37, 17, 6, 1, True, True, True, None),
+                   (1, 8, 33, 16, 2, False, False, False, None),
+                   (3, 4, 20, 3, 2, True, True, True, None),
+                   (1, 8, 20, 16, 0, True, True, True, (4, 2))]
 
 
 def _interpret_main():
     """Subprocess body (TRITON_INTERPRET=1): every tiny case, errors as JSON on stdout."""
+    from ssmsignal.kernels.triton import _common
     from ssmsignal.kernels.triton.selective_scan import selective_scan as tri
 
     results = []
-    for i, (b, d, L, N, G, full, lengths, softplus) in enumerate(INTERPRET_CASES):
+    for i, (b, d, L, N, G, full, lengths, softplus, config) in enumerate(INTERPRET_CASES):
+        _common.SCAN_CONFIG_OVERRIDE = config
         errs = compare(b, d, L, N, G, torch.float32, "cpu", 100 + i, full, lengths, softplus)
         case, seq = make_case(b, d, L, N, G, torch.float32, "cpu", 200 + i, full, lengths,
                               softplus)
@@ -168,14 +174,19 @@ def _interpret_main():
     print(json.dumps(results))
 
 
+def run_interpreted(path):
+    """Run ``python path --interpret`` with ``TRITON_INTERPRET=1``; its last stdout line (JSON)."""
+    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
+    proc = subprocess.run([sys.executable, path, "--interpret"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.interpret
 @pytest.mark.slow
 def test_interpreter_matches_float64_references():
-    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
-    proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = run_interpreted(__file__)
     assert len(results) == len(INTERPRET_CASES)
     for errs in results:
         errs["out"] = max(errs["out"], errs.pop("out_vs_naive"))
@@ -203,6 +214,19 @@ def test_gpu_all_features(dtype, L):
 def test_gpu_shapes_and_groups(dtype, b, d, L, N, G):
     errs = compare(b, d, L, N, G, dtype, "cuda", seed=b * d + L, full=(N != 5), softplus=(G != 4))
     check_errors(errs, dtype)
+
+
+@cuda
+@pytest.mark.parametrize("NO,W", [(4, 4), (4, 2), (8, 4), (8, 2), (16, 2), (2, 1)])
+def test_gpu_every_block_shape(NO, W):
+    """Block shapes the heuristic or the benchmark sweep can pick (lanes per channel NO, warps W)."""
+    from ssmsignal.kernels.triton import _common
+    _common.SCAN_CONFIG_OVERRIDE = (NO, W)
+    try:
+        errs = compare(3, 150, 700, 16, 3, torch.bfloat16, "cuda", seed=NO * 10 + W, lengths=True)
+    finally:
+        _common.SCAN_CONFIG_OVERRIDE = None
+    check_errors(errs, torch.bfloat16)
 
 
 @cuda

@@ -7,12 +7,11 @@ before triton is first imported). GPU: ``-m cuda``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
+from test_triton_selective_scan import rel_err, run_interpreted
 
 from ssmsignal.kernels import reference
 
@@ -35,14 +34,6 @@ def make_step(b, d, N, G, dtype, device, seed, full=True, strided=False):
                 B=rnd(*bc).to(dtype), C=rnd(*bc).to(dtype), D=rnd(d) if full else None,
                 z=rnd(b, d).to(dtype) if full else None, dt_bias=rnd(d) * 0.3 if full else None)
     return state, args
-
-
-def rel_err(x, ref):
-    """``||x - ref|| / ||ref||``; the denominator is at least ``1e-3 sqrt(numel)`` so that an
-    exactly-zero reference (``dA`` at L = 1) compares absolutely, at ~1e-3 of unit scale."""
-    x, ref = x.detach().double(), ref.detach().double()
-    assert torch.isfinite(x).all(), "non-finite values (NaN marks an unwritten element)"
-    return float((x - ref).norm() / ref.norm().clamp_min(1e-3 * ref.numel() ** 0.5))
 
 
 def step_errors(b, d, N, G, dtype, device, seed, full=True, strided=False):
@@ -71,11 +62,7 @@ def _interpret_main():
 
 @pytest.mark.interpret
 def test_interpreter_matches_float64_reference():
-    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
-    proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = run_interpreted(__file__)
     assert len(results) == len(INTERPRET_CASES)
     for errs in results:
         assert max(errs.values()) < TOL[torch.float32], errs
