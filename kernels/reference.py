@@ -110,8 +110,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         y_t = sum_n C_t[n] * x_t[n] + D * u_t;   y_t *= silu(z_t)
 
     Padding sets ``dt = 0`` there (so ``x`` is unchanged and ``u`` contributes nothing) and
-    zeroes the output. The recurrence is evaluated chunk by chunk (see ``_scan.scan_chunked``):
-    a few dozen tensor operations per chunk, never one Python iteration per time step.
+    zeroes the output. The recurrence is a two-level blocked scan (``kernels/_scan.py``): Python
+    loops run over the positions of a chunk and over chunks, each iteration one whole-tensor
+    operation on all chunks of a segment, never over the sequence's time steps. Memory is
+    bounded by segment workspaces; gradients come from an adjoint scan that recomputes the
+    states segment by segment (no ``(b, d, L, N)`` tensor in either pass).
     """
     dtype = compute_dtype(u)
     b, d, L = u.shape  # (b, d, L)
