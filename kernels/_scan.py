@@ -162,7 +162,7 @@ def _forward(u, dt, A, B, C):
         starts.append(state)
         states, state = _segment_states(state, dt_l[:, :, sl], A_g, w_l[:, :, sl], B_l[:, :, sl],
                                         T, work)
-        _channel_major(y, sl).copy_(torch.matmul(C_l[:, :, sl, None], states)[..., 0, :])
+        y[..., sl] = torch.einsum("bgtnd,bgtn->bgdt", states, C_l[:, :, sl])  # (b, G, dg, n)
     last = state.transpose(2, 3).reshape(b, d, N)  # (b, d, N)
     return y.reshape(b, d, L), last, starts
 
