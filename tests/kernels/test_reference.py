@@ -98,6 +98,27 @@ def test_selective_scan_chunk_and_segment_sizes_do_not_matter(monkeypatch, chunk
     torch.testing.assert_close(last, want_last, rtol=1e-10, atol=1e-10)
 
 
+def test_selective_scan_scratch_memory_does_not_grow_with_length(monkeypatch):
+    """The segment workspaces (the only state-sized tensors) have the same size for any L."""
+    sizes = []
+    real_workspace = _scan._workspace
+
+    def recording(like, plan, d, N, count):
+        work = real_workspace(like, plan, d, N, count)
+        sizes.append(sum(w.numel() for w in work))
+        return work
+
+    monkeypatch.setattr(_scan, "_workspace", recording)
+    monkeypatch.setattr(_scan, "SEGMENT_ELEMENTS", 2 * 4 * 3 * 64)  # 64 steps per segment
+    for L in (640, 6400):
+        x = scan_inputs(b=2, d=4, L=L, N=3, G=1, seed=L, dtype=torch.float32)
+        selective_scan(**x, delta_softplus=True)
+        args = {k: v.clone().requires_grad_() for k, v in x.items()}
+        selective_scan(**args, delta_softplus=True).sum().backward()
+    assert len(sizes) == 8  # per length: forward without grad, forward + 2 in backward
+    assert set(sizes) == {2 * 2 * 4 * 3 * 64}  # two segment-sized buffers, whatever L is
+
+
 def test_selective_scan_padding_does_not_leak():
     lengths = [9, 4, 0]
     x = scan_inputs(b=3, d=4, L=9, N=3, G=2, seed=11)
