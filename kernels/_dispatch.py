@@ -5,7 +5,9 @@ Rules (the team's kernel contract):
 * ``backend="torch"`` always runs :mod:`ssmsignal.kernels.reference`.
 * ``backend="auto"`` is first replaced by the environment variable ``SSMSIGNAL_BACKEND`` when it
   is set (read at every call). Auto then picks Triton iff every tensor argument is on CUDA,
-  ``import triton`` works and ``ssmsignal.kernels.triton.<module>`` provides the op.
+  none is double precision (float64/complex128: the Triton kernels compute in float32, so
+  double-precision work stays on the exact reference), ``import triton`` works and
+  ``ssmsignal.kernels.triton.<module>`` provides the op.
 * ``backend="triton"`` (or ``SSMSIGNAL_BACKEND=triton``) where Triton cannot run raises a
   ``RuntimeError`` that names the reason. With ``TRITON_INTERPRET=1`` CPU tensors are accepted.
   Ops without any Triton kernel (``fft_conv``, which uses cuFFT through ``torch.fft``) run in
@@ -22,6 +24,7 @@ import torch
 from . import reference
 
 BACKENDS = ("auto", "torch", "triton")
+_DOUBLE = (torch.float64, torch.complex128)
 
 #: op name -> module under ``ssmsignal.kernels.triton`` holding a function of the same name.
 #: ``fft_conv`` is absent on purpose: it stays on ``torch.fft`` (cuFFT on the GPU).
@@ -104,6 +107,8 @@ def resolve(op, backend, *args):
     problem = None if op in TRITON_MODULES else f"there is no Triton kernel for {op}"
     if problem is None:
         problem = _device_problem(tensors, interpret_ok=(choice == "triton"))
+    if problem is None and choice == "auto" and any(t.dtype in _DOUBLE for t in tensors):
+        problem = "double-precision inputs stay on the float64 reference"
     fn = None
     if problem is None:
         fn, problem = _load_triton_op(op)

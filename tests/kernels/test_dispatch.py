@@ -167,3 +167,15 @@ def test_selective_scan_rejects_bad_arguments(change, error, match):
 def test_other_ops_reject_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_auto_keeps_double_precision_on_the_reference(op, fake_triton, monkeypatch):
+    """Triton kernels compute in float32: auto must not send float64/complex128 work to them."""
+    monkeypatch.setattr(_dispatch, "_device_problem", lambda tensors, interpret_ok: None)
+    single = OPS[op]()
+    assert _dispatch.resolve(op, "auto", *single) is not getattr(reference, op)  # "CUDA" float32
+    double = tuple(a.double() if isinstance(a, torch.Tensor) and not a.is_complex()
+                   else a.to(torch.complex128) if isinstance(a, torch.Tensor) else a
+                   for a in single)
+    assert _dispatch.resolve(op, "auto", *double) is getattr(reference, op)
