@@ -67,12 +67,21 @@ def make_case(b, d, L, N, G, dtype, device, seed, full=True, lengths=False, soft
 
     bc_shape = (b, N, L) if G == 0 else (b, G, N, L)
     raw = rnd(b, d, L, scale=0.5) - 1.0  # softplus(raw) ~ 0.1 .. 1
-    delta = raw if softplus else torch.nn.functional.softplus(raw)
+    bias = rnd(d, scale=0.3) if full else None
+    if softplus:
+        delta = raw
+    else:
+        # the step used is delta + bias: keep it positive (softplus(raw)), as a Mamba layer
+        # that applies softplus itself does; a negative step makes the state grow like
+        # exp(|dt A| L), past float32's range (seen: 1e66 at L = 300)
+        delta = torch.nn.functional.softplus(raw)
+        if bias is not None:
+            delta = delta - bias[:, None]
     case = dict(u=rnd(b, d, L).to(dtype), delta=delta.to(dtype),
                 A=-(torch.rand(d, N, generator=gen) * 3 + 0.05).to(device),
                 B=rnd(*bc_shape).to(dtype), C=rnd(*bc_shape).to(dtype),
                 D=rnd(d) if full else None, z=rnd(b, d, L).to(dtype) if full else None,
-                delta_bias=rnd(d, scale=0.3) if full else None)
+                delta_bias=bias)
     seq = None
     if lengths:
         seq = torch.randint(0, L + 1, (b,), generator=gen)
