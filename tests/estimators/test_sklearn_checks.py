@@ -43,6 +43,10 @@ def expected_failed_checks(estimator):
             "DataFrame columns are time steps, not named features, so feature_names_in_ is "
             "not set and other column names at predict are not an error"),
     }
+    failures["check_methods_sample_order_invariance"] = (
+        "float32 inference: a row's outputs may differ in the last bits with its position in "
+        "the batch (batched FFT and matrix kernels vectorise across rows); seen 1.5e-7 "
+        "relative, just over the check's rtol=1e-7, in some runs only")
     if hasattr(estimator, "predict_proba"):
         failures["check_classifiers_train"] = (
             _LENGTH_FREE + " (the check expects predict(X.T) to raise)")
