@@ -2,7 +2,8 @@
 
 Each function here defines what its Triton counterpart in ``ssmsignal.kernels.triton`` must
 compute; tests compare the two. The module never imports triton. Arguments are NOT validated
-here: the public ops in :mod:`ssmsignal.kernels` check shapes and then dispatch.
+here (except the B/C group rule, in :func:`expand_groups`, which both backends use): the public
+ops in :mod:`ssmsignal.kernels` check shapes and then dispatch.
 
 Conventions shared by all ops
 
@@ -58,14 +59,30 @@ def _prepare_delta(delta, delta_bias, delta_softplus, dtype):
     return delta
 
 
-def _finish_output(y, x, D, z, out_dtype):
-    """``y + D * x``, then ``y * silu(z)``, cast to ``out_dtype`` (x, z broadcast like y)."""
+def _finish_output(y, x, D, z):
+    """``y + D * x``, then ``y * silu(z)``, in ``y``'s dtype (x, z broadcast like y)."""
     if D is not None:
         d_skip = D.to(y.dtype)  # (d,)
         y = y + (d_skip[:, None] if y.dim() == 3 else d_skip) * x.to(y.dtype)
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
-    return y.to(out_dtype)
+    return y
+
+
+def expand_groups(op, B, C, ndim):
+    """``B``, ``C`` as views with a group axis (dim 1) and one common number of groups.
+
+    ``ndim`` is the rank with that axis (4 for the scan, 3 for a step). A tensor without it, or
+    with one group, is shared by every channel and expanded to the other's count; two different
+    counts above one raise ``ValueError`` naming ``op``.
+    """
+    B = B if B.dim() == ndim else B.unsqueeze(1)  # (b, G_B, N, ...)
+    C = C if C.dim() == ndim else C.unsqueeze(1)  # (b, G_C, N, ...)
+    G = max(B.shape[1], C.shape[1])
+    if min(B.shape[1], C.shape[1]) not in (1, G):
+        raise ValueError(f"{op}: B and C have {B.shape[1]} and {C.shape[1]} groups; they must "
+                         "match (or one of them have a single group)")
+    return B.expand(-1, G, *B.shape[2:]), C.expand(-1, G, *C.shape[2:])
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -82,6 +99,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         Real diagonal state matrix (normally negative).
     B, C : Tensor, shape (b, N, L) or (b, G, N, L)
         Input-dependent projections; with groups, channel ``c`` uses group ``c // (d // G)``.
+        One of them may have a single group (or none) while the other has ``G``.
     D : Tensor, shape (d,), optional
         Skip connection, ``y += D * u``.
     z : Tensor, shape (b, d, L), optional
@@ -124,12 +142,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         positions = torch.arange(L, device=u.device)  # (L,)
         valid = positions[None, :] < seq_lengths.to(u.device)[:, None]  # (b, L) bool
         dt = dt * valid[:, None, :]  # (b, d, L): frozen state on padding
-    if B.dim() == 3:
-        B = B.unsqueeze(1)  # (b, 1, N, L)
-    if C.dim() == 3:
-        C = C.unsqueeze(1)  # (b, 1, N, L)
+    B, C = expand_groups("selective_scan", B, C, 4)  # (b, G, N, L) each
     y, last = scan_chunked(u.to(dtype), dt, A.to(dtype), B.to(dtype), C.to(dtype))
-    out = _finish_output(y, u, D, z, dtype)  # (b, d, L)
+    out = _finish_output(y, u, D, z)  # (b, d, L)
     if valid is not None:
         out = out * valid[:, None, :]
     out = out.to(u.dtype)
@@ -147,6 +162,7 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
         Input ``u_t`` and raw step size ``delta_t``.
     A : Tensor, shape (d, N)
     B, C : Tensor, shape (b, N) or (b, G, N)
+        Groups as in :func:`selective_scan`.
     D : Tensor, shape (d,), optional
     z : Tensor, shape (b, d), optional
     dt_bias : Tensor, shape (d,), optional
@@ -159,13 +175,10 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     """
     dtype = state.dtype
     step = _prepare_delta(dt, dt_bias, dt_softplus, dtype)  # (b, d)
-    if B.dim() == 2:
-        B = B.unsqueeze(1)  # (b, 1, N)
-    if C.dim() == 2:
-        C = C.unsqueeze(1)  # (b, 1, N)
+    B, C = expand_groups("selective_state_update", B, C, 3)  # (b, G, N) each
     new_state, y = scan_step(state, x.to(dtype), step, A.to(dtype), B.to(dtype), C.to(dtype))
     state.copy_(new_state)
-    return _finish_output(y, x, D, z, dtype).to(x.dtype)
+    return _finish_output(y, x, D, z).to(x.dtype)
 
 
 def vandermonde(coef, log_z, L):

@@ -22,9 +22,10 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (LN2, LOG2E, adjoint_combine, axis_c, axis_n, axis_t, block_channels, check_device_dtypes,
-                      dprepare_dt, dummy, new_buffer, prepare_dt, row, scan_combine, scan_config,
-                      sum_channels, sum_states, sum_time)
+from ..reference import expand_groups
+from ._common import (LN2, LOG2E, adjoint_combine, axis_c, axis_n, axis_t, block_channels,
+                      check_device_dtypes, dprepare_dt, dummy, new_buffer, prepare_dt, row,
+                      scan_combine, scan_config, sum_channels, sum_states, sum_time)
 
 __all__ = ["selective_scan"]
 
@@ -325,14 +326,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     argument, ``last_state`` included; the gradients are bit-identical from run to run.
     """
     check_device_dtypes("selective_scan", u, delta, A, B, C, D, z, delta_bias)
-    B = (B.unsqueeze(1) if B.dim() == 3 else B).contiguous()  # (b, G, N, L)
-    C = (C.unsqueeze(1) if C.dim() == 3 else C).contiguous()  # (b, G, N, L)
-    if B.shape[1] != C.shape[1]:  # one of them has a single group: share it
-        if min(B.shape[1], C.shape[1]) != 1:
-            raise ValueError(f"selective_scan: B and C have {B.shape[1]} and {C.shape[1]} groups; "
-                             "they must match (or one of them have one group)")
-        G = max(B.shape[1], C.shape[1])
-        B, C = B.expand(-1, G, -1, -1).contiguous(), C.expand(-1, G, -1, -1).contiguous()
+    B, C = (t.contiguous() for t in expand_groups("selective_scan", B, C, 4))  # (b, G, N, L)
     lengths = None if seq_lengths is None else seq_lengths.to(device=u.device, dtype=torch.int32)
     return _SelectiveScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B, C,
                                 None if D is None else D.contiguous(),

@@ -12,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..reference import expand_groups
 from ._common import LOG2E, check_device_dtypes, dummy, new_buffer, prepare_dt
 
 __all__ = ["selective_state_update"]
@@ -64,11 +65,7 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
         raise TypeError("selective_state_update: the Triton kernel keeps a float32 state, got "
                         f"{state.dtype} (use backend='torch' for float64)")
     b, d, N = state.shape
-    B3 = B.unsqueeze(1) if B.dim() == 2 else B  # (b, G, N)
-    C3 = C.unsqueeze(1) if C.dim() == 2 else C  # (b, G, N)
-    if B3.shape[1] != C3.shape[1]:
-        G = max(B3.shape[1], C3.shape[1])
-        B3, C3 = B3.expand(-1, G, -1), C3.expand(-1, G, -1)
+    B3, C3 = expand_groups("selective_state_update", B, C, 3)  # (b, G, N) each
     y = new_buffer((b, d), x.dtype, x.device)  # (b, d)
     BN = triton.next_power_of_2(N)
     BD = max(1, min(triton.next_power_of_2(d), 4096 // BN, 64))

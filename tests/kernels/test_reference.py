@@ -135,6 +135,30 @@ def test_selective_scan_padding_does_not_leak():
         assert (got[i, :, n:] == 0).all()
 
 
+@pytest.mark.parametrize("B_groups,C_groups", [(0, 2), (2, 0), (1, 3), (3, 1)])
+def test_single_group_b_or_c_is_shared(B_groups, C_groups):
+    """B or C without groups (0: no group axis) or with one group serves every channel while
+    the other has G groups: scan and step equal the loop with that tensor repeated G times."""
+    b, d, L, N = 2, 6, 9, 3
+    G = max(B_groups, C_groups)
+    x = scan_inputs(b=b, d=d, L=L, N=N, G=G, seed=40 + B_groups)
+    full = dict(x)
+    for key, groups in (("B", B_groups), ("C", C_groups)):
+        if groups <= 1:
+            shared = x[key][:, :1]  # (b, 1, N, L)
+            x[key] = shared if groups else shared[:, 0]
+            full[key] = shared.expand(-1, G, -1, -1)
+    want, want_last = naive_selective_scan(**full, delta_softplus=True)
+    got, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(last, want_last, rtol=1e-10, atol=1e-10)
+    state = torch.zeros(b, d, N, dtype=F64)
+    y = selective_state_update(state, x["u"][..., 0], x["delta"][..., 0], x["A"],
+                               x["B"][..., 0], x["C"][..., 0], D=x["D"], z=x["z"][..., 0],
+                               dt_bias=x["delta_bias"], dt_softplus=True)
+    torch.testing.assert_close(y, want[..., 0], rtol=1e-10, atol=1e-10)
+
+
 def test_selective_scan_low_precision_in_and_out():
     x = scan_inputs(b=1, d=4, L=20, N=3, G=1, seed=2)
     want = selective_scan(**x, delta_softplus=True)

@@ -25,13 +25,17 @@ def make_step(b, d, N, G, dtype, device, seed, full=True, strided=False):
     def rnd(*shape):
         return torch.randn(*shape, generator=gen).to(device)
 
-    bc = (b, N) if G == 0 else (b, G, N)
+    G_B, G_C = G if isinstance(G, tuple) else (G, G)  # 0: no group axis
+
+    def bc(groups):
+        return (b, N) if groups == 0 else (b, groups, N)
+
     state = rnd(b, d, N)
     if strided:  # a view with non-unit strides, as a cache slice would be
         state = rnd(b, N, 2 * d).transpose(1, 2)[:, ::2]
     args = dict(x=rnd(b, d).to(dtype), dt=(rnd(b, d) * 0.5 - 1).to(dtype),
                 A=-(torch.rand(d, N, generator=gen) * 3 + 0.05).to(device),
-                B=rnd(*bc).to(dtype), C=rnd(*bc).to(dtype), D=rnd(d) if full else None,
+                B=rnd(*bc(G_B)).to(dtype), C=rnd(*bc(G_C)).to(dtype), D=rnd(d) if full else None,
                 z=rnd(b, d).to(dtype) if full else None, dt_bias=rnd(d) * 0.3 if full else None)
     return state, args
 
@@ -51,7 +55,9 @@ def step_errors(b, d, N, G, dtype, device, seed, full=True, strided=False):
     return {"y": rel_err(y, y_ref), "state": rel_err(state, ref_state)}
 
 
-INTERPRET_CASES = [(2, 5, 4, 0, True, False), (3, 37, 16, 1, True, True), (2, 12, 3, 3, False, False)]
+#: (b, d, N, G, full, strided); G = (G_B, G_C) gives B and C different group axes
+INTERPRET_CASES = [(2, 5, 4, 0, True, False), (3, 37, 16, 1, True, True), (2, 12, 3, 3, False, False),
+                   (2, 12, 5, (0, 4), True, False)]
 
 
 def _interpret_main():
