@@ -4,12 +4,15 @@ A subclass supplies three things:
 
 - ``_kernel(dt, L)``: the real convolution kernel ``(M, L)`` for step sizes ``dt`` of shape
   ``(M,)``, ``M = reps * H`` (channel ``m`` uses the SSM of channel ``m % H``);
-- ``_step_ssm(x_t, state, dt, cache_key)``: one recurrent step without the D skip, returning
-  ``(y (batch, H) real, new_state)``; ``dt`` is ``(H,)`` or ``(batch, H)``;
-- ``initial_state(batch_size)``.
+- ``_discretize_step(dt)``: the coefficients of one recurrent step (a tuple of tensors) for
+  step sizes ``dt`` of shape ``(H,)`` or ``(batch, H)``;
+- ``_step_ssm(x_t, state, coefficients)``: one recurrent step without the D skip, returning
+  ``(y (batch, H) real, new_state)``; the state is complex ``(batch, H, N/2)`` (conjugate modes
+  implicit, as in the kernels).
 
-Everything else (input checks, Δ = exp(log_dt) · dt_scale, the D skip, GELU + GLU output) lives
-here, identical in both modes, so the convolution and the step loop cannot drift apart.
+Everything else (input checks, Δ = exp(log_dt) · dt_scale, the D skip, GELU + GLU output, the
+state layout, caching the step coefficients while decoding) lives here, identical in both
+modes, so the convolution and the step loop cannot drift apart.
 """
 from __future__ import annotations
 
@@ -55,6 +58,12 @@ class ConvSSM(nn.Module):
         self.log_dt = mark_ssm_parameter(nn.Parameter(log_dt), lr)
         self.D = nn.Parameter(torch.randn(d_model))  # (H,) skip connection
         self.output = GatedOutput(d_model, dropout)
+        self._step_cache: tuple | None = None  # (key, coefficients), see _step_coefficients
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_step_cache"] = None  # derived tensors: not worth pickling or copying
+        return state
 
     def _ssm_param(self, value: torch.Tensor) -> nn.Parameter:
         """Register-ready SSM parameter; complex values are stored as a real ``(..., 2)`` view."""
@@ -118,19 +127,36 @@ class ConvSSM(nn.Module):
             ``(batch, d_model)`` output.
         state : torch.Tensor
             The new state.
-        """
-        check_step(x_t, self.d_model, type(self).__name__)
-        scale = dt_scale_tensor(dt_scale, x_t.shape[0], x_t)
-        cache_key = scale if isinstance(scale, float) else None
-        y, state = self._step_ssm(x_t, state, self._dt(scale), cache_key)  # (b, H)
-        return self.output(y + self.D * x_t), state  # (b, H)
 
-    def _check_state(self, state: torch.Tensor, x_t: torch.Tensor, n: int) -> None:
-        expected = (x_t.shape[0], self.d_model, n)
+        Notes
+        -----
+        While autograd is off and ``dt_scale`` is a float (generation), the step coefficients
+        are computed once and reused, keyed by dt_scale and the parameters' storage, dtype,
+        device and version counters (in-place updates through ``param.data`` are not seen).
+        """
+        name = type(self).__name__
+        check_step(x_t, self.d_model, name)
+        expected = (x_t.shape[0], self.d_model, self.d_state // 2)
         if not isinstance(state, torch.Tensor) or tuple(state.shape) != expected:
             got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
-            raise ValueError(f"{type(self).__name__}.step: state must have shape {expected} "
+            raise ValueError(f"{name}.step: state must have shape {expected} "
                              f"(use initial_state(batch_size)), got {got}")
+        scale = dt_scale_tensor(dt_scale, x_t.shape[0], x_t)
+        y, state = self._step_ssm(x_t, state, self._step_coefficients(scale))  # (b, H)
+        return self.output(y + self.D * x_t), state  # (b, H)
 
-    def _complex_dtype(self) -> torch.dtype:
-        return torch.complex128 if self.log_dt.dtype == torch.float64 else torch.complex64
+    def _step_coefficients(self, scale: float | torch.Tensor) -> tuple:
+        """``_discretize_step(Δ · scale)``, cached while autograd is off and scale is a float."""
+        if torch.is_grad_enabled() or not isinstance(scale, float):
+            return self._discretize_step(self._dt(scale))
+        key = (scale, *((p.data_ptr(), p._version, p.dtype, p.device)
+                        for p in self._parameters.values()))
+        if self._step_cache is None or self._step_cache[0] != key:
+            self._step_cache = (key, self._discretize_step(self._dt(scale)))
+        return self._step_cache[1]
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        """Zero state ``(batch_size, d_model, d_state // 2)`` (complex, the layer's device)."""
+        dtype = torch.complex128 if self.log_dt.dtype == torch.float64 else torch.complex64
+        return torch.zeros(batch_size, self.d_model, self.d_state // 2, dtype=dtype,
+                           device=self.log_dt.device)

@@ -17,7 +17,12 @@ Convolution mode (bilinear discretisation with Δ · dt_scale, kernel length L =
    ``K̂(-1) = (Δ/2) C̃ B`` replaces the 0·∞ expression.
 3. ``K = irfft(K̂)``, then :func:`ssmsignal.kernels.fft_conv`.
 
-Step mode runs ``x ← Ā x + B̄ u, y = Re(C x) + D u`` with the dense Ā, ``B̄ = (I - Δ/2 A)^-1 Δ B``.
+Step mode runs the same bilinear recurrence ``x ← (I - Δ/2 A)^-1 ((I + Δ/2 A) x + Δ B u)``,
+``y = Re(C x) + D u`` in O(N) per step and channel, never forming Ā: ``(I + Δ/2 A) x`` is a
+diagonal product and a rank-1 update, and ``(I - Δ/2 A)^-1`` is a diagonal solve plus a
+rank-1 Woodbury correction (S4 paper, Sec. 3.3). The state is conjugate-symmetric (the system
+is real), so only its ``N/2`` stored modes are kept; sums over the full basis are ``2 Re`` of
+sums over them.
 """
 from __future__ import annotations
 
@@ -59,9 +64,8 @@ class S4(ConvSSM):
 
     Notes
     -----
-    In step mode the discretised matrices are cached while autograd is off (generation), keyed
-    by dt_scale and the parameters' version counters, so a decoding loop solves the dense
-    system once.
+    Step mode costs O(N) per channel (Woodbury, see the module docstring); its coefficients
+    are cached while autograd is off (generation), see :meth:`ConvSSM.step`.
 
     Examples
     --------
@@ -82,29 +86,21 @@ class S4(ConvSSM):
         self.B = self._ssm_param(each(nplr.B))  # (H, N/2, 2)
         C = torch.randn(d_model, n2, dtype=torch.complex64)  # (H, N/2), output matrix
         self.C = nn.Parameter(torch.view_as_real(C).clone())  # (H, N/2, 2)
-        self._step_cache: tuple | None = None
 
-    def _full(self, reps: int = 1):
-        """Full-basis ``Λ, P, B, C``, each ``(reps * H, N)`` complex."""
+    def _half(self):
+        """Stored ``Λ, P, B, C``, each ``(H, N/2)`` complex (one mode of each conjugate pair)."""
         Lam = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (H, N/2)
-        parts = (Lam, torch.view_as_complex(self.P), torch.view_as_complex(self.B),
-                 torch.view_as_complex(self.C))
-        return tuple(_conj_full(t).repeat(reps, 1) for t in parts)  # (M, N) each
-
-    def _discretize(self, dt: torch.Tensor, Lam, P, B):
-        """Dense bilinear ``Ā (..., N, N)`` and ``B̄ (..., N)``; ``dt`` is ``(...)``."""
-        n = Lam.shape[-1]
-        A = torch.diag_embed(Lam) - P[..., :, None] * P.conj()[..., None, :]  # (..., N, N)
-        eye = torch.eye(n, dtype=A.dtype, device=A.device)  # (N, N)
-        half = (0.5 * dt)[..., None, None]  # (..., 1, 1)
-        lhs = eye - half * A  # (..., N, N)
-        rhs = torch.cat([eye + half * A, (dt[..., None] * B)[..., None]], dim=-1)  # (..., N, N+1)
-        sol = torch.linalg.solve(lhs, rhs)  # (..., N, N+1)
-        return sol[..., :n], sol[..., n]  # Ā (..., N, N), B̄ (..., N)
+        return (Lam, torch.view_as_complex(self.P), torch.view_as_complex(self.B),
+                torch.view_as_complex(self.C))
 
     def _kernel(self, dt: torch.Tensor, L: int) -> torch.Tensor:
-        Lam, P, B, C = self._full(dt.shape[0] // self.d_model)  # (M, N) each
-        dA, _ = self._discretize(dt, Lam, P, B)  # (M, N, N)
+        reps = dt.shape[0] // self.d_model
+        Lam, P, B, C = (_conj_full(t).repeat(reps, 1) for t in self._half())  # (M, N) each
+        # dense bilinear Ā = (I - Δ/2 A)^-1 (I + Δ/2 A), A = diag(Λ) - P P*
+        A = torch.diag_embed(Lam) - P[:, :, None] * P.conj()[:, None, :]  # (M, N, N)
+        eye = torch.eye(Lam.shape[-1], dtype=A.dtype, device=A.device)  # (N, N)
+        half = (0.5 * dt)[:, None, None]  # (M, 1, 1)
+        dA = torch.linalg.solve(eye - half * A, eye + half * A)  # (M, N, N)
         dA_L = torch.linalg.matrix_power(dA, L)  # (M, N, N), repeated squaring
         Ct = C - (C[:, None, :] @ dA_L)[:, 0, :]  # (M, N): C (I - Ā^L)
         # Roots of unity z_k = exp(-2πik/L), k = 0..L//2 (rfft frequencies), in float64:
@@ -128,25 +124,20 @@ class S4(ConvSSM):
             k_hat = torch.cat([k_hat[:, :-1], k_nyq[:, None]], dim=-1)  # (M, K)
         return torch.fft.irfft(k_hat, n=L)  # (M, L) real
 
-    def initial_state(self, batch_size: int) -> torch.Tensor:
-        """Zero state ``(batch_size, d_model, d_state)`` (complex, full conjugate basis)."""
-        return torch.zeros(batch_size, self.d_model, self.d_state,
-                           dtype=self._complex_dtype(), device=self.log_dt.device)
+    def _discretize_step(self, dt):
+        Lam, P, B, C = self._half()  # (H, N/2) each
+        h = (0.5 * dt)[..., None]  # (H|b,H, 1)
+        d = 1.0 / (1.0 - h * Lam)  # (..., N/2): (I - Δ/2 Λ)^-1
+        q = d * P  # (..., N/2)
+        # Woodbury: (I - Δ/2 A)^-1 = D - c (D P)(P* D), c = (Δ/2) / (1 + (Δ/2) P* D P)
+        c = h[..., 0] / (1.0 + 2.0 * h[..., 0] * (P.conj() * q).sum(-1).real)  # (H|b,H)
+        return h * Lam, h * P, P.conj(), dt[..., None] * B, d, q, c, C
 
-    def _step_matrices(self, dt: torch.Tensor, cache_key):
-        if torch.is_grad_enabled() or cache_key is None:
-            Lam, P, B, _ = self._full()
-            return self._discretize(dt, Lam, P, B)
-        key = (cache_key, self.log_dt.dtype, self.log_dt.device,
-               tuple(p._version for p in self.parameters()))
-        if self._step_cache is None or self._step_cache[0] != key:
-            Lam, P, B, _ = self._full()
-            self._step_cache = (key, self._discretize(dt, Lam, P, B))
-        return self._step_cache[1]
-
-    def _step_ssm(self, x_t, state, dt, cache_key):
-        self._check_state(state, x_t, self.d_state)
-        dA, dB = self._step_matrices(dt, cache_key)  # (H|b,H, N, N), (H|b,H, N)
-        C = _conj_full(torch.view_as_complex(self.C))  # (H, N)
-        state = (dA @ state[..., None])[..., 0] + dB * x_t[..., None]  # (b, H, N)
-        return torch.einsum("hn,bhn->bh", C, state).real, state  # (b, H)
+    def _step_ssm(self, x_t, state, coefficients):
+        hLam, hP, Pc, dtB, d, q, c, C = coefficients  # (H|b,H, N/2) except c (H|b,H)
+        s = 2.0 * (Pc * state).sum(-1).real  # (b, H): P* x over the full basis
+        r = state + hLam * state - hP * s[..., None] + dtB * x_t[..., None]  # (b, H, N/2)
+        r = d * r  # (b, H, N/2): (I + Δ/2 A) x + Δ B u, then the diagonal solve
+        t = 2.0 * (Pc * r).sum(-1).real  # (b, H): P* D r over the full basis
+        state = r - q * (c * t)[..., None]  # (b, H, N/2): rank-1 Woodbury correction
+        return 2.0 * torch.einsum("hn,bhn->bh", C, state).real, state  # (b, H)

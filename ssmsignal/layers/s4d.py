@@ -107,14 +107,12 @@ class S4D(ConvSSM):
         A, B, C = (t.repeat(reps, 1) for t in self._abc())  # (M, N/2) each
         return s4d_kernel(A, B, C, dt, L, discretization=self.discretization)  # (M, L)
 
-    def initial_state(self, batch_size: int) -> torch.Tensor:
-        """Zero state ``(batch_size, d_model, d_state // 2)`` (complex, the layer's device)."""
-        return torch.zeros(batch_size, self.d_model, self.d_state // 2,
-                           dtype=self._complex_dtype(), device=self.log_dt.device)
-
-    def _step_ssm(self, x_t, state, dt, cache_key):
-        self._check_state(state, x_t, self.d_state // 2)
+    def _discretize_step(self, dt):
         A, B, C = self._abc()  # (H, N/2) each
-        dA, dB = discretize_diagonal(A, B, dt, self.discretization)  # (H|b,H, N/2)
+        dA, dB = discretize_diagonal(A, B, dt, self.discretization)  # (H|b,H, N/2) each
+        return dA, dB, C
+
+    def _step_ssm(self, x_t, state, coefficients):
+        dA, dB, C = coefficients  # (H|b,H, N/2), (H|b,H, N/2), (H, N/2)
         state = dA * state + dB * x_t[..., None]  # (b, H, N/2)
-        return 2.0 * torch.einsum("...hn,bhn->bh", C, state).real, state  # (b, H)
+        return 2.0 * torch.einsum("hn,bhn->bh", C, state).real, state  # (b, H)

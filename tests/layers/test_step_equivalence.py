@@ -49,3 +49,29 @@ def test_step_with_gradients_matches(kind):
     assert all(p.grad is not None for p in layer.parameters())
     with torch.no_grad():
         torch.testing.assert_close(layer(x, dt_scale=0.7), y_step.detach())
+
+
+@pytest.mark.parametrize("kind", ["s4", "s4d-zoh"])
+def test_cached_step_coefficients_follow_parameter_updates(kind):
+    """Without autograd the step coefficients are cached; an optimizer step, a loaded state
+    dict or a dtype round trip must invalidate them (the step loop still equals forward)."""
+    layer = build_layer(kind, d_model=2).eval()
+    fresh = build_layer(kind, d_model=2, seed=1).eval()
+    x = torch.randn(1, 6, 2, dtype=torch.float64)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    for change in ("optimizer", "load_state_dict", "dtype"):
+        with torch.no_grad():
+            step_loop(layer, x, 0.7)  # fills the cache
+        if change == "optimizer":
+            layer(x).square().sum().backward()
+            opt.step()
+        elif change == "load_state_dict":
+            layer.load_state_dict(fresh.state_dict())
+        else:
+            layer.float()
+            with torch.no_grad():
+                layer.log_dt.mul_(1.5)
+            layer.double()
+        with torch.no_grad():
+            torch.testing.assert_close(step_loop(layer, x, 0.7), layer(x, dt_scale=0.7),
+                                       rtol=1e-9, atol=1e-10)
