@@ -1,4 +1,5 @@
-"""Helpers shared by the selective-scan Triton kernels (forward, backward, decoding step).
+"""Helpers shared by the Triton kernels: the selective-scan layout and math (forward, backward,
+decoding step), argument checks, and output buffers (:func:`new_buffer`, used by every kernel).
 
 Layout used by the scan kernels
 -------------------------------

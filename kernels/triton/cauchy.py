@@ -31,6 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import new_buffer
+
 __all__ = ["cauchy"]
 
 #: Im z in masked lanes: far from every w, so z - w never vanishes there (those lanes are never
@@ -126,11 +128,6 @@ def _cauchy_bwd_kernel(
         tl.store(pz_ptr + offs + 1, -dz_i, mask=lmask)
 
 
-def _alloc(*shape: int, device) -> torch.Tensor:
-    """Uninitialised float32 buffer that the kernels overwrite entirely (tests poison it)."""
-    return torch.empty(*shape, device=device, dtype=torch.float32)
-
-
 def _block_l(L: int) -> int:
     """Nodes per program of the forward kernel (one row, a loop over n)."""
     return min(512, max(16, triton.next_power_of_2(L)))
@@ -148,7 +145,7 @@ class _Cauchy(torch.autograd.Function):
         L = z.shape[0]
         vf, wf = torch.view_as_real(v), torch.view_as_real(w)  # (B, N, 2)
         zf = torch.view_as_real(z)  # (L, 2)
-        out = _alloc(B, L, 2, device=v.device)  # (B, L, 2): Re, Im
+        out = new_buffer((B, L, 2), torch.float32, v.device)  # (B, L, 2): Re, Im
         if B * L > 0 and N > 0:
             bl = _block_l(L)
             _cauchy_fwd_kernel[(B, triton.cdiv(L, bl))](vf, wf, zf, out, L, N=N, BLOCK_L=bl)
@@ -170,8 +167,9 @@ class _Cauchy(torch.autograd.Function):
             bn, bl = _bwd_tiles(N, L)
             nl = triton.cdiv(L, bl)
             g = torch.view_as_real(grad_out.to(torch.complex64).contiguous())  # (B, L, 2)
-            pvw = _alloc(4, nl, B, N, device=v.device)
-            pz = _alloc(B, L, 2, device=v.device) if with_dz else pvw
+            f32 = dict(dtype=torch.float32, device=v.device)
+            pvw = new_buffer((4, nl, B, N), **f32)  # partial sums over l tiles
+            pz = new_buffer((B, L, 2), **f32) if with_dz else pvw  # per-row terms of dz
             _cauchy_bwd_kernel[(B, nl)](
                 torch.view_as_real(v), torch.view_as_real(w), torch.view_as_real(z), g, pvw, pz,
                 B, L, N=N, BLOCK_N=bn, BLOCK_L=bl, WITH_DZ=with_dz)

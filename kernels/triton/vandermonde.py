@@ -43,6 +43,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import new_buffer
+
 __all__ = ["vandermonde"]
 
 #: Precision of the in-kernel matrix products, forward and backward: "ieee" (FMA, exact
@@ -206,11 +208,6 @@ def _vandermonde_bwd_kernel(
     tl.store(dlogz_ptr + 2 * hn + 1, 2.0 * (cr * s1i - ci * s1r), mask=nmask)
 
 
-def _alloc(*shape: int, device) -> torch.Tensor:
-    """Uninitialised float32 buffer that the kernels overwrite entirely (tests poison it)."""
-    return torch.empty(*shape, device=device, dtype=torch.float32)
-
-
 def _blocks(N: int, L: int) -> tuple[int, int, int]:
     """Tile sizes (BLOCK_N, BLOCK_P, BLOCK_Q); every one >= 16 as ``tl.dot`` needs."""
     block_q = min(64, max(16, triton.next_power_of_2(math.isqrt(max(L - 1, 0)) + 1)))
@@ -237,11 +234,12 @@ class _Vandermonde(torch.autograd.Function):
         H, N = coef.shape
         coef32 = torch.view_as_real(coef.to(torch.complex64).contiguous())  # (H, N, 2)
         logz32 = torch.view_as_real(log_z.to(torch.complex64).contiguous())  # (H, N, 2)
-        out = _alloc(H, L, device=coef.device)  # (H, L)
+        f32 = dict(dtype=torch.float32, device=coef.device)
+        out = new_buffer((H, L), **f32)  # (H, L)
         block_n, block_p, block_q = _blocks(N, L)
         n_chunks = triton.cdiv(L, block_p * block_q)
         J = block_q + block_p + n_chunks
-        tables = _alloc(2, H, N, J, device=coef.device)  # V | R | Z0, see _powers_kernel
+        tables = new_buffer((2, H, N, J), **f32)  # V | R | Z0, see _powers_kernel
         if H * N > 0 and n_chunks > 0:
             _powers_kernel[(H, triton.cdiv(J, 64))](
                 logz32, tables, H, J, N=N, BLOCK_P=block_p, BLOCK_Q=block_q,
@@ -266,7 +264,8 @@ class _Vandermonde(torch.autograd.Function):
         n_chunks = triton.cdiv(L, block_p * block_q)
         bwd_precision = ctx.precision[1] if block_p * block_q >= 4096 else "ieee"
         rows, cols = BWD_SLICES[bwd_precision]
-        grads = _alloc(2, H, N, 2, device=coef.device)  # dcoef, dlog_z as (H, N, 2) each
+        # dcoef, dlog_z as (H, N, 2) each
+        grads = new_buffer((2, H, N, 2), torch.float32, coef.device)
         if H * N > 0 and n_chunks > 0:
             g = grad_k.to(torch.float32).contiguous()  # (H, L)
             _vandermonde_bwd_kernel[(triton.cdiv(N, block_n), H)](

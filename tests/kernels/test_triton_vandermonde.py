@@ -17,7 +17,6 @@ kernel fails to write makes the check fail.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import subprocess
@@ -63,14 +62,11 @@ def random_inputs(H, N, device, generator):
     return coef.to(device), torch.complex(re, im).to(device)
 
 
-def poison(monkeypatch, module_name="vandermonde"):
-    """Make every buffer that ``ssmsignal.kernels.triton.<module_name>`` allocates start as NaN."""
-    module = importlib.import_module(f"ssmsignal.kernels.triton.{module_name}")
+def poison(monkeypatch):
+    """Make every buffer that the Triton kernels allocate start as NaN (``_common.new_buffer``)."""
+    from ssmsignal.kernels.triton import _common
 
-    def nan_alloc(*shape, device):
-        return torch.full(shape, float("nan"), device=device, dtype=torch.float32)
-
-    monkeypatch.setattr(module, "_alloc", nan_alloc)
+    monkeypatch.setattr(_common, "POISON_OUTPUTS", True)
 
 
 def assert_close(name, got, want):
