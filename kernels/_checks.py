@@ -16,8 +16,11 @@ _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def _tensor(op, name, t, ndim=None, floating=False, is_complex=False):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if ndim is not None and t.dim() not in ((ndim,) if isinstance(ndim, int) else ndim):
-        raise ValueError(f"{op}: {name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if ndim is not None and t.dim() not in allowed:
+        expected = " or ".join(map(str, allowed))
+        raise ValueError(f"{op}: {name} must have {expected} dimensions, got shape "
+                         f"{tuple(t.shape)}")
     if floating and t.dtype not in _FLOATS:
         raise TypeError(f"{op}: {name} must be a real floating tensor, got {t.dtype}")
     if is_complex and not t.is_complex():

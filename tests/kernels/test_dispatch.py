@@ -134,6 +134,7 @@ def _scan_args(**change):
     (dict(A=-torch.rand(5, 3)), ValueError, r"A must have shape \(d=6, N\)"),
     (dict(B=torch.randn(2, 4, 3, 5)), ValueError, r"groups of B \(4\) must divide d \(6\)"),
     (dict(C=torch.randn(2, 4, 5)), ValueError, r"C must have shape \(2, 3, 5\)"),
+    (dict(B=torch.randn(2, 3)), ValueError, r"B must have 3 or 4 dimensions, got shape \(2, 3\)"),
     (dict(B=torch.randn(2, 2, 3, 5)), ValueError, "B and C have 2 and 3 groups"),
     (dict(D=torch.randn(5)), ValueError, r"D must have shape \(6,\)"),
     (dict(z=torch.randn(2, 6, 6)), ValueError, "z must have shape"),
