@@ -68,8 +68,8 @@ def s4d_kernel(A, B, C, dt, L, discretization="zoh", *, backend="auto"):
     """
     L = _checks.as_length("s4d_kernel", L)
     _checks.check_s4d_kernel(A, B, C, dt, discretization)
-    coef, log_z = reference.s4d_coefficients(A, B, C, dt, discretization)
-    return vandermonde(coef, log_z, L, backend=backend)
+    coef, log_z = reference.s4d_coefficients(A, B, C, dt, discretization)  # (H, N) each
+    return resolve("vandermonde", backend, coef, log_z)(coef, log_z, L)  # (H, L)
 
 
 def cauchy(v, z, w, *, backend="auto"):
