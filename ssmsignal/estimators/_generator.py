@@ -350,7 +350,3 @@ class AudioGenerator(BaseEstimator):
         if labels.shape != (n_samples,):
             raise ValueError(f"labels must have shape ({n_samples},), got {labels.shape}")
         return torch.as_tensor(self._encode_labels(labels, n_samples), device=device)
-
-
-
-

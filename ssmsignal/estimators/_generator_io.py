@@ -74,7 +74,10 @@ def generate_cli(args):
     gen = AudioGenerator.load(args.model, device=getattr(args, "device", "cpu"))
     label = getattr(args, "label", None)
     labels = None
-    if label is not None and gen.conditional:
+    if label is not None:
+        if not gen.conditional:
+            raise ValueError(f"a label ({label!r}) was given but {args.model} holds an "
+                             "unconditional generator")
         labels = np.full(args.n, np.asarray(label, dtype=gen.classes_.dtype))
     rate = getattr(args, "sampling_rate", None) or gen.sampling_rate_
     audio = gen.sample(n_samples=args.n, n_seconds=args.seconds,

@@ -143,6 +143,8 @@ def test_generate_cli_writes_wav_files(fitted, tmp_path, capsys):
     assert generate_cli(args) == 0
     audio, rate = soundfile.read(tmp_path / "fast" / "sample_00.wav")
     assert rate == 16000 and audio.shape == (160,)
+    with pytest.raises(ValueError, match="unconditional"):
+        generate_cli(argparse.Namespace(**dict(vars(args), label="low")))
     assert main(["generate", "--model", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "no saved model" in capsys.readouterr().err
 

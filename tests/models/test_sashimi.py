@@ -113,6 +113,9 @@ def test_sample_codes_prompt_and_reproducibility():
     b = sample_codes(model, 9, 2, prompt=prompt, generator=torch.Generator().manual_seed(3))
     assert a.shape == (2, 9) and torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 255
+    other = sample_codes(model, 9, 2, prompt=(prompt + 64) % 256,
+                         generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(a, other)  # the prompt is really fed to the model
 
 
 def test_state_helpers_copy_nested_states_in_place():
