@@ -301,7 +301,7 @@ class _ChunkedCauchy(torch.autograd.Function):
         ctx.save_for_backward(v, z, w)
         blocks = [_cauchy_block(v, z[s:s + CAUCHY_CHUNK], w)
                   for s in range(0, z.shape[0], CAUCHY_CHUNK)]
-        return torch.cat(blocks, dim=-1)  # (..., L)
+        return torch.cat(blocks, dim=-1) if blocks else v.new_zeros(*v.shape[:-1], 0)  # (..., L)
 
     @staticmethod
     def backward(ctx, grad_out):

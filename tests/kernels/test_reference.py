@@ -285,7 +285,7 @@ def test_vandermonde_and_s4d_gradcheck():
     assert gradcheck(lambda c, z: vandermonde(c, z, 26), (coef, log_z))
 
 
-@pytest.mark.parametrize("L", [1, 7, 600])
+@pytest.mark.parametrize("L", [0, 1, 7, 600])
 def test_cauchy_matches_direct_sum(L):
     gen = torch.Generator().manual_seed(L)
     v, w = complex_randn(gen, 2, 3, 5), complex_randn(gen, 3, 5)
