@@ -22,13 +22,14 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["save_estimator", "load_estimator", "encode_labels", "decode_labels",
-           "FORMAT_VERSION"]
+__all__ = ["save_estimator", "load_estimator", "read_saved", "restore_estimator",
+           "encode_labels", "decode_labels", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -134,22 +135,104 @@ def save_estimator(estimator, path) -> Path:
     config = _estimator_config(estimator)
     state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
              .contiguous() for k, v in estimator.module_.state_dict().items()}
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+    # mkdir (not mkdtemp, which makes 0700 folders) so the saved model gets the umask's mode
+    staging = parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    old = None
     try:
         save_file(state, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
         with open(staging / CONFIG_NAME, "w", encoding="utf-8") as fh:
             json.dump(config, fh, indent=1)
-        old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
             os.replace(path, old / "model")
         os.replace(staging, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if old is not None and (old / "model").exists() and not path.exists():
+            os.replace(old / "model", path)  # the new model did not land: keep the old one
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def read_saved(path) -> tuple[dict, dict]:
+    """Read a model directory written by :func:`save_estimator` (any estimator class).
+
+    Parameters
+    ----------
+    path : str or Path
+        The saved model directory.
+
+    Returns
+    -------
+    config : dict
+        The parsed ``config.json``, its format version checked.
+    state_dict : dict of str to torch.Tensor
+        The weights of ``model.safetensors``, on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a directory holding both files.
+    ValueError
+        If ``config.json`` is not JSON or has a format version this ssmsignal cannot read.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not _is_saved_model(path) or not (path / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"{path} is not a saved ssmsignal model (expected a directory "
+                                f"holding {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        with open(path / CONFIG_NAME, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path / CONFIG_NAME} is not valid JSON: {exc}") from None
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format_version {config.get('format_version')!r}"
+                         f" (this ssmsignal reads version {FORMAT_VERSION})")
+    return config, load_file(str(path / WEIGHTS_NAME))
+
+
+def restore_estimator(cls, config: dict, module: torch.nn.Module, device="cpu", params=None):
+    """Rebuild a fitted estimator from a :func:`read_saved` config and its module.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class (``config["estimator"]`` names it).
+    config : dict
+        As returned by :func:`read_saved`.
+    module : torch.nn.Module
+        The network, its weights already loaded; it becomes ``module_`` (moved to ``device``,
+        in eval mode).
+    device : str, default="cpu"
+        ``"auto"``: CUDA when available.
+    params : dict, optional
+        Constructor parameters to use instead of the saved ones (for values that JSON does not
+        keep as they were, e.g. a tuple that came back as a list).
+
+    Returns
+    -------
+    estimator
+        ``cls(**params)`` with the saved fitted attributes and ``classes_``.
+    """
+    from ssmsignal.estimators._training import resolve_device
+
+    if params is None:
+        params = {k: _decode_param(v) for k, v in config["params"].items()}
+    estimator = cls(**params)
+    for key, value in config["fitted"].items():
+        setattr(estimator, key, value)
+    if "classes_" in config:
+        estimator.classes_ = decode_labels(config["classes_"])
+    if "class_weights" in config:
+        estimator._class_weights = np.asarray(config["class_weights"], dtype=np.float32)
+    estimator.module_ = module.to(resolve_device(device)).eval()
+    return estimator
 
 
 def load_estimator(path, expected_class=None, device: str = "cpu"):
@@ -163,39 +246,28 @@ def load_estimator(path, expected_class=None, device: str = "cpu"):
         Raise TypeError when the saved estimator is of another class.
     device : str, default="cpu"
         Where to put the module (``"auto"``: CUDA when available).
-    """
-    from safetensors.torch import load_file
 
+    Notes
+    -----
+    A class that restores itself differently (the :class:`~ssmsignal.AudioGenerator`) is
+    handed to its own ``load``.
+    """
     from ssmsignal import estimators
-    from ssmsignal.estimators._training import resolve_device
+    from ssmsignal.estimators._base import BaseSSMEstimator
     from ssmsignal.models.backbone import BackboneConfig, SequenceModel
 
-    path = Path(path)
-    if not _is_saved_model(path):
-        raise FileNotFoundError(f"{path} is not a saved ssmsignal model (expected a directory "
-                                f"holding {CONFIG_NAME} and {WEIGHTS_NAME})")
-    with open(path / CONFIG_NAME, encoding="utf-8") as fh:
-        config = json.load(fh)
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported format_version {config.get('format_version')!r}"
-                         f" (this ssmsignal reads version {FORMAT_VERSION})")
-    name = config["estimator"]
-    cls = getattr(estimators, name, None)
+    config, state = read_saved(path)
+    name = config.get("estimator")
+    cls = getattr(estimators, name, None) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"{path}: unknown estimator class {name!r}")
     if expected_class is not None and not issubclass(cls, expected_class):
         raise TypeError(f"{path} holds a {name}, not a {expected_class.__name__}; "
                         f"use {name}.load")
-    params = {k: _decode_param(v) for k, v in config["params"].items()}
-    estimator = cls(**params)
-    for key, value in config["fitted"].items():
-        setattr(estimator, key, value)
-    if "classes_" in config:
-        estimator.classes_ = decode_labels(config["classes_"])
-    if "class_weights" in config:
-        estimator._class_weights = np.asarray(config["class_weights"], dtype=np.float32)
+    if not issubclass(cls, BaseSSMEstimator):
+        return cls.load(path, device=device)
     module = SequenceModel(BackboneConfig(**config["backbone"]))
-    module.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
-    estimator.module_ = module.to(resolve_device(device)).eval()
+    module.load_state_dict(state)
+    estimator = restore_estimator(cls, config, module, device)
     estimator._optimizer = None
     return estimator

@@ -93,3 +93,64 @@ def test_clone_pipeline_gridsearch_cross_val(tones, tiny):
     assert search.best_params_["d_model"] in (4, 8)
     scores = cross_val_score(S4Regressor(**tiny), X, X.mean(axis=1), cv=3)
     assert scores.shape == (3,) and np.all(np.isfinite(scores))
+
+
+def test_saved_folder_mode_and_failed_overwrite_keeps_the_old_model(tmp_path, tones, tiny,
+                                                                    monkeypatch):
+    import os
+
+    import ssmsignal.io as sio
+
+    X, y = tones
+    clf = S4Classifier(**tiny).fit(X, y)
+    target = tmp_path / "m"
+    clf.save(target)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
+    before = (target / "model.safetensors").read_bytes()
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(src).startswith(str(tmp_path / ".m.tmp-")):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(sio.os, "replace", replace)
+    with pytest.raises(OSError, match="disk full"):
+        S4Classifier(**{**tiny, "random_state": 1}).fit(X, y).save(target)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing left behind
+    assert (target / "model.safetensors").read_bytes() == before
+
+
+def test_read_saved_needs_both_files_and_valid_json(tmp_path, tones, tiny):
+    from ssmsignal.io import load_estimator, read_saved
+
+    X, y = tones
+    S4Classifier(**tiny).fit(X, y).save(tmp_path / "m")
+    config, state = read_saved(tmp_path / "m")
+    assert config["estimator"] == "S4Classifier" and state
+    (tmp_path / "m" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_estimator(tmp_path / "m")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    (tmp_path / "bad" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_saved(tmp_path / "bad")
+
+
+def test_load_estimator_hands_a_generator_to_its_own_load(tmp_path):
+    from ssmsignal import AudioGenerator
+    from ssmsignal.io import load_estimator
+
+    waves = np.random.default_rng(0).uniform(-0.5, 0.5, size=(4, 512))
+    gen = AudioGenerator(sampling_rate=8000, d_model=8, n_layers=1, d_state=4,
+                         segment_length=256, max_epochs=1, verbose=0, device="cpu",
+                         random_state=0).fit(list(waves))
+    gen.save(tmp_path / "g")
+    loaded = load_estimator(tmp_path / "g")
+    assert type(loaded) is AudioGenerator and loaded.pool == gen.pool
+    with pytest.raises(TypeError, match="holds a AudioGenerator"):
+        S4Classifier.load(tmp_path / "g")
