@@ -106,14 +106,26 @@ class _SSMRegressorMixin(RegressorMixin):
         return out[:, 0] if self._y_ndim == 1 else out
 
     def score(self, X, y, sample_weight=None, sampling_rate=None):
-        """Coefficient of determination R² of :meth:`predict` (flattened for per-step)."""
+        """Coefficient of determination R² of :meth:`predict`.
+
+        For per-step models the valid steps of all series are pooled (``y`` may then be a list
+        of unequal-length series like ``X``); a series' ``sample_weight`` applies to each of
+        its steps.
+        """
         from sklearn.metrics import r2_score
 
         pred = self.predict(X, sampling_rate)
-        y = np.asarray(y, dtype=np.float64)
-        if self.per_step_:
-            return r2_score(y.reshape(-1), np.asarray(pred).reshape(-1))
-        return r2_score(y, pred, sample_weight=sample_weight)
+        if not self.per_step_:
+            return r2_score(np.asarray(y, dtype=np.float64), pred, sample_weight=sample_weight)
+        pred = [np.ravel(p) for p in pred]  # one (L_i,) array per series
+        y = [np.asarray(t, dtype=np.float64).ravel() for t in y]
+        lengths = [len(p) for p in pred]
+        if [len(t) for t in y] != lengths:
+            raise ValueError(f"per-step y must hold one target per time step of each series "
+                             f"of X; got lengths {[len(t) for t in y]} for X's {lengths}")
+        weight = (None if sample_weight is None
+                  else np.repeat(np.asarray(sample_weight, dtype=np.float64), lengths))
+        return r2_score(np.concatenate(y), np.concatenate(pred), sample_weight=weight)
 
 
 def _valid_steps(out, lengths):

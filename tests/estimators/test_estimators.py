@@ -73,6 +73,18 @@ def test_per_step_regression_is_causal(tiny):
     assert reg.predict(X[:2, :17]).shape == (2, 17)  # another length
     ragged = reg.predict([X[0, :10], X[1]])
     assert [p.shape for p in ragged] == [(10,), (50,)]
+    # score pools the valid steps; a series' weight applies to each of its steps
+    from sklearn.metrics import r2_score
+
+    ys = [y[0, :10], y[1]]
+    assert reg.score([X[0, :10], X[1]], ys) == pytest.approx(
+        r2_score(np.concatenate(ys), np.concatenate(ragged)))
+    weighted = reg.score(X[:2], y[:2], sample_weight=[3.0, 1.0])
+    assert weighted == pytest.approx(r2_score(
+        y[:2].ravel(), reg.predict(X[:2]).ravel(), sample_weight=np.repeat([3.0, 1.0], 50)))
+    assert weighted != pytest.approx(reg.score(X[:2], y[:2]))
+    with pytest.raises(ValueError, match="one target per time step"):
+        reg.score([X[0, :10], X[1]], [y[0, :9], y[1]])
     with pytest.raises(ValueError, match="switched"):
         reg.set_params(warm_start=True).fit(X, y[:, -1])
 
