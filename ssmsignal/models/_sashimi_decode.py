@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from ._mulaw import SILENCE_CODE
+
 __all__ = ["sample_codes", "gumbel_noise", "pick_codes"]
 
 _CHUNK = 512  # steps of noise drawn at once: (chunk, batch, n_classes) floats
@@ -30,8 +32,8 @@ def pick_codes(logits, noise, temperature, top_p):
     logits = logits.float() / temperature  # (B, C)
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, C)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)  # (B, C)
-        drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p  # mass before >= p
+        probs = torch.softmax(sorted_logits, dim=-1)  # (B, C)
+        drop_sorted = (probs.cumsum(dim=-1) - probs) >= top_p  # (B, C): mass before >= p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # (B, C)
         logits = logits.masked_fill(drop, float("-inf"))
     return torch.argmax(logits + noise, dim=-1)  # (B,)
@@ -99,8 +101,6 @@ def sample_codes(model, n_steps, batch_size, *, labels=None, prompt=None, dt_sca
 
 def _sample(model, n_steps, batch_size, labels, prompt, dt_scale, temperature, top_p,
             generator, cuda_graphs):
-    from ._mulaw import SILENCE_CODE
-
     param = model.head.weight
     device = param.device
     n_prompt = 0 if prompt is None else prompt.shape[1]
