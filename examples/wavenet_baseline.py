@@ -7,8 +7,8 @@ ReLU -> 1x1 head giving 256-way logits. It is not part of the library: the FSDD 
 (``sashimi_fsdd.py``) trains it with the library's training loop on the same batches and
 reports its test NLL beside SaShiMi's.
 
-Its receptive field is ``n_stacks * 2**n_dilations`` samples (e.g. 2 x 1024 = 2048 samples =
-256 ms at 8 kHz); SaShiMi's SSMs see the whole past.
+Its receptive field is ``1 + n_stacks * (2**n_dilations - 1)`` samples (e.g. 2047 samples,
+about 256 ms at 8 kHz, for 2 stacks of 10); SaShiMi's SSMs see the whole past.
 """
 from __future__ import annotations
 
