@@ -16,7 +16,6 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal as _sp_signal
 
 __all__ = ["check_sampling_rate", "rational_ratio", "resample"]
 
@@ -39,8 +38,15 @@ def check_sampling_rate(rate, name="sampling_rate"):
     Returns
     -------
     float
+
+    Raises
+    ------
+    TypeError
+        For booleans, strings and anything else that is not a number (a 0-d array is fine).
+    ValueError
+        For zero, negative, NaN or infinite rates.
     """
-    if isinstance(rate, bool):
+    if isinstance(rate, (bool, str, bytes)):
         raise TypeError(f"{name} must be a positive number, got {rate!r}")
     try:
         value = float(rate)
@@ -163,8 +169,9 @@ def resample(x, orig_fs, target_fs, axis=-1, *, backend="auto"):
         arr = np.ascontiguousarray(x) if x.flags.writeable else x.copy()  # torch needs writable
         out = _resample_tensor(torch.from_numpy(arr), up, down, axis, n_out, taf)
         return out.numpy()
-    out = _sp_signal.resample_poly(x, up, down, axis=axis)
-    return np.asarray(out, dtype=x.dtype)
+    from scipy.signal import resample_poly  # imported here: the estimators only need the checks
+
+    return np.asarray(resample_poly(x, up, down, axis=axis), dtype=x.dtype)
 
 
 def _resample_tensor(x, up, down, axis, n_out, taf):
@@ -174,8 +181,10 @@ def _resample_tensor(x, up, down, axis, n_out, taf):
     if not torch.is_floating_point(x):
         x = x.to(torch.float32)
     if taf is None:
+        from scipy.signal import resample_poly
+
         arr = x.detach().cpu().numpy()
-        out = _sp_signal.resample_poly(arr, up, down, axis=axis)
+        out = resample_poly(arr, up, down, axis=axis)
         return torch.from_numpy(np.asarray(out, dtype=arr.dtype)).to(x.device)
     moved = x.movedim(axis, -1)  # (..., n)
     # torchaudio's signature is resample(waveform, orig_freq, new_freq): new/orig = up/down

@@ -14,12 +14,12 @@ Accepted ``X``:
 """
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.utils.validation import check_array
+
+from ssmsignal.functional import check_sampling_rate as _check_rate
 
 __all__ = ["SeriesBatch", "check_series", "check_sampling_rate", "channel_stats",
            "check_regression_targets"]
@@ -64,15 +64,8 @@ class SeriesBatch:
 
 
 def check_sampling_rate(value, name: str = "sampling_rate"):
-    """Return ``value`` as a positive finite float, or None when ``value`` is None."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number in Hz, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite sampling rate in Hz, got {value!r}")
-    return value
+    """``value`` checked by :func:`ssmsignal.functional.check_sampling_rate`; None stays None."""
+    return None if value is None else _check_rate(value, name)
 
 
 def _check_one_series(x, index: int) -> np.ndarray:
