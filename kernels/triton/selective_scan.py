@@ -270,9 +270,10 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus),
         HAS_LEN=seq_lengths is not None, HAS_DLAST=dlast is not None, num_warps=g["W"])
-    # every block lies in one group; blocks of a group are consecutive
-    dB = dB_part.view(b, G, -1, N, L).sum(2)  # (b, G, N, L)
-    dC = dC_part.view(b, G, -1, N, L).sum(2)  # (b, G, N, L)
+    # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
+    per_group = g["n_blocks"] // G
+    dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
+    dC = dC_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
     return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0), dz if z is not None else None,
             dbias_part.sum(0))
 

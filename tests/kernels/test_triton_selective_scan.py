@@ -180,7 +180,19 @@ def _interpret_main():
         errs["out_vs_naive"] = rel_err(out, n_out)
         errs["last_vs_naive"] = rel_err(last, n_last)
         results.append(errs)
+    check_empty_length(tri)
     print(json.dumps(results))
+
+
+def check_empty_length(tri):
+    """L = 0 with groups: empty output, zero last state, zero gradients of the right shapes."""
+    case, _ = make_case(2, 4, 0, 3, 2, torch.float32, "cpu", seed=0)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in case.items()}
+    out, last = tri(**leaves, delta_softplus=True, return_last_state=True)
+    assert out.shape == (2, 4, 0) and bool((last == 0).all())
+    (out.sum() + last.sum()).backward()
+    for k, v in leaves.items():
+        assert v.grad.shape == v.shape and bool((v.grad == 0).all()), k
 
 
 def run_interpreted(path):
