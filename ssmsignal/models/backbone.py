@@ -54,7 +54,8 @@ class BackboneConfig:
     d_state : int
         State size N of each SSM.
     dropout : float
-        Dropout inside the layers and on each block's residual branch.
+        Dropout inside the S4 / S4D layers (Mamba has none) and on each block's residual
+        branch.
     dt_min, dt_max : float
         Δ initialisation range in TRAINING sample periods (see the estimators' ``timescale_*``).
     per_step : bool

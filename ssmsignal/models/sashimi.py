@@ -203,6 +203,8 @@ class SaShiMi(nn.Module):
         Number of labels for class-conditional generation (a label embedding is added to every
         input step); None for an unconditional model.
     dropout : float, default=0.0
+        Dropout on every residual branch and inside the feed-forward blocks (the SSM layers
+        themselves are built without dropout).
 
     Notes
     -----
