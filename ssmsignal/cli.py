@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+# numpy, torch and the estimators are imported inside the commands: ``--help`` stays cheap.
 
 _ESTIMATORS = {
     ("classify", "s4d"): ("S4Classifier", {"layer": "s4d"}),
@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=10)
     demo.add_argument("--n-train", type=int, default=None,
                       help="training beats (default 70%% of the embedded beats)")
+    demo.add_argument("--n-test", type=int, default=None,
+                      help="test beats (default the other 30%%)")
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_npz(path, need_y: bool):
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"error: data file {path} not found")
@@ -89,6 +93,8 @@ def _load_npz(path, need_y: bool):
 
 
 def _save_npy_atomic(array, path) -> None:
+    import numpy as np
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -102,6 +108,7 @@ def _save_npy_atomic(array, path) -> None:
 
 
 def _demo(args) -> int:
+    import numpy as np
     from sklearn.model_selection import train_test_split
 
     from ssmsignal import S4Classifier
@@ -115,6 +122,8 @@ def _demo(args) -> int:
         bunch.data, labels, test_size=0.3, stratify=labels, random_state=args.random_state)
     if args.n_train is not None:
         X_train, y_train = X_train[: args.n_train], y_train[: args.n_train]
+    if args.n_test is not None:
+        X_test, y_test = X_test[: args.n_test], y_test[: args.n_test]
     print(f"MIT-BIH beats (embedded excerpt): {len(X_train)} train / {len(X_test)} test, "
           f"{X_train.shape[-1]} samples at {fs:g} Hz, classes {sorted(set(labels.tolist()))}")
     clf = S4Classifier(d_model=32, n_layers=2, d_state=16, max_epochs=args.epochs, lr=1e-2,
@@ -143,7 +152,7 @@ def _fit(args) -> int:
     estimator = getattr(ssmsignal, name)(
         d_model=args.d_model, n_layers=args.n_layers, max_epochs=args.epochs, lr=args.lr,
         device=args.device, random_state=args.random_state, **extra)
-    estimator.fit(X, y, sampling_rate=args.sampling_rate or rate)
+    estimator.fit(X, y, sampling_rate=rate if args.sampling_rate is None else args.sampling_rate)
     estimator.save(args.model)
     last = estimator.history_[-1]
     print(f"{name} trained for {len(estimator.history_)} epochs (last train_loss "
@@ -152,15 +161,18 @@ def _fit(args) -> int:
 
 
 def _predict(args) -> int:
+    import numpy as np
+
     from ssmsignal.io import load_estimator
 
     X, _, rate = _load_npz(args.data, need_y=False)
     estimator = load_estimator(args.model)
-    rate = args.sampling_rate or rate
-    if args.proba:
-        out = estimator.predict_proba(X, sampling_rate=rate)
-    else:
-        out = estimator.predict(X, sampling_rate=rate)
+    method = "predict_proba" if args.proba else "predict"
+    if not hasattr(estimator, method):
+        raise ValueError(f"{args.model} holds a {type(estimator).__name__}, which has no "
+                         f"{method}")
+    rate = rate if args.sampling_rate is None else args.sampling_rate
+    out = getattr(estimator, method)(X, sampling_rate=rate)
     if args.out:
         _save_npy_atomic(np.asarray(out), args.out)
         print(f"{len(out)} predictions written to {args.out}")

@@ -51,6 +51,8 @@ def test_clear_errors(tmp_path, npz, capsys):
         main(["fit", str(tmp_path / "noy.npz"), "--model", str(tmp_path / "m")])
     assert main(["predict", str(npz), "--model", str(tmp_path / "missing")]) == 2
     assert "not a saved ssmsignal model" in capsys.readouterr().err
+    assert main(["fit", str(npz), "--model", str(tmp_path / "m"), "--sampling-rate", "0"]) == 2
+    assert "sampling_rate" in capsys.readouterr().err  # not silently replaced by the file's
     with pytest.raises(SystemExit):
         main(["unknown-command"])
 
@@ -65,10 +67,11 @@ def test_module_entry_point_help():
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo-model"
-    assert main(["demo", "--epochs", "1", "--n-train", "200", "--out", str(out),
-                 "--quiet"]) == 0
+    assert main(["demo", "--epochs", "1", "--n-train", "200", "--n-test", "200", "--out",
+                 str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     for needle in ("majority-class baseline", "accuracy at 360 Hz",
                    "zero-shot accuracy at 180 Hz", "zero-shot accuracy at 720 Hz"):
         assert needle in text
+    assert "200 test" in text
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
