@@ -146,7 +146,10 @@ class BaseSSMEstimator(BaseEstimator):
         cfg = self._train_config(1 if partial else self.max_epochs, schedule_warmup=not partial)
         if partial:
             cfg.warmup_fraction, cfg.n_iter_no_change = 0.0, None
-        make_batches = self._batch_factory(batch, targets, train_idx, cfg.random_state)
+        if continuing and cfg.random_state is not None:
+            # a new shuffle and new dropout masks for each continued epoch, still reproducible
+            cfg.random_state += len(self.history_)
+        make_batches = self._batch_factory(batch, targets, train_idx)
         validate = None
         if val_idx is not None:
             val_batches = list(self._iter_batches(batch, targets, val_idx))
@@ -209,7 +212,7 @@ class BaseSSMEstimator(BaseEstimator):
             t = targets[rows]  # per-step targets only exist for equal lengths: no trimming
             yield x, lengths, torch.from_numpy(np.ascontiguousarray(t))
 
-    def _batch_factory(self, batch, targets, train_idx, seed):
+    def _batch_factory(self, batch, targets, train_idx):
         """Shuffled mini-batches; with unequal lengths, batches hold series of similar length.
 
         Bucketing: the shuffled order is cut into windows of 32 batches, each window is sorted

@@ -158,6 +158,26 @@ def test_early_stopping_warm_start_and_partial_fit(tiny, make_tones):
         part.partial_fit(X[:4], np.array([0, 1, 5, 5]))
 
 
+def test_continued_epochs_get_new_seeds(tiny, tones, monkeypatch):
+    """Each partial_fit / warm-start call reshuffles (same random_state, different epochs)."""
+    import ssmsignal.estimators._base as base
+
+    seeds = []
+    real = base.train_module
+
+    def spy(module, loss_fn, make_batches, cfg, **kwargs):
+        seeds.append(cfg.random_state)
+        return real(module, loss_fn, make_batches, cfg, **kwargs)
+
+    monkeypatch.setattr(base, "train_module", spy)
+    X, y = tones
+    clf = S4Classifier(**{**tiny, "max_epochs": 1})
+    for _ in range(3):
+        clf.partial_fit(X, y, classes=[0, 1])
+    clf.set_params(warm_start=True).fit(X, y)
+    assert seeds == [0, 1, 2, 3]
+
+
 def test_progress_bar_only_when_verbose(tones, capsys, tiny):
     X, y = tones
     S4Classifier(**{**tiny, "max_epochs": 2}).fit(X, y)
