@@ -143,7 +143,7 @@ class ConvSSM(nn.Module):
                              f"(use initial_state(batch_size)), got {got}")
         scale = dt_scale_tensor(dt_scale, x_t.shape[0], x_t)
         y, state = self._step_ssm(x_t, state, self._step_coefficients(scale))  # (b, H)
-        return self.output(y + self.D * x_t), state  # (b, H)
+        return self.output(torch.addcmul(y, self.D, x_t)), state  # (b, H): y + D u
 
     def _step_coefficients(self, scale: float | torch.Tensor) -> tuple:
         """``_discretize_step(Δ · scale)``, cached while autograd is off and scale is a float."""

@@ -127,17 +127,23 @@ class S4(ConvSSM):
     def _discretize_step(self, dt):
         Lam, P, B, C = self._half()  # (H, N/2) each
         h = (0.5 * dt)[..., None]  # (H|b,H, 1)
-        d = 1.0 / (1.0 - h * Lam)  # (..., N/2): (I - Δ/2 Λ)^-1
-        q = d * P  # (..., N/2)
-        # Woodbury: (I - Δ/2 A)^-1 = D - c (D P)(P* D), c = (Δ/2) / (1 + (Δ/2) P* D P)
-        c = h[..., 0] / (1.0 + 2.0 * h[..., 0] * (P.conj() * q).sum(-1).real)  # (H|b,H)
-        return h * Lam, h * P, P.conj(), dt[..., None] * B, d, q, c, C
+        d = 1.0 / (1.0 - h * Lam)  # (..., N/2): (I - Δ/2 Λ)^-1, the diagonal part
+        # Woodbury: (I - Δ/2 A)^-1 = D - c (D P)(P* D) with c = (Δ/2) / (1 + (Δ/2) P* D P);
+        # sums over the full basis are 2 Re of sums over the stored modes (factors 2 folded in).
+        Pc = P.conj()  # (H, N/2)
+        c = h[..., 0] / (1.0 + 2.0 * h[..., 0] * (Pc * d * P).sum(-1).real)  # (H|b,H)
+        a = d * (1.0 + h * Lam)  # (..., N/2): D (I + Δ/2 Λ)
+        g = 2.0 * d * h * P  # (..., N/2): D (Δ/2) P, times 2 for the full-basis sum
+        e = d * dt[..., None] * B  # (..., N/2): D Δ B
+        qc = 2.0 * c[..., None] * d * P  # (..., N/2)
+        return Pc, a, g, e, qc, 2.0 * C
 
     def _step_ssm(self, x_t, state, coefficients):
-        hLam, hP, Pc, dtB, d, q, c, C = coefficients  # (H|b,H, N/2) except c (H|b,H)
-        s = 2.0 * (Pc * state).sum(-1).real  # (b, H): P* x over the full basis
-        r = state + hLam * state - hP * s[..., None] + dtB * x_t[..., None]  # (b, H, N/2)
-        r = d * r  # (b, H, N/2): (I + Δ/2 A) x + Δ B u, then the diagonal solve
-        t = 2.0 * (Pc * r).sum(-1).real  # (b, H): P* D r over the full basis
-        state = r - q * (c * t)[..., None]  # (b, H, N/2): rank-1 Woodbury correction
-        return 2.0 * torch.einsum("hn,bhn->bh", C, state).real, state  # (b, H)
+        # r = D ((I + Δ/2 A) x + Δ B u) with A x = Λ x - P (P* x); x_new = r - c D P (P* r)
+        Pc, a, g, e, qc, C2 = coefficients  # (H, N/2), (H|b,H, N/2) x4, (H, N/2)
+        s = torch.einsum("hn,bhn->bh", Pc, state).real  # (b, H): Re sum conj(P) x
+        r = torch.addcmul(a * state, g, s[..., None], value=-1.0)  # (b, H, N/2)
+        r = torch.addcmul(r, e, x_t[..., None])  # (b, H, N/2)
+        t = torch.einsum("hn,bhn->bh", Pc, r).real  # (b, H)
+        state = torch.addcmul(r, qc, t[..., None], value=-1.0)  # (b, H, N/2)
+        return torch.einsum("hn,bhn->bh", C2, state).real, state  # (b, H): Re(C x) full basis

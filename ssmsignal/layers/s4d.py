@@ -110,9 +110,9 @@ class S4D(ConvSSM):
     def _discretize_step(self, dt):
         A, B, C = self._abc()  # (H, N/2) each
         dA, dB = discretize_diagonal(A, B, dt, self.discretization)  # (H|b,H, N/2) each
-        return dA, dB, C
+        return dA, dB, 2.0 * C  # 2 Re(C x) sums the conjugate modes too
 
     def _step_ssm(self, x_t, state, coefficients):
-        dA, dB, C = coefficients  # (H|b,H, N/2), (H|b,H, N/2), (H, N/2)
-        state = dA * state + dB * x_t[..., None]  # (b, H, N/2)
-        return 2.0 * torch.einsum("hn,bhn->bh", C, state).real, state  # (b, H)
+        dA, dB, C2 = coefficients  # (H|b,H, N/2), (H|b,H, N/2), (H, N/2)
+        state = torch.addcmul(dA * state, dB, x_t[..., None])  # (b, H, N/2)
+        return torch.einsum("hn,bhn->bh", C2, state).real, state  # (b, H)
