@@ -44,7 +44,7 @@ def _read_csv(path):
 
 
 @cached_arrays()
-def _read_subject(signature, sig_path, num_path, channels):
+def _read_subject(signature, sig_path, num_path, channels, numeric_columns):
     """Signals (n_channels, n) float32, their rate, and numerics {column: (n_seconds,)}."""
     signals = _read_csv(sig_path)
     missing = [c for c in channels if c not in signals.columns]
@@ -66,6 +66,10 @@ def _read_subject(signature, sig_path, num_path, channels):
         raise DatasetError(f"BIDMC file {sig_path}: signal columns contain empty cells or NaN "
                            "(is the file truncated?)")
     numerics = _read_csv(num_path)
+    missing = [c for c in numeric_columns if c not in numerics.columns]
+    if missing:
+        raise DatasetError(f"BIDMC file {num_path} lacks column(s) {missing} "
+                           f"(has {list(numerics.columns)})")
     nums = {c: numerics[c].to_numpy(np.float64) for c in numerics.columns}
     return freeze(values), float(fs), nums
 
@@ -139,7 +143,7 @@ def load_bidmc(root=None, target="HR", window_seconds=32.0, stride_seconds=None,
     xs, ys, groups, starts, n_no_target, fs = [], [], [], [], 0, fs_out or FS
     for sid, (sig_path, num_path) in subjects.items():
         read = skipper.call(sig_path, _read_subject, _signature(sig_path, num_path), sig_path,
-                            num_path, channels)
+                            num_path, channels, tuple(TARGETS[t] for t in targets))
         if read is None:
             continue
         values, fs_in, nums = read

@@ -31,8 +31,9 @@ def _read_label_table(path, names, record_column, label_column):
     except Exception as exc:
         raise DatasetError(f"cannot parse label table {path}: {type(exc).__name__}: {exc}"
                            ) from None
-    first = table.iloc[0, record_column] if isinstance(record_column, int) else None
-    if not isinstance(record_column, int) or first not in names:
+    first = (table.iloc[0, record_column]
+             if isinstance(record_column, int) and record_column < table.shape[1] else None)
+    if first not in names:
         table = pd.read_csv(path, dtype=str, skipinitialspace=True)  # first row is a header
     for col in (record_column, label_column):
         ok = col < table.shape[1] if isinstance(col, int) else col in table.columns

@@ -94,3 +94,14 @@ def test_full_copy(shared_data):
     b = load_bidmc(shared_data("bidmc_csv"), target="RR")
     assert b.data.shape == (150, 3, 4000) and len(set(b.groups)) == 10
     assert np.isfinite(b.target).all()
+
+
+def test_numerics_without_the_target_column(bidmc_copy):
+    f = bidmc_copy / "bidmc_02_Numerics.csv.gz"
+    pd.read_csv(f).drop(columns=["SpO2"]).to_csv(f, index=False)
+    with pytest.raises(ValueError, match=r"bidmc_02_Numerics.* lacks column\(s\) \['SpO2'\]"):
+        load_bidmc(bidmc_copy, target="SpO2")
+    with pytest.warns(UserWarning, match=r"(?s)skipped 1 .*bidmc_02"):
+        b = load_bidmc(bidmc_copy, target="SpO2", on_error="warn")
+    assert set(b.groups) == {"01"}
+    assert set(load_bidmc(bidmc_copy, target="HR").groups) == {"01", "02"}

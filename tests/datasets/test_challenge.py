@@ -80,6 +80,8 @@ def test_bad_label_tables(challenge):
         load_physionet_challenge(challenge, labels=challenge / "dup.csv")
     with pytest.raises(ValueError, match="no column"):
         load_physionet_challenge(challenge, labels=challenge / "REFERENCE.csv", label_column=5)
+    with pytest.raises(ValueError, match="no column 7"):
+        load_physionet_challenge(challenge, labels=challenge / "REFERENCE.csv", record_column=7)
     with pytest.raises(ValueError, match="Rx"):
         load_physionet_challenge(challenge, header_key="Rx")
 
