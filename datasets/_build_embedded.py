@@ -86,16 +86,19 @@ def main(argv=None):
                              ("fsdd", _build_fsdd, data / "fsdd" / "recordings")):
         # build next to the target, then swap in: a failed build leaves the old sample intact
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=EMBEDDED_DIR))
+        aside = None
         try:
             build(src, tmp)
             os.chmod(tmp, 0o755)  # mkdtemp creates 0700
-            old = EMBEDDED_DIR / name
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(tmp, old)
+            target = EMBEDDED_DIR / name
+            if target.exists():  # renamed aside, not deleted first: never a moment without it
+                aside = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=EMBEDDED_DIR))
+                os.replace(target, aside / name)
+            os.replace(tmp, target)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            for leftover in (tmp, aside):
+                if leftover is not None and leftover.exists():
+                    shutil.rmtree(leftover)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 
 # %%
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,26 @@ import numpy as np
 from ssmsignal.datasets import load_fsdd, load_mitbih
 
 
+def save_npz(out, **arrays):
+    """``np.savez_compressed`` to a temporary file in the same folder, then ``os.replace``."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def pack_fsdd(root, out):
     bunch = load_fsdd(root=root, sampling_rate=8000)
     audio = [np.round(np.asarray(x, dtype=np.float64) * 32768).astype(np.int16)
              for x in bunch.data]
     lengths = np.array([len(a) for a in audio], dtype=np.int64)
-    np.savez_compressed(out, audio=np.concatenate(audio), lengths=lengths,
-                        digit=np.asarray(bunch.target), speaker=np.asarray(bunch.groups),
-                        recording=np.asarray(bunch.recording_index), sampling_rate=8000.0)
+    save_npz(out, audio=np.concatenate(audio), lengths=lengths,
+             digit=np.asarray(bunch.target), speaker=np.asarray(bunch.groups),
+             recording=np.asarray(bunch.recording_index), sampling_rate=8000.0)
     print(f"{out}: {len(audio)} recordings, {lengths.sum()} samples")
 
 
@@ -39,8 +52,8 @@ def pack_mitbih(root, out):
     y = np.concatenate([names[b.target] for b in parts.values()])
     split = np.concatenate([np.full(len(b.target), s) for s, b in parts.items()])
     groups = np.concatenate([np.asarray(b.groups) for b in parts.values()])
-    np.savez_compressed(out, X=X, y=y, split=split, record=groups,
-                        sampling_rate=float(parts["DS1"].sampling_rate))
+    save_npz(out, X=X, y=y, split=split, record=groups,
+             sampling_rate=float(parts["DS1"].sampling_rate))
     print(f"{out}: {X.shape} beats; DS1 {np.sum(split == 'DS1')}, DS2 {np.sum(split == 'DS2')}")
 
 

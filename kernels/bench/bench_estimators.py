@@ -139,6 +139,9 @@ def main(argv=None) -> int:
         "GRU": lambda: bench_gru(X, y, args.d_model, args.n_layers, args.epochs),
     }
     chosen = args.only.split(",") if args.only else list(rows)
+    unknown = sorted(set(chosen) - set(rows))
+    if unknown:
+        parser.error(f"--only: unknown row(s) {unknown}; choose from {list(rows)}")
     print(f"# {datetime.date.today()} {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; n={args.n}, "
           f"L={args.length}, C=1, float32, batch 32, d_model={args.d_model}, "
