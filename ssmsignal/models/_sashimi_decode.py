@@ -13,10 +13,11 @@ every step.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ._mulaw import SILENCE_CODE
 
-__all__ = ["sample_codes", "gumbel_noise", "pick_codes"]
+__all__ = ["sample_codes", "gumbel_noise", "graph_state", "pick_codes"]
 
 _CHUNK = 512  # steps of noise drawn at once: (chunk, batch, n_classes) floats
 
@@ -139,7 +140,7 @@ class _GraphedStep:
         self.next_input = first_input.clone()  # (B,) static input buffer
         self.noise = torch.zeros(first_input.shape[0], model.n_classes,
                                  device=first_input.device)  # (B, C) static noise buffer
-        self.state = model.initial_state(first_input.shape[0])
+        self.state = graph_state(model, first_input, labels, dt_scale)
         initial = _clone_tree(self.state)
         self.graphs = []
 
@@ -172,13 +173,39 @@ class _GraphedStep:
         return self.next_input.clone()
 
 
+def graph_state(model, first_input, labels, dt_scale):
+    """Initial state whose tensors already have the shapes that :meth:`SaShiMi.step` returns.
+
+    The graph path copies every step's state into fixed buffers, so a state must not change
+    shape. One can on the first step: Mamba grows its conv buffer at ``dt_scale < 1`` (more
+    taps at the faster rate), with zeros as the older history. A probe step gives the final
+    shapes, and the initial state is left-padded with zeros to them, as ``Mamba.step`` does.
+    """
+    initial = model.initial_state(first_input.shape[0])
+    _, probe = model.step(first_input, initial, 0, labels=labels, dt_scale=dt_scale)
+    return _map_tree(_left_pad_to, initial, probe)
+
+
+def _left_pad_to(t, like):
+    """``t`` zero-padded on the left of its last dim to ``like``'s shape (a copy)."""
+    if t.shape[:-1] != like.shape[:-1] or t.shape[-1] > like.shape[-1]:
+        raise ValueError(f"recurrent state changed shape from {tuple(t.shape)} to "
+                         f"{tuple(like.shape)} in one step; cannot capture it in a CUDA graph")
+    return F.pad(t, (like.shape[-1] - t.shape[-1], 0))
+
+
 def _clone_tree(tree):
+    return _map_tree(lambda t, _: t.clone(), tree, tree)
+
+
+def _map_tree(fn, tree, other):
+    """``fn(leaf, other_leaf)`` over a nested dict/list/tuple/NamedTuple of tensors."""
     if isinstance(tree, torch.Tensor):
-        return tree.clone()
+        return fn(tree, other)
     if isinstance(tree, dict):
-        return {k: _clone_tree(v) for k, v in tree.items()}
+        return {k: _map_tree(fn, v, other[k]) for k, v in tree.items()}
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # a NamedTuple (MambaState)
-        return type(tree)(*(_clone_tree(v) for v in tree))
+        return type(tree)(*(_map_tree(fn, v, o) for v, o in zip(tree, other)))
     if isinstance(tree, (list, tuple)):
-        return type(tree)(_clone_tree(v) for v in tree)
+        return type(tree)(_map_tree(fn, v, o) for v, o in zip(tree, other))
     return tree

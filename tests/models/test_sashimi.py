@@ -5,8 +5,8 @@ import torch
 
 from ssmsignal.models import SaShiMi
 from ssmsignal.models._mulaw import mu_law_decode, mu_law_encode
-from ssmsignal.models._sashimi_decode import (_clone_tree, _tree_copy_, gumbel_noise,
-                                              pick_codes, sample_codes)
+from ssmsignal.models._sashimi_decode import (_clone_tree, _tree_copy_, graph_state,
+                                              gumbel_noise, pick_codes, sample_codes)
 from ssmsignal.models.sashimi import shift_right
 
 
@@ -130,6 +130,26 @@ def test_state_helpers_copy_nested_states_in_place():
     for a, b, c in zip(flat(clone), flat(new), flat(state)):
         assert torch.equal(a, b) and a.data_ptr() != b.data_ptr() and a.data_ptr() != c.data_ptr()
     assert any((a != c).any() for a, c in zip(flat(clone), flat(state)))
+
+
+@pytest.mark.parametrize("layer", ["mamba", "s4d"])
+def test_graph_state_has_fixed_shapes_and_same_outputs(layer):
+    """The CUDA-graph path copies each step's state into the buffers of ``graph_state``: at
+    dt_scale < 1 Mamba's conv buffer grows on the first step, so the buffers must already have
+    the grown shape, and stepping from them must give the same logits as from
+    ``initial_state`` (CPU check of the state handling; the graphs themselves need CUDA)."""
+    model = _model(layer, (2,))
+    inputs = torch.randint(0, 256, (2, 8))
+    with torch.no_grad():
+        fixed = graph_state(model, inputs[:, 0], None, 0.5)
+        state = model.initial_state(2)
+        for t in range(8):
+            logits, state = model.step(inputs[:, t], state, t, dt_scale=0.5)
+            fixed_logits, new = model.step(inputs[:, t], fixed, t, dt_scale=0.5)
+            _tree_copy_(fixed, new)  # raises if a shape changed
+            torch.testing.assert_close(fixed_logits, logits, rtol=1e-12, atol=1e-12)
+    if layer == "mamba":
+        assert fixed["down"][0].conv.shape[-1] == 7 > model.initial_state(2)["down"][0].conv.shape[-1]
 
 
 def _leaves(tree):
