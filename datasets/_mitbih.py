@@ -8,7 +8,7 @@ import numpy as np
 
 from ._base import (Bunch, DatasetError, Skipper, cached_arrays, file_signature,
                     finish_bunch, freeze, optional_rate, resolve_root)
-from ._wfdb import read_annotation, read_record, record_path
+from ._wfdb import list_records, read_annotation, read_record, record_path
 from ssmsignal.functional import resample
 
 logger = logging.getLogger(__name__)
@@ -74,12 +74,9 @@ def _split_records(root, split):
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
     wanted = SPLITS[split]
-    listing = root / "RECORDS"
-    listed = ([ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
-              if listing.is_file() else None)
     # A RECORDS listing says what the folder holds: a listed record whose files are missing is
     # a damaged copy, so it stays in the list and fails (or is skipped with a warning) when read.
-    held = set(listed) if listed is not None else {p.stem for p in root.glob("*.hea")}
+    held = {p.name for p in list_records(root)}
     use = [r for r in wanted if r in held]
     not_here = [r for r in wanted if r not in held]
     if not use:
