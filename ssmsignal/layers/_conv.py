@@ -82,12 +82,19 @@ def resample_matrix(d_conv: int, scale: float) -> torch.Tensor:
     return _resample_matrix_cpu(d_conv, float(scale))
 
 
+@functools.lru_cache(maxsize=64)
+def _resample_matrix_on(d_conv: int, scale: float, device: torch.device,
+                        dtype: torch.dtype) -> torch.Tensor:
+    # Kept on the taps' device: a host-to-device copy in every Mamba step would synchronise
+    # the GPU, and cannot be captured in a CUDA graph.
+    return resample_matrix(d_conv, scale).to(device=device, dtype=dtype)  # (D, K)
+
+
 def resampled_taps(taps: torch.Tensor, scale: float) -> torch.Tensor:
     """Lag-ordered taps ``(E, D)`` -> lag-ordered taps ``(E, K)`` at ``dt_scale = scale``."""
     if scale == 1.0:
         return taps  # R(1) is the identity
-    R = resample_matrix(taps.shape[-1], scale).to(device=taps.device, dtype=taps.dtype)  # (D, K)
-    return taps @ R  # (E, K)
+    return taps @ _resample_matrix_on(taps.shape[-1], float(scale), taps.device, taps.dtype)
 
 
 def causal_depthwise_conv(x: torch.Tensor, taps: torch.Tensor,
