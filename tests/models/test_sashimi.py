@@ -164,9 +164,10 @@ def _leaves(tree):
 
 
 @pytest.mark.cuda
-def test_cuda_graph_sampling_equals_eager_sampling():
-    model = _model("s4d", (2, 2)).float().cuda()
-    kwargs = dict(temperature=0.9, top_p=0.95)
+@pytest.mark.parametrize("layer,dt_scale", [("s4d", 1.0), ("s4", 0.5), ("mamba", 0.5)])
+def test_cuda_graph_sampling_equals_eager_sampling(layer, dt_scale):
+    model = _model(layer, (2, 2)).float().cuda()
+    kwargs = dict(temperature=0.9, top_p=0.95, dt_scale=dt_scale)
     eager = sample_codes(model, 50, 3, generator=torch.Generator("cuda").manual_seed(0),
                          cuda_graphs=False, **kwargs)
     graphed = sample_codes(model, 50, 3, generator=torch.Generator("cuda").manual_seed(0),
