@@ -69,6 +69,12 @@ def _finish_output(y, x, D, z):
     return y
 
 
+def _zero_padding(t, valid):
+    """``t (b, ..., L)`` with zeros where ``valid (b, L)`` is False (``where``, so NaN goes too)."""
+    mask = valid.view(valid.shape[0], *([1] * (t.dim() - 2)), valid.shape[1])  # (b, 1.., L)
+    return torch.where(mask, t, 0)
+
+
 def expand_groups(op, B, C, ndim):
     """``B``, ``C`` as views with a group axis (dim 1) and one common number of groups.
 
@@ -111,8 +117,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     return_last_state : bool
         Also return the state after the last (valid) position.
     seq_lengths : Tensor of int, shape (b,), optional
-        Valid length of each sequence; positions ``t >= seq_lengths[i]`` are padding: their output
-        is 0 and the state is frozen there.
+        Valid length of each sequence; positions ``t >= seq_lengths[i]`` are padding, whatever
+        they hold (NaN included): their output and input gradients are 0, the state is frozen.
 
     Returns
     -------
@@ -136,11 +142,16 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     """
     dtype = compute_dtype(u)
     b, d, L = u.shape  # (b, d, L)
-    dt = _prepare_delta(delta, delta_bias, delta_softplus, dtype)  # (b, d, L)
     valid = None
     if seq_lengths is not None:
         positions = torch.arange(L, device=u.device)  # (L,)
         valid = positions[None, :] < seq_lengths.to(u.device)[:, None]  # (b, L) bool
+        # padding may hold anything, NaN included: zero every per-step input there so that no
+        # output, state or gradient can see it
+        u, delta, B, C, z = (None if t is None else _zero_padding(t, valid)
+                             for t in (u, delta, B, C, z))
+    dt = _prepare_delta(delta, delta_bias, delta_softplus, dtype)  # (b, d, L)
+    if valid is not None:
         dt = dt * valid[:, None, :]  # (b, d, L): frozen state on padding
     B, C = expand_groups("selective_scan", B, C, 4)  # (b, G, N, L) each
     y, last = scan_chunked(u.to(dtype), dt, A.to(dtype), B.to(dtype), C.to(dtype))
@@ -205,8 +216,6 @@ def vandermonde(coef, log_z, L):
     ``exp(log_z * l)`` (never by repeated multiplication), so accuracy matches the direct
     formula. Memory is ``O(H N sqrt(L))``, forward and backward; ``(H, N, L)`` is never built.
     """
-    if L < 0:
-        raise ValueError(f"vandermonde: L must be >= 0, got {L}")
     H, N = coef.shape  # (H, N)
     real_dtype = compute_dtype(coef)
     cdtype = _complex_dtype(coef)

@@ -68,12 +68,13 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
     h = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)  # state before the chunk
     # chunk 0's inputs; inside the loop the next chunk's loads are issued before the current
-    # chunk's arithmetic, so their latency overlaps it
-    io0 = (t < L) & ch_ok  # (DL, 1, W, 1, T)
+    # chunk's arithmetic, so their latency overlaps it. Inputs are read only below seq_len
+    # (<= L): padding, whatever it holds (NaN included), enters as 0.
+    io0 = (t < seq_len) & ch_ok  # (DL, 1, W, 1, T)
     u_nx = tl.load(u_ptr + row_off + t, mask=io0, other=0.0)
     raw_nx = tl.load(dt_ptr + row_off + t, mask=io0, other=0.0)
-    B_nx = tl.load(B_ptr + bc_off + t, mask=(t < L) & n_ok, other=0.0)
-    C_nx = tl.load(C_ptr + bc_off + t, mask=(t < L) & n_ok, other=0.0)
+    B_nx = tl.load(B_ptr + bc_off + t, mask=(t < seq_len) & n_ok, other=0.0)
+    C_nx = tl.load(C_ptr + bc_off + t, mask=(t < seq_len) & n_ok, other=0.0)
     z_nx = u_nx
     if HAS_Z:
         z_nx = tl.load(z_ptr + row_off + t, mask=io0, other=0.0)
@@ -86,11 +87,11 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         valid = tt < seq_len  # (1, 1, 1, 1, T)
         u, raw, Bt, Ct, zz = u_nx, raw_nx, B_nx, C_nx, z_nx
         nx = tt + T  # (1, 1, 1, 1, T) next chunk
-        io_nx = (nx < L) & ch_ok
+        io_nx = (nx < seq_len) & ch_ok
         u_nx = tl.load(u_ptr + row_off + nx, mask=io_nx, other=0.0)
         raw_nx = tl.load(dt_ptr + row_off + nx, mask=io_nx, other=0.0)
-        B_nx = tl.load(B_ptr + bc_off + nx, mask=(nx < L) & n_ok, other=0.0)
-        C_nx = tl.load(C_ptr + bc_off + nx, mask=(nx < L) & n_ok, other=0.0)
+        B_nx = tl.load(B_ptr + bc_off + nx, mask=(nx < seq_len) & n_ok, other=0.0)
+        C_nx = tl.load(C_ptr + bc_off + nx, mask=(nx < seq_len) & n_ok, other=0.0)
         if HAS_Z:
             z_nx = tl.load(z_ptr + row_off + nx, mask=io_nx, other=0.0)
         u = u.to(tl.float32)
@@ -166,12 +167,13 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         tt = c * T + t  # (1, 1, 1, 1, T)
         t_ok = tt < L
         io_mask = t_ok & ch_ok  # (DL, 1, W, 1, T)
-        valid = tt < seq_len
-        u = tl.load(u_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
-        raw = tl.load(dt_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+        valid = tt < seq_len  # inputs are read only there (padding enters as 0, see forward)
+        in_mask = valid & ch_ok  # (DL, 1, W, 1, T)
+        u = tl.load(u_ptr + row_off + tt, mask=in_mask, other=0.0).to(tl.float32)
+        raw = tl.load(dt_ptr + row_off + tt, mask=in_mask, other=0.0).to(tl.float32)
         dout = tl.load(dout_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
-        Bt = tl.load(B_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
-        Ct = tl.load(C_ptr + bc_off + tt, mask=t_ok & n_ok, other=0.0).to(tl.float32)
+        Bt = tl.load(B_ptr + bc_off + tt, mask=valid & n_ok, other=0.0).to(tl.float32)
+        Ct = tl.load(C_ptr + bc_off + tt, mask=valid & n_ok, other=0.0).to(tl.float32)
         h0 = tl.load(ck_ptr + ck_off + c * N, mask=state_mask, other=0.0)  # (DL, NO, W, NI, 1)
         dt = tl.where(valid, prepare_dt(raw, bias, SOFTPLUS), 0.0)  # (DL, NO, W, 1, T)
         # recompute the chunk's states from its checkpoint
@@ -181,7 +183,7 @@ def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         _, hs = tl.associative_scan((a, tl.where(t == 0, b + a * h0, b)), 4, scan_combine)
         dy = dout
         if HAS_Z:
-            zz = tl.load(z_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
+            zz = tl.load(z_ptr + row_off + tt, mask=in_mask, other=0.0).to(tl.float32)
             sg = tl.sigmoid(zz)
             y = sum_states(hs * Ct) + Dv * u  # (DL, NO, W, 1, T) after broadcasting
             dz = tl.where(valid, dout * y * sg * (1.0 + zz * (1.0 - sg)), 0.0)

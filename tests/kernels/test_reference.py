@@ -119,14 +119,23 @@ def test_selective_scan_scratch_memory_does_not_grow_with_length(monkeypatch):
     assert set(sizes) == {2 * 2 * 4 * 3 * 64}  # two segment-sized buffers, whatever L is
 
 
-def test_selective_scan_padding_does_not_leak():
+@pytest.mark.parametrize("garbage", [1e3, float("nan"), float("inf")])
+def test_selective_scan_padding_does_not_leak(garbage):
     lengths = [9, 4, 0]
     x = scan_inputs(b=3, d=4, L=9, N=3, G=2, seed=11)
     for i, n in enumerate(lengths):  # garbage after the end of each sequence
         for key in ("u", "delta", "B", "C", "z"):
-            x[key][i, ..., n:] = 1e3
-    got, last = selective_scan(**x, delta_softplus=True, return_last_state=True,
+            x[key][i, ..., n:] = garbage
+    leaves = {k: v.clone().requires_grad_() for k, v in x.items()}
+    got, last = selective_scan(**leaves, delta_softplus=True, return_last_state=True,
                                seq_lengths=torch.tensor(lengths))
+    (got.sum() + last.sum()).backward()
+    for key, leaf in leaves.items():  # gradients: finite, and 0 on the padding
+        assert torch.isfinite(leaf.grad).all(), key
+        if key in ("u", "delta", "B", "C", "z"):
+            for i, n in enumerate(lengths):
+                assert (leaf.grad[i, ..., n:] == 0).all(), key
+    got, last = got.detach(), last.detach()
     for i, n in enumerate(lengths):
         one = {k: (v[i:i + 1, ..., :n] if v.dim() >= 3 else v) for k, v in x.items()}
         want, want_last = naive_selective_scan(**one, delta_softplus=True)

@@ -120,9 +120,19 @@ def run_reference(case, seq, softplus, grads_out):
     return out, last, {k: v.grad for k, v in leaves.items() if v is not None}
 
 
-def compare(b, d, L, N, G, dtype, device, seed, full=True, lengths=False, softplus=True):
-    """Relative errors of the Triton op against the float64 reference, as a dict."""
+def compare(b, d, L, N, G, dtype, device, seed, full=True, lengths=False, softplus=True,
+            pad_value=None):
+    """Relative errors of the Triton op against the float64 reference, as a dict.
+
+    ``pad_value``: written into every per-step input after each sequence's end (needs
+    ``lengths``); padding must not reach any output or gradient, even as NaN.
+    """
     case, seq = make_case(b, d, L, N, G, dtype, device, seed, full, lengths, softplus)
+    if pad_value is not None:
+        for i, n in enumerate(seq.tolist()):
+            for key in ("u", "delta", "B", "C", "z"):
+                if case[key] is not None:
+                    case[key][i, ..., n:] = pad_value
     gen = torch.Generator().manual_seed(seed + 1)
     dout = torch.randn(b, d, L, generator=gen).to(dtype)  # the kernel's dout is in u's dtype;
     grads_out = (dout.double().to(device),  # the reference gets the same rounded values
@@ -180,6 +190,9 @@ def _interpret_main():
         errs["out_vs_naive"] = rel_err(out, n_out)
         errs["last_vs_naive"] = rel_err(last, n_last)
         results.append(errs)
+    # NaN in the padding (last entry of the results)
+    results.append(compare(3, 6, 21, 4, 2, torch.float32, "cpu", 300, lengths=True,
+                           pad_value=float("nan")))
     check_empty_length(tri)
     print(json.dumps(results))
 
@@ -208,10 +221,11 @@ def run_interpreted(path):
 @pytest.mark.slow
 def test_interpreter_matches_float64_references():
     results = run_interpreted(__file__)
-    assert len(results) == len(INTERPRET_CASES)
-    for errs in results:
+    assert len(results) == len(INTERPRET_CASES) + 1  # + the NaN-padding case
+    for errs in results[:-1]:
         errs["out"] = max(errs["out"], errs.pop("out_vs_naive"))
         errs["last_state"] = max(errs["last_state"], errs.pop("last_vs_naive"))
+    for errs in results:
         check_errors(errs, torch.float32)
 
 
