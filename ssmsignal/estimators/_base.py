@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from ssmsignal.models.backbone import BackboneConfig, SequenceModel
 
@@ -113,8 +113,10 @@ class BaseSSMEstimator(BaseEstimator):
 
     def _train_config(self, max_epochs: int, schedule_warmup: bool = True) -> TrainConfig:
         seed = self.random_state
-        if isinstance(seed, np.random.RandomState):
-            seed = int(seed.randint(0, 2**31 - 1))
+        if seed is None or isinstance(seed, np.random.RandomState):
+            # None: numpy's global RNG, as in scikit-learn (torch's RNG is forked, not advanced,
+            # during fit, so leaving the seed unset would give every fit the same model)
+            seed = int(check_random_state(seed).randint(0, 2**31 - 1))
         return TrainConfig(
             max_epochs=max_epochs, lr=self.lr, ssm_lr=self.ssm_lr,
             weight_decay=self.weight_decay,

@@ -129,6 +129,18 @@ def test_same_random_state_same_model(tones, tiny):
     assert not np.array_equal(a, c)
 
 
+def test_random_state_none_follows_numpy_global_rng(tones, tiny):
+    X, y = tones
+    settings = {**tiny, "random_state": None, "max_epochs": 1}
+    a = S4Classifier(**settings).fit(X, y).predict_proba(X)
+    b = S4Classifier(**settings).fit(X, y).predict_proba(X)
+    assert not np.array_equal(a, b)  # two unseeded fits are two different models
+    np.random.seed(0)
+    c = S4Classifier(**settings).fit(X, y).predict_proba(X)
+    np.random.seed(0)
+    np.testing.assert_array_equal(S4Classifier(**settings).fit(X, y).predict_proba(X), c)
+
+
 def test_class_weight(tiny, make_tones):
     X, y = make_tones(n=60)
     y = np.where(np.arange(60) < 45, 0, y)  # imbalanced: mostly class 0
