@@ -1,13 +1,13 @@
 """Persistence and command line of :class:`AudioGenerator`.
 
 Saving goes through :func:`ssmsignal.io.save_estimator` (the same directory format as the other
-estimators: ``config.json`` + ``model.safetensors``, written atomically). Loading cannot use
-:func:`ssmsignal.io.load_estimator` as is, because that one rebuilds the classifiers' backbone;
-:func:`load_generator` reads the same format and rebuilds :class:`SaShiMi` instead.
+estimators: ``config.json`` + ``model.safetensors``, written atomically). Loading reads it with
+:func:`ssmsignal.io.read_saved` and :func:`ssmsignal.io.restore_estimator`, like
+:func:`ssmsignal.io.load_estimator`, but rebuilds :class:`SaShiMi` instead of the classifiers'
+backbone.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,34 +18,16 @@ __all__ = ["load_generator", "generate_cli"]
 
 def load_generator(cls, path, device="cpu"):
     """Restore an :class:`AudioGenerator` saved with ``save`` (same format as the estimators)."""
-    from safetensors.torch import load_file
-
-    from ssmsignal.io import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, decode_labels
+    from ssmsignal.io import read_saved, restore_estimator
     from ssmsignal.models.sashimi import SaShiMi
 
-    from ._training import resolve_device
-
-    path = Path(path)
-    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
-        raise FileNotFoundError(f"{path} is not a saved ssmsignal model (expected a directory "
-                                f"holding {CONFIG_NAME} and {WEIGHTS_NAME})")
-    with open(path / CONFIG_NAME, encoding="utf-8") as fh:
-        config = json.load(fh)
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported format_version {config.get('format_version')!r}")
+    config, state = read_saved(path)
     if config.get("estimator") != cls.__name__:
         raise TypeError(f"{path} holds a {config.get('estimator')}, not a {cls.__name__}")
-    params = dict(config["params"])
-    params["pool"] = tuple(params["pool"])
-    generator = cls(**params)
-    for key, value in config["fitted"].items():
-        setattr(generator, key, value)
-    if "classes_" in config:
-        generator.classes_ = decode_labels(config["classes_"])
     module = SaShiMi(**config["backbone"])
-    module.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
-    generator.module_ = module.to(resolve_device(device)).eval()
-    return generator
+    module.load_state_dict(state)
+    params = dict(config["params"], pool=tuple(config["params"]["pool"]))  # JSON made a list
+    return restore_estimator(cls, config, module, device, params=params)
 
 
 def generate_cli(args):
