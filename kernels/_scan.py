@@ -51,7 +51,6 @@ SCAN_CHUNK = 32
 SEGMENT_ELEMENTS = 1 << 21
 
 
-
 def _workspace(like, plan, d, N, count):
     """Flat scratch memory for ``count`` segment-sized tensors, reused by every segment.
 

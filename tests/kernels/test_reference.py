@@ -42,6 +42,17 @@ def naive_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     return out, x
 
 
+def assert_scan_matches_loop(args, loop_args=None):
+    """``selective_scan(**args)`` (softplus) vs the step loop on ``loop_args`` (default: the same
+    arguments), output and last state at 1e-10; returns ``(out, last_state, loop output)``."""
+    want, want_last = naive_selective_scan(**(args if loop_args is None else loop_args),
+                                           delta_softplus=True)
+    got, last = selective_scan(**args, delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(last, want_last, rtol=1e-10, atol=1e-10)
+    return got, last, want
+
+
 def scan_inputs(b, d, L, N, G, seed, dtype=F64, decay_scale=1.0):
     gen = torch.Generator().manual_seed(seed)
 
@@ -58,10 +69,7 @@ def scan_inputs(b, d, L, N, G, seed, dtype=F64, decay_scale=1.0):
 @pytest.mark.parametrize("G", [1, 2])
 def test_selective_scan_matches_step_loop(L, G):
     x = scan_inputs(b=2, d=6, L=L, N=5, G=G, seed=L + G)
-    want, want_last = naive_selective_scan(**x, delta_softplus=True)
-    got, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(last, want_last, rtol=1e-10, atol=1e-10)
+    got, last, _ = assert_scan_matches_loop(x)
     assert got.dtype == F64 and last.dtype == F64
 
 
@@ -90,12 +98,9 @@ def test_selective_scan_strong_decay_stays_finite(dtype, tol):
 def test_selective_scan_chunk_and_segment_sizes_do_not_matter(monkeypatch, chunk, segment_steps):
     b, d, N = 2, 4, 3
     x = scan_inputs(b=b, d=d, L=37, N=N, G=2, seed=chunk)
-    want, want_last = naive_selective_scan(**x, delta_softplus=True)
     monkeypatch.setattr(_scan, "SCAN_CHUNK", chunk)
     monkeypatch.setattr(_scan, "SEGMENT_ELEMENTS", b * d * N * segment_steps)
-    got, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(last, want_last, rtol=1e-10, atol=1e-10)
+    assert_scan_matches_loop(x)
 
 
 def test_selective_scan_scratch_memory_does_not_grow_with_length(monkeypatch):
@@ -157,10 +162,7 @@ def test_single_group_b_or_c_is_shared(B_groups, C_groups):
             shared = x[key][:, :1]  # (b, 1, N, L)
             x[key] = shared if groups else shared[:, 0]
             full[key] = shared.expand(-1, G, -1, -1)
-    want, want_last = naive_selective_scan(**full, delta_softplus=True)
-    got, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(last, want_last, rtol=1e-10, atol=1e-10)
+    _, _, want = assert_scan_matches_loop(x, full)
     state = torch.zeros(b, d, N, dtype=F64)
     y = selective_state_update(state, x["u"][..., 0], x["delta"][..., 0], x["A"],
                                x["B"][..., 0], x["C"][..., 0], D=x["D"], z=x["z"][..., 0],
