@@ -70,7 +70,8 @@ class TrainConfig:
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     random_state : int or None
         Seeds the batch order (the generator given to the batch factory) and the global torch
-        RNG used by dropout, inside a forked RNG so the caller's state is untouched.
+        RNG used by dropout, inside a forked RNG so the caller's state is untouched. None: a
+        seed drawn from torch's global RNG (which advances, so unseeded runs differ).
     verbose : int
         0: silent; 1: one tqdm bar over epochs with the loss and validation score.
     mixed_precision : bool
@@ -234,11 +235,11 @@ def train_module(module: torch.nn.Module,
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     result = TrainResult(optimizer=optimizer)
     seed = config.random_state
+    if seed is None:  # drawn outside the fork: it advances the caller's RNG, so runs differ
+        seed = int(torch.randint(0, 2**62, (1,)).item())
     with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(
-            int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
         _run_epochs(module, loss_fn, make_batches, config, validate, optimizer, base_lrs,
                     device, generator, result)
     return result

@@ -54,6 +54,20 @@ def test_same_seed_same_weights_and_caller_rng_untouched():
     assert torch.equal(weights[0], weights[1])
 
 
+def test_unseeded_runs_differ():
+    X, Y = _regression_problem()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.3),
+                              torch.nn.Linear(8, 1))
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    weights = []
+    for _ in range(2):  # the same initial weights, no seed, nothing reseeds in between
+        net.load_state_dict(start)
+        train_module(net, _mse, _batches(X, Y), TrainConfig(max_epochs=2))
+        weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    assert not torch.equal(weights[0], weights[1])
+
+
 def test_early_stopping_restores_best_weights():
     X, Y = _regression_problem()
     torch.manual_seed(0)
