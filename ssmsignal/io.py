@@ -122,7 +122,7 @@ def save_estimator(estimator, path) -> Path:
     FileExistsError
         If ``path`` exists and is not a saved ssmsignal model.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator, "module_")
@@ -140,7 +140,8 @@ def save_estimator(estimator, path) -> Path:
     staging.mkdir()
     old = None
     try:
-        save_file(state, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+        # safetensors' save_file creates 0600 files; writing its bytes here honours the umask
+        (staging / WEIGHTS_NAME).write_bytes(save(state, metadata={"format": "pt"}))
         with open(staging / CONFIG_NAME, "w", encoding="utf-8") as fh:
             json.dump(config, fh, indent=1)
         if path.exists():

@@ -108,6 +108,8 @@ def test_saved_folder_mode_and_failed_overwrite_keeps_the_old_model(tmp_path, to
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
+    for name in ("config.json", "model.safetensors"):  # not safetensors' 0600
+        assert (target / name).stat().st_mode & 0o777 == 0o666 & ~umask
     before = (target / "model.safetensors").read_bytes()
     real_replace = os.replace
 
