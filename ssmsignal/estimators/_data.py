@@ -35,14 +35,10 @@ class SeriesBatch:
         ``(n_samples, n_channels, max_length)`` float32, zero-padded at the end.
     lengths : numpy.ndarray
         ``(n_samples,)`` int64 true lengths (all equal to ``max_length`` for array input).
-    n_columns : int
-        ``X.shape[1]`` of an array input (the time length for 2-D input, the channel count for
-        3-D input; the channel count for a list).
     """
 
     values: np.ndarray
     lengths: np.ndarray
-    n_columns: int
 
     @property
     def n_samples(self) -> int:
@@ -60,7 +56,7 @@ class SeriesBatch:
         """Rows ``index`` (trimmed to their own longest length)."""
         lengths = self.lengths[index]
         longest = int(lengths.max()) if lengths.size else 0
-        return SeriesBatch(self.values[index, :, :longest], lengths, self.n_columns)
+        return SeriesBatch(self.values[index, :, :longest], lengths)
 
 
 def check_sampling_rate(value, name: str = "sampling_rate"):
@@ -93,7 +89,7 @@ def _from_list(X) -> SeriesBatch:
     values = np.zeros((len(items), items[0].shape[0], int(lengths.max())), dtype=np.float32)
     for i, a in enumerate(items):
         values[i, :, : a.shape[1]] = a  # (C, n_i) into the padded row
-    return SeriesBatch(values, lengths, items[0].shape[0])
+    return SeriesBatch(values, lengths)
 
 
 def _is_ragged_sequence(X) -> bool:
@@ -146,7 +142,7 @@ def check_series(X, n_channels: int | None = None) -> SeriesBatch:
             raise ValueError(f"X has zero time steps (shape {arr.shape})")
         values = np.ascontiguousarray(values)
         lengths = np.full(values.shape[0], values.shape[2], dtype=np.int64)
-        batch = SeriesBatch(values, lengths, arr.shape[1])
+        batch = SeriesBatch(values, lengths)
     if n_channels is not None and batch.n_channels != n_channels:
         raise ValueError(f"X has {batch.n_channels} channel(s), but the estimator was fitted "
                          f"with {n_channels} channel(s)")

@@ -40,7 +40,7 @@ _COMMON_PARAMS = """d_model : int, default=64
         "auto" uses CUDA when available (with bf16 autocast), else the CPU.
     random_state : int, RandomState or None, default=None
         Seeds the weights, the validation split, the batch order and dropout; the same seed
-        gives the same model on the CPU.
+        gives the same model on the CPU. None draws the seed from numpy's global RNG.
     verbose : int, default=1
         1 shows a tqdm progress bar with the epoch's loss and validation score; 0 is silent.
     warm_start : bool, default=False
