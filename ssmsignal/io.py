@@ -259,7 +259,7 @@ def load_estimator(path, expected_class=None, device: str = "cpu"):
 
     config, state = read_saved(path)
     name = config.get("estimator")
-    cls = getattr(estimators, name, None) if isinstance(name, str) else None
+    cls = getattr(estimators, name, None) if name in estimators.__all__ else None
     if cls is None:
         raise ValueError(f"{path}: unknown estimator class {name!r}")
     if expected_class is not None and not issubclass(cls, expected_class):

@@ -133,6 +133,10 @@ def test_read_saved_needs_both_files_and_valid_json(tmp_path, tones, tiny):
     S4Classifier(**tiny).fit(X, y).save(tmp_path / "m")
     config, state = read_saved(tmp_path / "m")
     assert config["estimator"] == "S4Classifier" and state
+    for name in ("__all__", "BaseSSMEstimator", None):  # only the public estimator classes
+        (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "estimator": name}))
+        with pytest.raises(ValueError, match="unknown estimator class"):
+            load_estimator(tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_estimator(tmp_path / "m")
