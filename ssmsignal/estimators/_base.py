@@ -111,7 +111,7 @@ class BaseSSMEstimator(BaseEstimator):
             return n_samples >= 100
         return bool(self.early_stopping)
 
-    def _train_config(self, max_epochs: int, schedule_warmup: bool = True) -> TrainConfig:
+    def _train_config(self, max_epochs: int) -> TrainConfig:
         seed = self.random_state
         if seed is None or isinstance(seed, np.random.RandomState):
             # None: numpy's global RNG, as in scikit-learn (torch's RNG is forked, not advanced,
@@ -120,7 +120,7 @@ class BaseSSMEstimator(BaseEstimator):
         return TrainConfig(
             max_epochs=max_epochs, lr=self.lr, ssm_lr=self.ssm_lr,
             weight_decay=self.weight_decay,
-            warmup_fraction=self.warmup_fraction if schedule_warmup else 0.0,
+            warmup_fraction=self.warmup_fraction,
             grad_clip=self.grad_clip, n_iter_no_change=self.n_iter_no_change,
             device=self.device, random_state=seed, verbose=int(self.verbose),
             description=type(self).__name__)
@@ -145,9 +145,9 @@ class BaseSSMEstimator(BaseEstimator):
             self._optimizer = None
             self.module_ = self._new_module(batch, n_outputs, per_step, targets)
         train_idx, val_idx = self._split(batch, targets, partial)
-        cfg = self._train_config(1 if partial else self.max_epochs, schedule_warmup=not partial)
-        if partial:
-            cfg.warmup_fraction, cfg.n_iter_no_change = 0.0, None
+        cfg = self._train_config(1 if partial else self.max_epochs)
+        if partial:  # one epoch at the constant learning rate, no early stopping
+            cfg.lr_schedule, cfg.n_iter_no_change = False, None
         if continuing and cfg.random_state is not None:
             # a new shuffle and new dropout masks for each continued epoch, still reproducible
             cfg.random_state += len(self.history_)

@@ -60,6 +60,8 @@ class TrainConfig:
         AdamW decoupled weight decay of the dense parameters (not biases / norms / SSM).
     warmup_fraction : float
         Fraction of all optimisation steps spent in linear warm-up, then cosine decay to 0.
+    lr_schedule : bool
+        False keeps the learning rates at ``lr`` / ``ssm_lr`` throughout (``partial_fit``).
     grad_clip : float or None
         Maximum global gradient norm; None disables clipping.
     n_iter_no_change : int or None
@@ -85,6 +87,7 @@ class TrainConfig:
     ssm_lr: float | None = None
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
+    lr_schedule: bool = True
     grad_clip: float | None = 1.0
     n_iter_no_change: int | None = None
     device: Any = "auto"
@@ -218,7 +221,8 @@ def train_module(module: torch.nn.Module,
         stopping and the choice of the best weights; other keys (e.g. ``"val_loss"``) are
         recorded in the history.
     optimizer : torch.optim.Optimizer, optional
-        Continue with this optimizer (warm start); by default a new AdamW is built.
+        Continue with this optimizer (warm start): its moments are kept, its groups' learning
+        rates are set back to ``config.lr`` / ``config.ssm_lr``. By default a new AdamW.
 
     Returns
     -------
@@ -230,8 +234,11 @@ def train_module(module: torch.nn.Module,
         optimizer = torch.optim.AdamW(
             split_parameters(module, config.lr, config.ssm_lr, config.weight_decay),
             betas=(0.9, 0.98))
-    else:
+    else:  # continue: the configured rates, not where the previous run's schedule left them
         _move_optimizer_state(optimizer, device)
+        ssm_lr = config.lr if config.ssm_lr is None else config.ssm_lr
+        for group in optimizer.param_groups:
+            group["lr"] = ssm_lr if group.get("name") == "ssm" else config.lr
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     result = TrainResult(optimizer=optimizer)
     seed = config.random_state
@@ -262,7 +269,7 @@ def _run_epochs(module, loss_fn, make_batches, config, validate, optimizer, base
         module.train()
         loss_sum, n_batches = 0.0, 0
         for batch in batches:
-            factor = _lr_factor(step, total_steps, warmup)
+            factor = _lr_factor(step, total_steps, warmup) if config.lr_schedule else 1.0
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * factor
             batch = move_to_device(batch, device)

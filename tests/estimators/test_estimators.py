@@ -166,6 +166,9 @@ def test_early_stopping_warm_start_and_partial_fit(tiny, make_tones):
     part.partial_fit(X[:60], y[:60], classes=[0, 1, 2])
     part.partial_fit(X[60:], y[60:])
     assert len(part.history_) == 2 and part.classes_.tolist() == [0, 1, 2]
+    part.partial_fit(X[:60], y[:60])  # the rate stays put: no decay within or across calls
+    assert [row["lr"] for row in part.history_] == [part.lr] * 3
+    assert {g["name"]: g["lr"] for g in part._optimizer.param_groups}["ssm"] == part.ssm_lr
     with pytest.raises(ValueError, match="not seen"):
         part.partial_fit(X[:4], np.array([0, 1, 5, 5]))
 

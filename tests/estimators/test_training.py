@@ -110,6 +110,17 @@ def test_schedule_warmup_then_cosine_to_zero():
     assert _lr_factor(55, total, warmup) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
+def test_constant_rate_and_continued_optimizer():
+    X, Y = _regression_problem()
+    net = torch.nn.Linear(3, 1)
+    config = TrainConfig(max_epochs=2, lr=0.05, lr_schedule=False, random_state=0)
+    first = train_module(net, _mse, _batches(X, Y), config)
+    assert [row["lr"] for row in first.history] == [0.05, 0.05]
+    first.optimizer.param_groups[0]["lr"] = 1e-9  # wherever a previous run left it
+    again = train_module(net, _mse, _batches(X, Y), config, optimizer=first.optimizer)
+    assert again.optimizer is first.optimizer and again.history[0]["lr"] == 0.05
+
+
 def test_non_finite_loss_raises():
     X, Y = _regression_problem()
     net = torch.nn.Linear(3, 1)
