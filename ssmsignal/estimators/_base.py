@@ -17,6 +17,7 @@ sampling rate, time is counted in samples (fs = 1).
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -153,10 +154,9 @@ class BaseSSMEstimator(BaseEstimator):
             cfg.random_state += len(self.history_)
         make_batches = self._batch_factory(batch, targets, train_idx)
         validate = None
-        if val_idx is not None:
-            val_batches = list(self._iter_batches(batch, targets, val_idx))
-            def validate(module):  # noqa: E306 - closure over the validation batches
-                return self._validation(module, val_batches)
+        if val_idx is not None:  # validate(module), over batches built once
+            validate = functools.partial(self._validation,
+                                         batches=list(self._iter_batches(batch, targets, val_idx)))
         result = train_module(self.module_, self._batch_loss, make_batches, cfg,
                               validate=validate,
                               optimizer=self._optimizer if partial else None)

@@ -9,7 +9,6 @@ sampling rate). ``X`` of shape ``(n, L)`` is n univariate series of length L, so
   not ``X.shape[1]``;
 * predicting on X with a different number of columns is not an error (it is a different length).
 """
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ssmsignal import MambaClassifier, MambaRegressor, S4Classifier, S4Regressor
