@@ -292,11 +292,12 @@ class BaseSSMEstimator(BaseEstimator):
         self._optimizer = None
 
     def save(self, path) -> None:
-        """Write the fitted estimator to the directory ``path`` (see :func:`ssmsignal.io.save`).
+        """Write the fitted estimator to the directory ``path``.
 
         ``path/model.safetensors`` holds the weights, ``path/config.json`` the parameters,
         ``classes_`` and the other fitted attributes. The directory is written as a whole to a
-        temporary sibling and then renamed into place, so a reader never sees half a model.
+        temporary sibling and then renamed into place, so a reader never sees half a model
+        (see :func:`ssmsignal.io.save_estimator`).
         """
         from ssmsignal.io import save_estimator
 
