@@ -10,7 +10,9 @@ It is written to a temporary sibling directory (``.<name>.tmp-<random>`` in the 
 folder) and renamed into place with :func:`os.replace`, so a reader never sees a half-written
 model. Overwriting an existing saved model first renames the old one aside, then deletes it.
 Overwriting anything that is not a saved ssmsignal model (a file, or a directory without
-``config.json``) is refused.
+``config.json``) is refused. :func:`load_estimator` rebuilds the classifiers and regressors;
+a class with another network reads the folder with :func:`read_saved` and rebuilds itself with
+:func:`restore_estimator` (``AudioGenerator.load`` does).
 
 Class labels keep their type: ``classes_`` is stored with its numpy dtype; integer, float,
 boolean and string labels come back as the same dtype; object arrays must hold JSON types
