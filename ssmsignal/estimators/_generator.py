@@ -189,9 +189,12 @@ class AudioGenerator(BaseEstimator):
             raise ValueError("no recordings left for training; lower validation_fraction")
         train_codes = [codes[i] for i in train_idx]
         train_labels = None if labels is None else labels[train_idx]
+        init_seed = self.random_state
+        if init_seed is None:  # numpy's global RNG, as scikit-learn (torch's RNG is forked here,
+            # not advanced, so an unset seed would give every unseeded fit the same weights)
+            init_seed = int(np.random.randint(0, 2**31 - 1))
         with torch.random.fork_rng(devices=[]):
-            if self.random_state is not None:
-                torch.manual_seed(self.random_state)
+            torch.manual_seed(init_seed)
             self.module_ = self._build_module(len(self.classes_) if self.conditional else None)
         validate = None
         if n_val:

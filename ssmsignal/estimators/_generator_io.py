@@ -61,7 +61,9 @@ def generate_cli(args):
             raise ValueError(f"a label ({label!r}) was given but {args.model} holds an "
                              "unconditional generator")
         labels = np.full(args.n, np.asarray(label, dtype=gen.classes_.dtype))
-    rate = getattr(args, "sampling_rate", None) or gen.sampling_rate_
+    rate = getattr(args, "sampling_rate", None)
+    if rate is None:  # not `or`: a given rate of 0 must reach sample()'s check, not vanish
+        rate = gen.sampling_rate_
     audio = gen.sample(n_samples=args.n, n_seconds=args.seconds,
                        random_state=getattr(args, "random_state", None),
                        temperature=getattr(args, "temperature", 1.0),

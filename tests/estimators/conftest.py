@@ -1,18 +1,6 @@
 """Small data and settings shared by the estimator tests."""
 import numpy as np
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models: a second intra-op thread mostly adds synchronisation. With two busy
-    processes on this 2-core machine, test_real_data + test_estimators took 55 s on two threads
-    and 14 s on one (same as in tests/layers and tests/models)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 TINY = dict(d_model=8, n_layers=1, max_epochs=3, batch_size=16, verbose=0, random_state=0,

@@ -14,15 +14,6 @@ from ssmsignal.estimators._audio_data import (eval_batches, recording_codes,
                                               train_batches)
 from ssmsignal.estimators._generator import generate_cli
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (10-100x slower when the
-    machine is busy), so these tests run single-threaded and restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 TINY = dict(d_model=8, n_layers=1, pool=(2, 2), layer="s4d", d_state=4, segment_length=96,
             batch_size=4, device="cpu", random_state=0, verbose=0)
@@ -95,6 +86,15 @@ def test_training_is_reproducible_on_cpu(fitted):
     assert [h["train_loss"] for h in again.history_] == [h["train_loss"] for h in fitted.history_]
 
 
+def test_unseeded_fits_start_from_different_weights():
+    waves, _ = _waves()
+    params = dict(TINY, random_state=None)
+    first, second = (AudioGenerator(**params, max_epochs=1, validation_fraction=0.0)
+                     .fit(waves[:4]) for _ in range(2))
+    a, b = (next(m.module_.parameters()).detach() for m in (first, second))
+    assert not torch.equal(a, b)
+
+
 def test_save_load_and_pickle_give_identical_samples(fitted, tmp_path):
     fitted.save(tmp_path / "gen")
     loaded = AudioGenerator.load(tmp_path / "gen")
@@ -145,6 +145,8 @@ def test_generate_cli_writes_wav_files(fitted, tmp_path, capsys):
     assert rate == 16000 and audio.shape == (160,)
     with pytest.raises(ValueError, match="unconditional"):
         generate_cli(argparse.Namespace(**dict(vars(args), label="low")))
+    with pytest.raises(ValueError, match="sampling_rate"):  # 0 is refused, not replaced
+        generate_cli(argparse.Namespace(**dict(vars(args), sampling_rate=0.0)))
     assert main(["generate", "--model", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "no saved model" in capsys.readouterr().err
 
