@@ -119,7 +119,19 @@ def resolve(op, backend, *args):
     return getattr(reference, op)
 
 
+#: the public ops; ``s4d_kernel``'s fast part is the ``vandermonde`` Triton kernel
+OPS = ("cauchy", "fft_conv", "s4d_kernel", "selective_scan", "selective_state_update",
+       "vandermonde")
+_TRITON_VIA = {"s4d_kernel": "vandermonde"}
+
+
 def available_backends(op):
-    """Backends that can run ``op`` on CUDA tensors in this environment, e.g. ``["torch"]``."""
-    fn, _ = _load_triton_op(op)
+    """Backends that can run ``op`` on CUDA tensors in this environment, e.g. ``["torch"]``.
+
+    ``s4d_kernel`` counts as Triton-capable when its Vandermonde product is. An unknown op name
+    raises ``ValueError``.
+    """
+    if op not in OPS:
+        raise ValueError(f"unknown kernel op {op!r}; the ops are {OPS}")
+    fn, _ = _load_triton_op(_TRITON_VIA.get(op, op))
     return ["torch", "triton"] if fn is not None else ["torch"]

@@ -184,3 +184,11 @@ def test_auto_keeps_double_precision_on_the_reference(op, fake_triton, monkeypat
                    else a.to(torch.complex128) if isinstance(a, torch.Tensor) else a
                    for a in single)
     assert _dispatch.resolve(op, "auto", *double) is getattr(reference, op)
+
+
+def test_available_backends_names_ops(fake_triton):
+    assert _dispatch.available_backends("cauchy") == ["torch", "triton"]
+    assert _dispatch.available_backends("s4d_kernel") == ["torch", "triton"]  # via vandermonde
+    assert _dispatch.available_backends("fft_conv") == ["torch"]
+    with pytest.raises(ValueError, match="unknown kernel op"):
+        _dispatch.available_backends("no_such_op")
