@@ -48,6 +48,7 @@ def test_all_is_sorted_and_complete():
     for name in ("selective_scan", "selective_state_update", "vandermonde", "s4d_kernel",
                  "cauchy", "fft_conv"):
         assert name in K.__all__ and callable(getattr(K, name))
+    assert set(_dispatch.OPS) == {n for n in K.__all__ if n not in ("BACKENDS", "available_backends")}
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
