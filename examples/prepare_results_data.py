@@ -7,7 +7,8 @@
 # * `fsdd.npz`: all 3000 FSDD recordings at 8 kHz as int16 (FSDD's own 16-bit samples, so the
 #   packing is lossless), concatenated, with offsets, digits, speakers and recording indices;
 # * `mitbih.npz`: the beat windows of the 22-record subset (0.25 s before to 0.45 s after each
-#   R peak, 360 Hz, MLII, AAMI classes) as float16 millivolts, with record ids and DS1/DS2 split.
+#   R peak, 360 Hz, MLII, AAMI classes) as float16 millivolts, with record ids, DS1/DS2 split
+#   and the R-peak sample index of every beat (for the RR-interval features).
 #
 # Run: `python examples/prepare_results_data.py --fsdd .devdata/fsdd
 #       --mitdb /work/shared/data/mitdb --out .devdata/results`
@@ -52,7 +53,8 @@ def pack_mitbih(root, out):
     y = np.concatenate([names[b.target] for b in parts.values()])
     split = np.concatenate([np.full(len(b.target), s) for s, b in parts.items()])
     groups = np.concatenate([np.asarray(b.groups) for b in parts.values()])
-    save_npz(out, X=X, y=y, split=split, record=groups,
+    r_peak = np.concatenate([np.asarray(b.r_peak, dtype=np.int64) for b in parts.values()])
+    save_npz(out, X=X, y=y, split=split, record=groups, r_peak=r_peak,
              sampling_rate=float(parts["DS1"].sampling_rate))
     print(f"{out}: {X.shape} beats; DS1 {np.sum(split == 'DS1')}, DS2 {np.sum(split == 'DS2')}")
 
@@ -62,7 +64,10 @@ if __name__ == "__main__":
     parser.add_argument("--fsdd", default=".devdata/fsdd")
     parser.add_argument("--mitdb", default="/work/shared/data/mitdb")
     parser.add_argument("--out", default=".devdata/results")
+    parser.add_argument("--only", choices=["fsdd", "mitbih"], default=None)
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    pack_fsdd(args.fsdd, Path(args.out) / "fsdd.npz")
-    pack_mitbih(args.mitdb, Path(args.out) / "mitbih.npz")
+    if args.only != "mitbih":
+        pack_fsdd(args.fsdd, Path(args.out) / "fsdd.npz")
+    if args.only != "fsdd":
+        pack_mitbih(args.mitdb, Path(args.out) / "mitbih.npz")

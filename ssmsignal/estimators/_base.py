@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from ssmsignal.models.backbone import BackboneConfig, SequenceModel
 
+from ._augment import augment_batch, check_augment
 from ._data import SeriesBatch, channel_stats, check_sampling_rate, check_series
 from ._training import TrainConfig, train_module
 
@@ -67,6 +68,7 @@ class BaseSSMEstimator(BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "augment": ["boolean", dict, None],
     }
 
     # ----------------------------------------------------------------- hooks for subclasses
@@ -137,6 +139,7 @@ class BaseSSMEstimator(BaseEstimator):
                              f"at ({self.sampling_rate_}); resample the data first")
         self._partial_classes = classes
         targets, n_outputs, per_step = self._prepare_targets(y, batch, first_fit=not continuing)
+        self._augment_config = check_augment(self.augment, per_step=per_step)
         if not continuing:
             self.sampling_rate_ = rate
             self.n_channels_ = batch.n_channels
@@ -236,7 +239,11 @@ class BaseSSMEstimator(BaseEstimator):
 
     def _batch_loss(self, module, batch) -> torch.Tensor:
         x, lengths, target = batch
-        out = module(x, lengths, dt_scale=1.0, normalised=True)  # (b, k) or (b, l, k)
+        dt_scale = 1.0
+        augment = getattr(self, "_augment_config", None)
+        if augment is not None:  # training batches only: validation and predict never get here
+            x, lengths, dt_scale = augment_batch(x, lengths, augment)
+        out = module(x, lengths, dt_scale=dt_scale, normalised=True)  # (b, k) or (b, l, k)
         return self._loss(out.float(), target)
 
     # ------------------------------------------------------------------ prediction

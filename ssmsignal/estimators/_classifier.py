@@ -1,12 +1,14 @@
 """S4Classifier and MambaClassifier: time-series classification at any sampling rate."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -93,7 +95,8 @@ class _SSMClassifierMixin(ClassifierMixin):
         weight = getattr(self, "_class_weights", None)
         if weight is not None:
             weight = torch.as_tensor(weight, device=out.device)
-        return F.cross_entropy(out, target, weight=weight)
+        return F.cross_entropy(out, target, weight=weight,
+                               label_smoothing=float(self.label_smoothing))
 
     def _validation(self, module, batches):
         correct, total, loss = 0, 0, 0.0
@@ -133,13 +136,18 @@ class _SSMClassifierMixin(ClassifierMixin):
         return accuracy_score(y, self.predict(X, sampling_rate), sample_weight=sample_weight)
 
 
-_CLASSIFIER_CONSTRAINTS = {"class_weight": [StrOptions({"balanced"}), dict, None]}
+_CLASSIFIER_CONSTRAINTS = {"class_weight": [StrOptions({"balanced"}), dict, None],
+                           "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")]}
 
 
 class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
     __doc__ = S4_DOC.format(
         kind="Classifier", task="classification", extra="""class_weight : "balanced", dict or None, default=None
         Weights of the classes in the loss: ``"balanced"`` uses ``n / (n_classes * count)``.
+    label_smoothing : float, default=0.0
+        Label smoothing of the training cross-entropy (Szegedy et al. 2016): the target puts
+        ``1 - label_smoothing`` on the true class and spreads the rest uniformly. Validation
+        loss and scores use the plain labels.
     """, example="""    >>> from ssmsignal import S4Classifier
     >>> t = np.linspace(0, 1, 100)
     >>> X = np.stack([np.sin(2 * np.pi * f * t) for f in [2, 3] * 20])
@@ -159,8 +167,9 @@ class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
                  max_epochs=30, batch_size=32, lr=3e-3, ssm_lr=1e-3, weight_decay=0.01,
                  warmup_fraction=0.1, grad_clip=1.0, early_stopping="auto",
                  validation_fraction=0.1, n_iter_no_change=10, class_weight=None,
-                 timescale_min=None, timescale_max=None, sampling_rate=None, device="auto",
-                 random_state=None, verbose=1, warm_start=False):
+                 label_smoothing=0.0, timescale_min=None, timescale_max=None,
+                 sampling_rate=None, device="auto", random_state=None, verbose=1,
+                 warm_start=False, augment=None):
         store_init_params(self, locals())
 
     _backbone_kwargs = s4_kwargs
@@ -170,6 +179,10 @@ class MambaClassifier(_SSMClassifierMixin, BaseSSMEstimator):
     __doc__ = MAMBA_DOC.format(
         kind="Classifier", task="classification", extra="""class_weight : "balanced", dict or None, default=None
         Weights of the classes in the loss: ``"balanced"`` uses ``n / (n_classes * count)``.
+    label_smoothing : float, default=0.0
+        Label smoothing of the training cross-entropy (Szegedy et al. 2016): the target puts
+        ``1 - label_smoothing`` on the true class and spreads the rest uniformly. Validation
+        loss and scores use the plain labels.
     """, example="""    >>> from ssmsignal import MambaClassifier
     >>> X = np.random.default_rng(0).normal(size=(40, 2, 50))   # 2 channels
     >>> y = (X[:, 0].mean(axis=1) > 0).astype(int)
@@ -185,8 +198,9 @@ class MambaClassifier(_SSMClassifierMixin, BaseSSMEstimator):
                  max_epochs=30, batch_size=32, lr=3e-3, ssm_lr=1e-3, weight_decay=0.01,
                  warmup_fraction=0.1, grad_clip=1.0, early_stopping="auto",
                  validation_fraction=0.1, n_iter_no_change=10, class_weight=None,
-                 timescale_min=None, timescale_max=None, sampling_rate=None, device="auto",
-                 random_state=None, verbose=1, warm_start=False):
+                 label_smoothing=0.0, timescale_min=None, timescale_max=None,
+                 sampling_rate=None, device="auto", random_state=None, verbose=1,
+                 warm_start=False, augment=None):
         store_init_params(self, locals())
 
     _backbone_kwargs = mamba_kwargs

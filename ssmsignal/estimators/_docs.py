@@ -44,7 +44,20 @@ _COMMON_PARAMS = """d_model : int, default=64
     verbose : int, default=1
         1 shows a tqdm progress bar with the epoch's loss and validation score; 0 is silent.
     warm_start : bool, default=False
-        Refit continues from the current weights (and keeps the input statistics)."""
+        Refit continues from the current weights (and keeps the input statistics).
+    augment : None, bool or dict, default=None
+        Training-time data augmentation of each mini-batch, on its device (never applied to
+        the validation split or in ``predict``). None / False: off. True: ``{{{{"crop": 0.1,
+        "speed": 0.1, "gain_db": 6.0, "snr_db": (20, 40)}}}}``. A dict takes any of:
+        ``"crop"`` (cut up to this fraction of each series, randomly split between start and
+        end), ``"speed"`` (resample by a random factor in ``[1 - speed, 1 + speed]`` at the
+        nominal rate: speed perturbation, Ko et al. 2015), ``"rate"`` (resample the batch to
+        ``q`` times the rate, ``q`` log-uniform in ``[1 / (1 + rate), 1 + rate]``, and train
+        with ``dt_scale = 1 / q``, as a prediction at that rate would run), ``"gain_db"``
+        (random gain within ± this many dB), ``"snr_db"`` (additive white noise at an SNR
+        uniform in ``(low, high)`` dB, or exactly this SNR). Resampling is a windowed-sinc
+        interpolation in torch. Reproducible under ``random_state`` on the CPU. ``crop``,
+        ``speed`` and ``rate`` are refused with per-step targets."""
 
 _ATTRIBUTES = """Attributes
     ----------
