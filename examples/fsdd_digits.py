@@ -48,7 +48,8 @@ def make_classifier(args):
                   batch_size=args.batch_size, lr=args.lr, dropout=args.dropout,
                   weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                   augment=json.loads(args.augment), n_iter_no_change=args.patience,
-                  random_state=args.seed, verbose=args.verbose, device=args.device)
+                  random_state=args.seed, verbose=args.verbose, device=args.device,
+                  max_time=args.max_time)
     if args.layer == "mamba":
         return MambaClassifier(**common)
     return S4Classifier(layer=args.layer, d_state=64, **common)
@@ -76,6 +77,7 @@ def run(args, X, y, train, test, name):
            "fit_seconds": round(time.perf_counter() - start, 1),
            "val_best": max((h.get("val_score", float("nan")) for h in clf.history_),
                            default=None),
+           "epoch_seconds": round(float(np.median([h["time"] for h in clf.history_])), 2),
            "augment": args.augment, "dropout": args.dropout,
            "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay}
     row.update(evaluate(clf, [X[i] for i in test], y[test]))
@@ -103,6 +105,8 @@ def main(argv=None):
     parser.add_argument("--augment", default="null",
                         help='JSON: null, true, or a dict such as {"speed": 0.1, "crop": 0.1}')
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-time", type=float, default=None,
+                        help="training budget in seconds for each fit (estimators' max_time)")
     parser.add_argument("--subset", type=int, default=None,
                         help="use only this many random train and test files (smoke runs)")
     parser.add_argument("--seed", type=int, default=0)

@@ -61,6 +61,8 @@ def main(argv=None):
     parser.add_argument("--rr", action="store_true", help="add the RR-interval channels")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-time", type=float, default=None,
+                        help="training budget in seconds (the estimator's max_time)")
     parser.add_argument("--subset", type=int, default=None,
                         help="use only this many random train and test beats (smoke runs)")
     parser.add_argument("--out", default=None, help="append a JSON line here")
@@ -83,7 +85,8 @@ def main(argv=None):
     clf = S4Classifier(d_model=args.d_model, n_layers=args.n_layers, d_state=64,
                        max_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        dropout=args.dropout, class_weight="balanced",
-                       random_state=args.seed, verbose=args.verbose, device=args.device)
+                       random_state=args.seed, verbose=args.verbose, device=args.device,
+                       max_time=args.max_time)
     clf.fit(X[train], y[train], sampling_rate=fs)
     pred = clf.predict(X[test])
     labels = ["N", "S", "V", "F"]

@@ -69,6 +69,7 @@ class BaseSSMEstimator(BaseEstimator):
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "augment": ["boolean", dict, None],
+        "max_time": _OPTIONAL_POSITIVE_REAL,
     }
 
     # ----------------------------------------------------------------- hooks for subclasses
@@ -126,7 +127,8 @@ class BaseSSMEstimator(BaseEstimator):
             warmup_fraction=self.warmup_fraction,
             grad_clip=self.grad_clip, n_iter_no_change=self.n_iter_no_change,
             device=self.device, random_state=seed, verbose=int(self.verbose),
-            description=type(self).__name__)
+            description=type(self).__name__,
+            max_time=None if self.max_time is None else float(self.max_time))
 
     def _fit(self, X, y, sampling_rate=None, *, partial: bool = False, classes=None):
         self._validate_params()

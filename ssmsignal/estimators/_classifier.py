@@ -169,7 +169,7 @@ class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
                  validation_fraction=0.1, n_iter_no_change=10, class_weight=None,
                  label_smoothing=0.0, timescale_min=None, timescale_max=None,
                  sampling_rate=None, device="auto", random_state=None, verbose=1,
-                 warm_start=False, augment=None):
+                 warm_start=False, augment=None, max_time=None):
         store_init_params(self, locals())
 
     _backbone_kwargs = s4_kwargs
@@ -200,7 +200,7 @@ class MambaClassifier(_SSMClassifierMixin, BaseSSMEstimator):
                  validation_fraction=0.1, n_iter_no_change=10, class_weight=None,
                  label_smoothing=0.0, timescale_min=None, timescale_max=None,
                  sampling_rate=None, device="auto", random_state=None, verbose=1,
-                 warm_start=False, augment=None):
+                 warm_start=False, augment=None, max_time=None):
         store_init_params(self, locals())
 
     _backbone_kwargs = mamba_kwargs

@@ -152,7 +152,7 @@ class S4Regressor(_SSMRegressorMixin, BaseSSMEstimator):
                  warmup_fraction=0.1, grad_clip=1.0, early_stopping="auto",
                  validation_fraction=0.1, n_iter_no_change=10, timescale_min=None,
                  timescale_max=None, sampling_rate=None, device="auto", random_state=None,
-                 verbose=1, warm_start=False, augment=None):
+                 verbose=1, warm_start=False, augment=None, max_time=None):
         store_init_params(self, locals())
 
     _backbone_kwargs = s4_kwargs
@@ -175,7 +175,7 @@ class MambaRegressor(_SSMRegressorMixin, BaseSSMEstimator):
                  warmup_fraction=0.1, grad_clip=1.0, early_stopping="auto",
                  validation_fraction=0.1, n_iter_no_change=10, timescale_min=None,
                  timescale_max=None, sampling_rate=None, device="auto", random_state=None,
-                 verbose=1, warm_start=False, augment=None):
+                 verbose=1, warm_start=False, augment=None, max_time=None):
         store_init_params(self, locals())
 
     _backbone_kwargs = mamba_kwargs

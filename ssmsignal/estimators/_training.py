@@ -80,6 +80,11 @@ class TrainConfig:
         Use bf16 autocast on CUDA (ignored on CPU).
     description : str
         Label of the progress bar.
+    max_time : float or None
+        Time budget in seconds. After every epoch the number of epochs is re-planned as the
+        epochs done plus as many more as fit in the remaining time at the last epoch's
+        duration (never more than ``max_epochs``), and the cosine schedule is stretched or
+        shrunk to end with that plan. Training stops once the plan is reached.
     """
 
     max_epochs: int = 10
@@ -95,6 +100,7 @@ class TrainConfig:
     verbose: int = 0
     mixed_precision: bool = True
     description: str = "fit"
+    max_time: float | None = None
 
 
 @dataclass
@@ -112,7 +118,8 @@ class TrainResult:
     best_epoch : int
         Index (0-based within this call) of the epoch whose weights were kept.
     stopped_early : bool
-        Whether early stopping ended training before ``max_epochs``.
+        Whether early stopping or the ``max_time`` budget ended training before
+        ``max_epochs``.
     optimizer : torch.optim.Optimizer
         The optimizer, for callers that continue training.
     """
@@ -258,13 +265,16 @@ def _run_epochs(module, loss_fn, make_batches, config, validate, optimizer, base
 
     best_score, since_best, step = -math.inf, 0, 0
     total_steps = None
+    planned = config.max_epochs  # lowered by max_time
+    run_started = time.perf_counter()
     bar = tqdm(range(config.max_epochs), desc=config.description, unit="epoch",
                disable=config.verbose <= 0, leave=True, dynamic_ncols=True)
     for epoch in bar:
         started = time.perf_counter()
         batches = make_batches(generator)
         if total_steps is None:
-            total_steps = max(1, len(batches) * config.max_epochs)
+            steps_per_epoch = max(1, len(batches))
+            total_steps = steps_per_epoch * config.max_epochs
             warmup = int(round(config.warmup_fraction * total_steps))
         module.train()
         loss_sum, n_batches = 0.0, 0
@@ -301,12 +311,17 @@ def _run_epochs(module, loss_fn, make_batches, config, validate, optimizer, base
                 since_best += 1
         row["time"] = time.perf_counter() - started
         result.history.append(row)
+        if config.max_time is not None:
+            planned = _plan_epochs(epoch, row["time"], time.perf_counter() - run_started,
+                                   config)
+            total_steps = steps_per_epoch * planned  # the cosine now ends with the plan
+            warmup = min(warmup, total_steps - 1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
                          if k in ("train_loss", "val_loss", "val_score")})
         logger.debug("epoch %d: %s", epoch, row)
         if (validate is not None and config.n_iter_no_change is not None
-                and since_best >= config.n_iter_no_change):
-            result.stopped_early = True
+                and since_best >= config.n_iter_no_change) or epoch + 1 >= planned:
+            result.stopped_early = epoch + 1 < config.max_epochs
             break
     bar.close()
     if result.best_state is None:
@@ -314,6 +329,12 @@ def _run_epochs(module, loss_fn, make_batches, config, validate, optimizer, base
     else:
         module.load_state_dict(result.best_state)
     module.eval()
+
+
+def _plan_epochs(epoch: int, epoch_time: float, elapsed: float, config: TrainConfig) -> int:
+    """Epochs to run in all under ``config.max_time`` (at least the ``epoch + 1`` done)."""
+    more = math.floor(max(0.0, config.max_time - elapsed) / max(epoch_time, 1e-9))
+    return int(min(config.max_epochs, epoch + 1 + more))
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

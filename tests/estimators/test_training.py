@@ -138,3 +138,31 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_max_time_plans_the_epochs_and_ends_the_schedule():
+    import time
+
+    X, Y = _regression_problem()
+
+    def slow_mse(module, batch):  # about 0.02 s per batch, 0.08 s per epoch
+        time.sleep(0.02)
+        return _mse(module, batch)
+    net = torch.nn.Linear(3, 1)
+    result = train_module(net, slow_mse, _batches(X, Y),
+                          TrainConfig(max_epochs=100, lr=1e-2, random_state=0,
+                                      warmup_fraction=0.0, max_time=0.6))
+    assert 2 <= len(result.history) <= 12 and result.stopped_early
+    # the cosine was re-planned to end with the budget (without it: still ~lr at epoch <= 12)
+    assert result.history[-1]["lr"] < 0.5e-2
+    assert result.history[0]["lr"] > 0.5e-2
+
+
+def test_estimator_max_time(tones, tiny):
+    from ssmsignal import S4Classifier
+
+    X, y = tones
+    clf = S4Classifier(**{**tiny, "max_epochs": 50}, max_time=1e-6).fit(X, y)
+    assert len(clf.history_) == 1  # the budget was spent by the first epoch
+    with pytest.raises(ValueError, match="max_time"):
+        S4Classifier(**tiny, max_time=0).fit(X, y)

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# docs/results.md "Classification (issue 3)", second campaign: training-time augmentation and
+# RR-interval features, on one GPU machine in <= 9.5 minutes.
+#
+# Two lanes run at the same time on the one GPU (small models leave it mostly idle):
+#   lane A: FSDD standard split, S4D + augmentation    -> leave-one-speaker-out (6 folds)
+#   lane B: FSDD standard split, Mamba + augmentation (+ rate augmentation)
+#           -> MIT-BIH DS1 -> DS2 with RR-interval channels -> an S4D variant (ablation)
+# Every fit has a training budget (the estimators' max_time), every step a hard `timeout`, and
+# the whole script a deadline (TOTAL_SECONDS), so a slow step cannot starve the others.
+# Needs .devdata/results/{fsdd,mitbih}.npz from examples/prepare_results_data.py (the MIT-BIH
+# file must hold r_peak). Output: $OUT/results/{*.log, results.jsonl, steps.txt, gpu.csv}.
+# SMOKE=1 runs every step on a tiny subset on the CPU (a crash check, not a result).
+set -u
+T0=$(date +%s)
+OUT=${OUT:-results-out}
+D="$OUT/results"
+mkdir -p "$D"
+export PYTHONUNBUFFERED=1
+DEADLINE=$((T0 + ${TOTAL_SECONDS:-555}))
+SCALE=${SCALE:-1}  # multiplies every training budget (SMOKE: tiny anyway)
+
+if [ "${SMOKE:-0}" = 1 ]; then
+  TINY_F=(--subset 60 --epochs 1 --d-model 8 --n-layers 1 --device cpu)
+  TINY_M=(--subset 300 --epochs 1 --d-model 8 --n-layers 1 --device cpu)
+  LOSO_SPEAKERS=(--speakers george,jackson)
+else
+  python3 -m pip install -q --no-deps --no-build-isolation -e . > "$D/install.log" 2>&1 \
+    || { echo "install failed"; tail -5 "$D/install.log"; }
+  TINY_F=(); TINY_M=(); LOSO_SPEAKERS=()
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 \
+    > "$D/gpu.csv" 2>/dev/null &
+  SMI=$!
+fi
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) \
+  if torch.cuda.is_available() else 'cpu')" | tee "$D/device.txt"
+git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$D/device.txt"
+date -u +"%Y-%m-%dT%H:%MZ" | tee -a "$D/device.txt"
+
+budget() { python3 -c "print(round($1 * $SCALE, 1))"; }
+
+step() {  # step LIMIT_SECONDS NAME command...: runs under min(LIMIT, time to the deadline)
+  local limit=$1 name=$2; shift 2
+  local left=$((DEADLINE - $(date +%s) - 3))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 15 ]; then echo "$name: skipped, no time left" >> "$D/steps.txt"; return; fi
+  local t0=$(date +%s)
+  timeout -k 5 "$limit" "$@" > "$D/$name.log" 2>&1
+  echo "$name: exit $? after $(( $(date +%s) - t0 )) s (limit $limit s)" >> "$D/steps.txt"
+}
+
+F=(python3 examples/fsdd_digits.py --data .devdata/results/fsdd.npz --out "$D/results.jsonl")
+M=(python3 examples/mitbih_interpatient.py --data .devdata/results/mitbih.npz
+   --out "$D/results.jsonl")
+AUG='{"crop": 0.1, "speed": 0.1, "gain_db": 6, "snr_db": [20, 40]}'
+AUG_RATE='{"crop": 0.1, "speed": 0.1, "rate": 0.5, "gain_db": 6, "snr_db": [20, 40]}'
+AUG_LOSO='{"crop": 0.1, "speed": 0.15, "gain_db": 6, "snr_db": [20, 40]}'
+
+lane_a() {
+  step 225 fsdd_s4d_aug "${F[@]}" --layer s4d --augment "$AUG" --epochs 80 --patience 15 \
+    --dropout 0.15 --weight-decay 0.05 --label-smoothing 0.1 \
+    --max-time "$(budget 175)" "${TINY_F[@]}"
+  step 320 fsdd_loso_aug "${F[@]}" --layer s4d --loso --skip-standard "${LOSO_SPEAKERS[@]}" \
+    --augment "$AUG_LOSO" --epochs 40 --patience 40 --dropout 0.15 --weight-decay 0.05 \
+    --label-smoothing 0.1 --max-time "$(budget 38)" --budget-seconds 270 "${TINY_F[@]}"
+}
+
+lane_b() {
+  step 225 fsdd_mamba_aug "${F[@]}" --layer mamba --augment "$AUG_RATE" --epochs 60 \
+    --patience 15 --label-smoothing 0.1 --max-time "$(budget 175)" "${TINY_F[@]}"
+  step 150 mitbih_rr "${M[@]}" --rr --epochs 15 --max-time "$(budget 100)" "${TINY_M[@]}"
+  step 150 fsdd_s4d_aug_rate "${F[@]}" --layer s4d --augment "$AUG_RATE" --epochs 60 \
+    --patience 15 --dropout 0.1 --max-time "$(budget 105)" "${TINY_F[@]}"
+}
+
+lane_a & A=$!
+lane_b & B=$!
+wait "$A" "$B"
+[ -n "${SMI:-}" ] && kill "$SMI" 2>/dev/null
+
+echo "== steps"; cat "$D/steps.txt"
+echo "== results ($(( $(date +%s) - T0 )) s in all)"
+python3 - "$D/results.jsonl" <<'EOF'
+import json, sys
+try:
+    rows = [json.loads(line) for line in open(sys.argv[1])]
+except FileNotFoundError:
+    rows = []
+for r in rows:
+    if "acc_8000" in r:
+        print(f"{r['setting']:<16} {r['layer']:<6} ep {r['epochs_run']:>3} "
+              f"({r['epoch_seconds']} s/ep, fit {r['fit_seconds']} s) val {r['val_best']:.3f} | "
+              f"8k {r['acc_8000']:.3f} 4k {r['acc_4000']:.3f} 16k {r['acc_16000']:.3f} "
+              f"| aug {r['augment']}")
+    elif "macro_f1" in r:
+        print(f"MIT-BIH rr={r['rr_features']} ep {r['epochs_run']} fit {r['fit_seconds']} s "
+              f"val {r['val_best']:.3f} | acc {r['accuracy']:.3f} macro-F1 "
+              f"{r['macro_f1']:.3f} recall {r['recall']}")
+loso = [r["acc_8000"] for r in rows if r.get("setting", "").startswith("LOSO") and "acc_8000" in r]
+if loso:
+    print(f"LOSO mean over {len(loso)} folds: {sum(loso) / len(loso):.3f}")
+EOF
