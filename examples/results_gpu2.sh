@@ -16,7 +16,7 @@ T0=$(date +%s)
 OUT=${OUT:-results-out}
 D="$OUT/results"
 mkdir -p "$D"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # two processes share the CPUs
 DEADLINE=$((T0 + ${TOTAL_SECONDS:-555}))
 SCALE=${SCALE:-1}  # multiplies every training budget (SMOKE: tiny anyway)
 
