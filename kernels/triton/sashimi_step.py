@@ -1,0 +1,295 @@
+"""Fused recurrent step of SaShiMi: one launch runs one *tier pass* for one audio sample.
+
+A tier pass is everything a tier of :class:`ssmsignal.models.SaShiMi` does between two pooling
+points: its residual SSM blocks (LayerNorm -> S4 or S4D step on the state -> + D u -> GELU ->
+linear to ``2 H`` -> GLU -> residual add) and feed-forward blocks (LayerNorm -> linear -> GELU
+-> linear -> residual add), with a prologue that forms the pass input and an epilogue that
+hands the result on:
+
+* prologue ``PRO_EMBED``: code embedding (+ label embedding) of the previous sample;
+  ``PRO_Z``: the inner tier's input written by the outer down-pool;
+  ``PRO_UNFOLD``: the tier's own value after its down blocks (ring slot) plus the cached
+  up-pool row of this phase;
+* epilogue ``EPI_RING``: store into the pooling ring buffer and, on pooling steps, apply the
+  down-pool linear map (input of the inner tier); ``EPI_UP``: apply the outer tier's up-pool
+  linear map (the ``p`` unfolded rows it adds over its next ``p`` steps); ``EPI_HEAD``:
+  final LayerNorm, output linear map, temperature, optional nucleus (top-p) mask and the
+  Gumbel-max draw, so the sampled code is written back for the next step's embedding.
+
+One program owns one batch row. The residual stream ``x`` stays in registers; every stage that
+works in chunks (the SSM over channel blocks, the matrix-vector products over row blocks) writes
+its output vector to a per-row scratch area in global memory (L1/L2 resident) and the program
+reads it back whole after a CTA barrier. Weights are read from global memory (they stay in L2
+across steps). The recurrent state ``(pairs, batch, 2, H, N/2)`` (real and imaginary planes) is
+updated in place.
+
+The math of each block is that of :mod:`ssmsignal.layers.s4`, :mod:`ssmsignal.layers.s4d`,
+:mod:`ssmsignal.layers.blocks` and :meth:`ssmsignal.models.SaShiMi.step`; the host side
+(packing, launch plan) is :mod:`ssmsignal.models._sashimi_fused`.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+__all__ = ["tier_pass", "PRO_EMBED", "PRO_Z", "PRO_UNFOLD", "EPI_RING", "EPI_UP", "EPI_HEAD",
+           "KIND_S4D", "KIND_S4", "TILE"]
+
+PRO_EMBED, PRO_Z, PRO_UNFOLD = 0, 1, 2
+EPI_RING, EPI_UP, EPI_HEAD = 0, 1, 2
+KIND_S4D, KIND_S4 = 0, 1
+#: Weight elements per matrix-vector chunk (32 fp32 registers per thread at 8 warps).
+TILE = 8192
+#: Complex state/coefficient elements per SSM chunk.
+SSM_TILE = 2048
+
+
+@triton.jit
+def _gelu(x):
+    """Exact GELU (``torch.nn.GELU()``), float32."""
+    return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def _layer_norm(x, mask, w_ptr, b_ptr, offs, n, eps):
+    """LayerNorm of the ``(P,)`` vector ``x`` (``n`` valid entries, zeros elsewhere)."""
+    mean = tl.sum(x, axis=0) / n
+    d = tl.where(mask, x - mean, 0.0)
+    var = tl.sum(d * d, axis=0) / n
+    w = tl.load(w_ptr + offs, mask=mask, other=0.0)
+    b = tl.load(b_ptr + offs, mask=mask, other=0.0)
+    return d / tl.sqrt(var + eps) * w + b  # (P,)
+
+
+@triton.jit
+def _rows(w_ptr, b_ptr, v, cols, cmask, ld, r0, n_rows, BM: tl.constexpr):
+    """Rows ``r0 .. r0 + BM`` of ``W v + b`` (``W`` row-major with leading dimension ``ld``)."""
+    rows = r0 + tl.arange(0, BM)  # (BM,)
+    rmask = rows < n_rows
+    w = tl.load(w_ptr + rows[:, None] * ld + cols[None, :],
+                mask=rmask[:, None] & cmask[None, :], other=0.0)  # (BM, K)
+    out = tl.sum(w * v[None, :], axis=1) + tl.load(b_ptr + rows, mask=rmask, other=0.0)
+    return out, rows, rmask  # (BM,)
+
+
+@triton.jit
+def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.constexpr):
+    """``out[:n_out] = W v + b`` for ``W (n_out, n_in)``, in chunks of ``BM`` rows."""
+    r0 = 0
+    while r0 < n_out:
+        out, rows, rmask = _rows(w_ptr, b_ptr, v, cols, cmask, n_in, r0, n_out, BM)
+        tl.store(out_ptr + rows, out, mask=rmask)
+        r0 += BM
+
+
+@triton.jit
+def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, H, N2, KIND: tl.constexpr, N2P: tl.constexpr,
+         BC: tl.constexpr):
+    """One S4/S4D step for all ``H`` channels of a row: state in place, ``GELU(y + D u)`` out.
+
+    ``coef_ptr`` points at the block's ``(NK, 2, H, N2)`` step coefficients (S4D: ``dA, dB, 2C``;
+    S4: ``conj P, a, g, e, qc, 2C``, see ``S4._discretize_step``), ``st_ptr`` at the row's
+    ``(2, H, N2)`` state; ``u_ptr`` holds the normalised input, ``y_ptr`` receives the output.
+    """
+    hn = H * N2
+    n = tl.arange(0, N2P)[None, :]  # (1, N2P)
+    c0 = 0
+    while c0 < H:
+        ch = c0 + tl.arange(0, BC)  # (BC,)
+        cm = ch < H
+        m2 = cm[:, None] & (n < N2)  # (BC, N2P)
+        off = ch[:, None] * N2 + n  # (BC, N2P)
+        u = tl.load(u_ptr + ch, mask=cm, other=0.0)[:, None]  # (BC, 1)
+        sr = tl.load(st_ptr + off, mask=m2, other=0.0)  # (BC, N2P) real part
+        si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)  # imaginary part
+        if KIND == 0:  # S4D: x <- dA x + dB u
+            ar = tl.load(coef_ptr + off, mask=m2, other=0.0)
+            ai = tl.load(coef_ptr + hn + off, mask=m2, other=0.0)
+            br = tl.load(coef_ptr + 2 * hn + off, mask=m2, other=0.0)
+            bi = tl.load(coef_ptr + 3 * hn + off, mask=m2, other=0.0)
+            nr = ar * sr - ai * si + br * u
+            ni = ar * si + ai * sr + bi * u
+            c_ptr = coef_ptr + 4 * hn
+        else:  # S4 (DPLR bilinear, Woodbury): r = a x - g Re(P* x) + e u; x = r - qc Re(P* r)
+            pr = tl.load(coef_ptr + off, mask=m2, other=0.0)
+            pi = tl.load(coef_ptr + hn + off, mask=m2, other=0.0)
+            s = tl.sum(pr * sr - pi * si, axis=1)[:, None]  # (BC, 1)
+            ar = tl.load(coef_ptr + 2 * hn + off, mask=m2, other=0.0)
+            ai = tl.load(coef_ptr + 3 * hn + off, mask=m2, other=0.0)
+            gr = tl.load(coef_ptr + 4 * hn + off, mask=m2, other=0.0)
+            gi = tl.load(coef_ptr + 5 * hn + off, mask=m2, other=0.0)
+            er = tl.load(coef_ptr + 6 * hn + off, mask=m2, other=0.0)
+            ei = tl.load(coef_ptr + 7 * hn + off, mask=m2, other=0.0)
+            rr = ar * sr - ai * si - gr * s + er * u
+            ri = ar * si + ai * sr - gi * s + ei * u
+            t = tl.sum(pr * rr - pi * ri, axis=1)[:, None]  # (BC, 1)
+            qr = tl.load(coef_ptr + 8 * hn + off, mask=m2, other=0.0)
+            qi = tl.load(coef_ptr + 9 * hn + off, mask=m2, other=0.0)
+            nr = rr - qr * t
+            ni = ri - qi * t
+            c_ptr = coef_ptr + 10 * hn
+        tl.store(st_ptr + off, nr, mask=m2)
+        tl.store(st_ptr + hn + off, ni, mask=m2)
+        cr = tl.load(c_ptr + off, mask=m2, other=0.0)
+        ci = tl.load(c_ptr + hn + off, mask=m2, other=0.0)
+        y = tl.sum(cr * nr - ci * ni, axis=1)  # (BC,) Re(2C x) over the stored modes
+        y += tl.load(d_ptr + ch, mask=cm, other=0.0) * tl.load(u_ptr + ch, mask=cm, other=0.0)
+        tl.store(y_ptr + ch, _gelu(y), mask=cm)
+        c0 += BC
+
+
+@triton.jit(do_not_specialize=["slot", "first", "n_pairs", "pool_now", "batch"])
+def _tier_pass_kernel(
+        # prologue
+        in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
+        # blocks: pairs [first, first + n_pairs) of the tier's packed weights
+        first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr,
+        fln_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, eps,
+        # epilogue
+        out_ptr, pool_now, pw_ptr, pb_ptr, pz_ptr, ek, er,
+        noise_ptr, forced_ptr, codes_ptr, logits_ptr, inv_temp, top_p,
+        # sizes
+        batch, H, N2, F, n_coef, scr_ptr, scr_stride,
+        PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+        HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr,
+        HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
+        YS: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
+        BME: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, HP)  # (HP,)
+    hm = offs < H
+    scr = scr_ptr + b * scr_stride
+    u_scr = scr  # (HP,) normalised input of an SSM block
+    y_scr = scr + HP  # (YS,) SSM output / feed-forward hidden
+    o_scr = y_scr + YS  # (HP,) output of a block's last linear map
+
+    # ---- prologue: the pass input x (HP,) in registers
+    if PRO == 0:
+        code = tl.load(next_ptr + b)
+        x = tl.load(emb_ptr + code * H + offs, mask=hm, other=0.0)
+        if HAS_LABEL:
+            lab = tl.load(label_ptr + b)
+            x += tl.load(label_emb_ptr + lab * H + offs, mask=hm, other=0.0)
+    elif PRO == 1:
+        x = tl.load(in_ptr + b * H + offs, mask=hm, other=0.0)
+    else:
+        row = b * ek + slot * H  # ek = p H here: the ring and unfolded rows are (p, H)
+        x = tl.load(in_ptr + row + offs, mask=hm, other=0.0)
+        x += tl.load(unf_ptr + row + offs, mask=hm, other=0.0)
+
+    # ---- blocks
+    fo = tl.arange(0, FP)
+    fm = fo < F
+    hh = H * H
+    pair = first
+    while pair < first + n_pairs:
+        # residual SSM block: x += GLU(W GELU(SSM(LN x) + D LN x) + b)
+        u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
+        tl.store(u_scr + offs, u, mask=hm)
+        tl.debug_barrier()
+        _ssm(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * H,
+             state_ptr + (pair * batch + b) * 2 * H * N2, u_scr, y_scr, H, N2, KIND, N2P, BC)
+        tl.debug_barrier()
+        g = tl.load(y_scr + offs, mask=hm, other=0.0)  # (HP,)
+        w_ptr = ow_ptr + pair * 2 * hh
+        bias_ptr = ob_ptr + pair * 2 * H
+        r0 = 0
+        while r0 < H:
+            val, rows, rmask = _rows(w_ptr, bias_ptr, g, offs, hm, H, r0, H, BMG)
+            gate, rows, rmask = _rows(w_ptr + hh, bias_ptr + H, g, offs, hm, H, r0, H, BMG)
+            tl.store(o_scr + rows, val * tl.sigmoid(gate), mask=rmask)
+            r0 += BMG
+        tl.debug_barrier()
+        x += tl.load(o_scr + offs, mask=hm, other=0.0)
+        if HAS_FF:  # feed-forward block: x += W2 GELU(W1 LN x + b1) + b2
+            u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
+                            H, eps)
+            w_ptr = w1_ptr + pair * F * H
+            bias_ptr = b1_ptr + pair * F
+            r0 = 0
+            while r0 < F:
+                hid, rows, rmask = _rows(w_ptr, bias_ptr, u, offs, hm, H, r0, F, BM1)
+                tl.store(y_scr + rows, _gelu(hid), mask=rmask)
+                r0 += BM1
+            tl.debug_barrier()
+            hv = tl.load(y_scr + fo, mask=fm, other=0.0)  # (FP,)
+            _linear_to(w2_ptr + pair * H * F, b2_ptr + pair * H, hv, fo, fm, F, H, o_scr, BM2)
+            tl.debug_barrier()
+            x += tl.load(o_scr + offs, mask=hm, other=0.0)
+        pair += 1
+
+    # ---- epilogue
+    if EPI == 0:  # ring slot <- x; on pooling steps the down-pool map of the whole ring
+        tl.store(out_ptr + b * ek + slot * H + offs, x, mask=hm)
+        if pool_now != 0:
+            tl.debug_barrier()
+            ko = tl.arange(0, EKP)
+            km = ko < ek
+            v = tl.load(out_ptr + b * ek + ko, mask=km, other=0.0)  # (EKP,) the p slots
+            _linear_to(pw_ptr, pb_ptr, v, ko, km, ek, er, pz_ptr + b * er, BME)
+    elif EPI == 1:  # outer tier's up-pool map: its p unfolded rows
+        _linear_to(pw_ptr, pb_ptr, x, offs, hm, H, er, pz_ptr + b * er, BME)
+    else:  # head and sampling
+        u = _layer_norm(x, hm, pw_ptr, pw_ptr + H, offs, H, eps)
+        lrow = logits_ptr + b * er
+        _linear_to(pb_ptr, pb_ptr + er * H, u, offs, hm, H, er, lrow, BME)
+        tl.debug_barrier()
+        co = tl.arange(0, EKP)
+        cmask = co < er
+        z = tl.load(lrow + co, mask=cmask, other=float("-inf")) * inv_temp  # (EKP,)
+        if TOP_P:  # keep the smallest set of codes whose probability reaches top_p
+            zs = tl.sort(z, 0, descending=True)
+            p = tl.exp(zs - tl.max(zs, axis=0))
+            p = p / tl.sum(p, axis=0)
+            before = tl.cumsum(p, 0) - p  # mass of the codes ranked above
+            cut = tl.min(tl.where(before < top_p, zs, float("inf")), axis=0)
+            z = tl.where(z >= cut, z, float("-inf"))
+        noise = tl.load(noise_ptr + b * er + co, mask=cmask, other=0.0)
+        code = tl.argmax(tl.where(cmask, z + noise, float("-inf")), axis=0).to(tl.int64)
+        forced = tl.load(forced_ptr + b)
+        code = tl.where(forced >= 0, forced, code)
+        tl.store(codes_ptr + b, code)
+        tl.store(next_ptr + b, code)  # the next step's input
+
+
+def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, state, scratch,
+              inputs, next_codes, emb=None, labels=None, label_emb=None, unfolded=None, slot=0,
+              out=None, pool_now=False, pool_w=None, pool_b=None, pool_out=None, ek=0, er=0,
+              noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0,
+              num_warps=8):
+    """Launch one tier pass for every batch row (grid ``(batch,)``); see the module docstring.
+
+    ``weights`` is the tier's packed tuple ``(ln, coef, D, out_w, out_b, ff_ln, w1, b1, w2,
+    b2)`` (float32, contiguous, stacked over block pairs); the head epilogue takes the final
+    LayerNorm ``(2, H)`` as ``pool_w`` and the output map ``[W (C, H) | b (C,)]`` flattened as
+    ``pool_b``. Unused pointers may be any tensor of the right device. Tensors are used in
+    place: the launch has fixed arguments, so it can be captured in a CUDA graph.
+    """
+    ln, coef, D, ow, ob, fln, w1, b1, w2, b2 = weights
+    n_coef = 6 if kind == KIND_S4D else 12
+    HP = triton.next_power_of_2(H)
+    N2P = triton.next_power_of_2(N2)
+    FP = triton.next_power_of_2(max(F, 1))
+    EKP = triton.next_power_of_2(max(ek if epi == EPI_RING else H, er if epi == EPI_HEAD else 1))
+    if epi == EPI_UP:
+        EKP = max(EKP, HP)
+    YS = max(FP, HP)
+    assert scratch.shape[1] >= 2 * HP + YS, "scratch too small"
+    some = ln
+    _tier_pass_kernel[(batch,)](
+        inputs, next_codes, some if emb is None else emb, some if labels is None else labels,
+        some if label_emb is None else label_emb, some if unfolded is None else unfolded, slot,
+        first, n_pairs, ln, coef, D, ow, ob, fln, w1, b1, w2, b2, state, eps,
+        some if out is None else out, int(bool(pool_now)), some if pool_w is None else pool_w,
+        some if pool_b is None else pool_b, some if pool_out is None else pool_out, ek, er,
+        some if noise is None else noise, some if forced is None else forced,
+        some if codes is None else codes, some if logits is None else logits,
+        float(inv_temp), float(top_p),
+        batch, H, N2, F, n_coef, scratch, scratch.stride(0),
+        PRO=pro, EPI=epi, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
+        TOP_P=top_p < 1.0, HP=HP, N2P=N2P, FP=FP, EKP=EKP, YS=YS,
+        BC=max(1, min(HP, SSM_TILE // N2P)), BMG=max(1, min(HP, TILE // 2 // HP)),
+        BM1=max(1, min(FP, TILE // HP)), BM2=max(1, min(HP, TILE // FP)),
+        BME=max(1, min(triton.next_power_of_2(max(er, 1)), TILE // EKP)),
+        num_warps=num_warps)

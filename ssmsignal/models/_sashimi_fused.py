@@ -1,0 +1,393 @@
+"""Fused recurrent decoding of :class:`~ssmsignal.models.SaShiMi` with the Triton tier-pass kernel.
+
+The module-by-module step (:meth:`SaShiMi.step`) launches ~130 small kernels per sample. Here
+one launch of :func:`ssmsignal.kernels.triton.sashimi_step.tier_pass` runs all blocks of one
+tier pass (plus embedding, pooling maps, head and the Gumbel-max draw in its prologue and
+epilogue), so a sample costs 2 launches, 4 on the steps where the middle tier runs and 5 when
+all three tiers of the default (4, 4) pooling run: about 2.6 on average. On the GPU a CUDA graph
+holds a block of steps (64 for the default model) and is replayed.
+
+Packing (:func:`packed_model`): each tier's weights and the *discretised* step coefficients of
+its SSM layers (they depend on ``dt_scale``) are stacked once into contiguous float32 buffers,
+cached per (model, dt_scale, parameter versions). Pooling buffers become ring buffers: the slot
+of tier step ``j`` is ``j % p``, and the down-pool weight's column blocks are permuted to match.
+
+Supported: S4 and S4D layers with LayerNorm residual and feed-forward blocks, exact GELU, any
+widths, pools and ``dt_scale`` (a float), class labels, temperature and top-p, in eval mode.
+Anything else (Mamba, custom layers, dropout while training, a per-sequence ``dt_scale``) is
+reported by :func:`unsupported_reason` and :func:`~ssmsignal.models._sashimi_decode.sample_codes`
+falls back to the module path.
+"""
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ssmsignal.layers._common import dt_scale_tensor
+
+from ._mulaw import SILENCE_CODE
+
+__all__ = ["FusedDecoder", "packed_model", "sample_codes_fused", "unsupported_reason"]
+
+_NOISE_CHUNK = 512  # steps of Gumbel noise per draw: the same draws as the module path
+_GRAPH_STEPS = 64  # steps per captured CUDA graph (rounded to a multiple of the frame)
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _is_exact_gelu(m):
+    return isinstance(m, nn.GELU) and m.approximate == "none"
+
+
+def _is_layer_norm(m, width):
+    return (isinstance(m, nn.LayerNorm) and tuple(m.normalized_shape) == (width,)
+            and m.weight is not None and m.bias is not None)
+
+
+def _block_problem(block, width, training):
+    from ssmsignal.layers import S4, S4D
+    from ssmsignal.layers.blocks import FeedForwardBlock, ResidualBlock
+
+    if training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in block.modules()):
+        return "dropout in training mode"
+    if isinstance(block, ResidualBlock):
+        layer = block.layer
+        if type(layer) not in (S4, S4D):
+            return f"layer {type(layer).__name__} (only S4 and S4D are fused)"
+        out = layer.output
+        if not (_is_layer_norm(block.norm, width) and _is_exact_gelu(out.activation)
+                and out.linear.bias is not None):
+            return "residual block other than LayerNorm -> SSM -> GELU -> linear + GLU"
+        return None
+    if isinstance(block, FeedForwardBlock):
+        mlp = block.mlp
+        if not (_is_layer_norm(block.norm, width) and len(mlp) == 4 and _is_exact_gelu(mlp[1])
+                and mlp[0].bias is not None and mlp[3].bias is not None):
+            return "feed-forward block other than LayerNorm -> linear -> GELU -> linear"
+        return None
+    return f"block {type(block).__name__}"
+
+
+def _tiers(model):
+    tier, tiers = model.tiers, []
+    while True:
+        tiers.append(tier)
+        if not tier.pool:
+            return tiers
+        tier = tier.inner
+
+
+def unsupported_reason(model, dt_scale=1.0):
+    """Why the fused path cannot run ``model`` (a string), or None when it can."""
+    from ssmsignal.models.sashimi import SaShiMi
+
+    if not isinstance(model, SaShiMi):
+        return f"not a SaShiMi ({type(model).__name__})"
+    if isinstance(dt_scale, torch.Tensor) and dt_scale.dim() > 0:
+        return "a per-sequence dt_scale tensor"
+    eps = {model.norm.eps}
+    if not _is_layer_norm(model.norm, model.head.in_features):
+        return "final norm is not a LayerNorm"
+    for tier in _tiers(model):
+        blocks = list(tier.down_blocks) + list(tier.up_blocks)
+        ssm = [b for b in blocks if hasattr(b, "layer")]
+        if len({(type(b.layer), b.layer.d_state) for b in ssm}) != 1:
+            return "a tier mixes layer kinds or state sizes"
+        for block in blocks:
+            problem = _block_problem(block, ssm[0].d_model, model.training)
+            if problem:
+                return problem
+            eps.add(block.norm.eps)
+        is_ssm = [hasattr(b, "layer") for b in blocks]
+        if not all(is_ssm) and is_ssm != [True, False] * (len(blocks) // 2):
+            return "blocks are not (SSM, feed-forward) pairs"
+    if len(eps) != 1:
+        return "LayerNorms with different eps"
+    device = model.head.weight.device
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "") != "1":
+        return f"device {device} (the Triton kernel needs CUDA, or TRITON_INTERPRET=1)"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "triton is not installed"
+    return None
+
+
+@dataclass
+class _TierPack:
+    H: int
+    pool: int
+    n_down: int  # block pairs before the down-pool
+    n_up: int
+    N2: int
+    kind: int
+    F: int  # feed-forward hidden width (0: no feed-forward blocks)
+    weights: tuple  # (ln, coef, D, out_w, out_b, ff_ln, w1, b1, w2, b2), stacked over pairs
+    down: tuple | None  # (W (e H, p H) with ring-ordered columns, b)
+    up: tuple | None  # (W (p H, e H), b)
+
+
+def _f32(t):
+    return t.detach().to(torch.float32).contiguous()
+
+
+def _pack_tier(tier, dt_scale, device):
+    from ssmsignal.kernels.triton.sashimi_step import KIND_S4, KIND_S4D
+    from ssmsignal.layers import S4
+
+    blocks = list(tier.down_blocks) + list(tier.up_blocks)
+    ssm = [b for b in blocks if hasattr(b, "layer")]
+    ff = [b for b in blocks if not hasattr(b, "layer")]
+    H, N2 = ssm[0].d_model, ssm[0].layer.d_state // 2
+    coef = []
+    for block in ssm:
+        layer = block.layer
+        c = layer._discretize_step(layer._dt(float(dt_scale)))  # (H, N/2) complex each
+        c = torch.stack([torch.view_as_real(x.resolve_conj().contiguous()) for x in c])
+        coef.append(c.permute(0, 3, 1, 2))  # (NK, 2, H, N/2)
+    ln = [torch.stack([b.norm.weight, b.norm.bias]) for b in ssm]  # (2, H) each
+    none = torch.zeros(1, device=device)
+    weights = [torch.stack(ln), torch.stack(coef), torch.stack([b.layer.D for b in ssm]),
+               torch.stack([b.layer.output.linear.weight for b in ssm]),
+               torch.stack([b.layer.output.linear.bias for b in ssm])]
+    if ff:
+        weights += [torch.stack([torch.stack([b.norm.weight, b.norm.bias]) for b in ff]),
+                    torch.stack([b.mlp[0].weight for b in ff]),
+                    torch.stack([b.mlp[0].bias for b in ff]),
+                    torch.stack([b.mlp[3].weight for b in ff]),
+                    torch.stack([b.mlp[3].bias for b in ff])]
+    else:
+        weights += [none] * 5
+    down = up = None
+    step = 2 if ff else 1
+    if tier.pool:
+        p = tier.pool
+        w = tier.down.weight.reshape(-1, p, H)  # (e H, p, H): window position i = time t-p+1+i
+        ring = [(s - 1) % p for s in range(p)]  # ring slot s holds window position (s-1) mod p
+        down = (_f32(w[:, ring].reshape(-1, p * H)), _f32(tier.down.bias))
+        up = (_f32(tier.up.weight), _f32(tier.up.bias))
+    kind = KIND_S4 if isinstance(ssm[0].layer, S4) else KIND_S4D
+    return _TierPack(H, tier.pool, len(tier.down_blocks) // step, len(tier.up_blocks) // step, N2,
+                     kind, ff[0].mlp[0].out_features if ff else 0,
+                     tuple(_f32(w) for w in weights), down, up)
+
+
+@torch.no_grad()
+def packed_model(model, dt_scale=1.0):
+    """Per-tier packed float32 weights of ``model`` for ``dt_scale`` (cached), and the head.
+
+    Returns ``(tiers, head)`` with ``head = (ln (2, H), [W (C, H) | b (C,)] flat, embed
+    (C, H), label_embed or None, eps)``.
+    """
+    device = model.head.weight.device
+    key = (float(dt_scale), device, tuple((p.data_ptr(), p._version) for p in model.parameters()))
+    hit = _CACHE.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    tiers = [_pack_tier(t, dt_scale, device) for t in _tiers(model)]
+    head = (_f32(torch.stack([model.norm.weight, model.norm.bias])),
+            _f32(torch.cat([model.head.weight.reshape(-1), model.head.bias])),
+            _f32(model.embed.weight),
+            None if model.label_embed is None else _f32(model.label_embed.weight), model.norm.eps)
+    _CACHE[model] = (key, (tiers, head))
+    return tiers, head
+
+
+class FusedDecoder:
+    """Recurrent state and launch plan of the fused step for one batch.
+
+    ``noise (G, B, C)``, ``forced (G, B)`` (a code >= 0 replaces the drawn one: prompts and
+    teacher forcing) and ``codes (G, B)`` are fixed buffers for a block of ``G`` steps (a
+    multiple of ``model.frame``); ``next_input (B,)`` holds the code fed at the next step and
+    ``logits (B, C)`` the last step's logits. :meth:`run` launches steps ``0 .. n-1`` of a block
+    that starts at a multiple of the frame.
+    """
+
+    def __init__(self, model, batch_size, labels=None, dt_scale=1.0, temperature=1.0,
+                 top_p=1.0, block=None):
+        self.tiers, self.head = packed_model(model, dt_scale)
+        self.frame, self.batch, self.n_classes = model.frame, batch_size, model.n_classes
+        self.block = block or model.frame
+        self.temperature, self.top_p = float(temperature), float(top_p)
+        device = model.head.weight.device
+        B, C = batch_size, model.n_classes
+        zeros = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
+        self.state = [zeros(sum((t.n_down, t.n_up)), B, 2, t.H, t.N2) for t in self.tiers]
+        self.ring = [zeros(B, t.pool, t.H) if t.pool else None for t in self.tiers]
+        self.unfolded = [zeros(B, t.pool, t.H) if t.pool else None for t in self.tiers]
+        self.z = [zeros(B, t.H) for t in self.tiers]  # input of tier k >= 1
+        self.labels = None if labels is None else labels.to(device=device, dtype=torch.long)
+        self.next_input = torch.full((B,), SILENCE_CODE, dtype=torch.long, device=device)
+        self.noise = zeros(self.block, B, C)  # (G, B, C)
+        self.forced = torch.full((self.block, B), -1, dtype=torch.long, device=device)
+        self.codes = torch.zeros(self.block, B, dtype=torch.long, device=device)
+        self.logits = zeros(B, C)
+        width = max(2 * _pow2(t.H) + max(_pow2(t.F), _pow2(t.H)) for t in self.tiers)
+        self.scratch = zeros(B, width)
+
+    def reset(self):
+        """Zero every state and feed silence next (the state of ``SaShiMi.initial_state``)."""
+        for buf in self.state + self.ring + self.unfolded + self.z:
+            if buf is not None:
+                buf.zero_()
+        self.next_input.fill_(SILENCE_CODE)
+
+    def run(self, n=None):
+        """Launch steps ``0 .. n-1`` (default: the whole block) of the current block."""
+        for i in range(self.block if n is None else n):
+            self.step(i)
+
+    def step(self, t):
+        """Launch step ``t``: pooling phase ``t % frame``, buffer row ``t % block``."""
+        self._tier(0, t % self.frame, t % self.block)
+
+    def _tier(self, k, t_k, i):
+        tp = self.tiers[k]
+        pro = 0 if k == 0 else 1  # PRO_EMBED, PRO_Z
+        if not tp.pool:
+            self._pass(k, i, pro, 2 if k == 0 else 1, 0, tp.n_up)
+            return
+        slot = t_k % tp.pool
+        self._pass(k, i, pro, 0, 0, tp.n_down, slot=slot)  # EPI_RING
+        if slot == 0:
+            self._tier(k + 1, t_k // tp.pool, i)
+        self._pass(k, i, 2, 2 if k == 0 else 1, tp.n_down, tp.n_up, slot=slot)
+
+    def _pass(self, k, i, pro, epi, first, n_pairs, slot=0):
+        from ssmsignal.kernels.triton.sashimi_step import tier_pass
+
+        tp = self.tiers[k]
+        args = dict(inputs=self.next_input if pro == 0 else self.z[k] if pro == 1 else self.ring[k],
+                    unfolded=self.unfolded[k], slot=slot, ek=tp.pool * tp.H)
+        if epi == 0:  # ring, then the down-pool map into the inner tier's input
+            args.update(out=self.ring[k], pool_now=slot == 0, pool_w=tp.down[0],
+                        pool_b=tp.down[1], pool_out=self.z[k + 1], er=self.tiers[k + 1].H)
+        elif epi == 1:  # the outer tier's up-pool map into its unfolded rows
+            outer = self.tiers[k - 1]
+            args.update(pool_w=outer.up[0], pool_b=outer.up[1], pool_out=self.unfolded[k - 1],
+                        er=outer.pool * outer.H)
+        else:
+            args.update(pool_w=self.head[0], pool_b=self.head[1], er=self.n_classes,
+                        noise=self.noise[i], forced=self.forced[i], codes=self.codes[i],
+                        logits=self.logits, inv_temp=1.0 / self.temperature, top_p=self.top_p)
+        tier_pass(pro=pro, epi=epi, kind=tp.kind, batch=self.batch, H=tp.H, N2=tp.N2, F=tp.F,
+                  eps=self.head[4], first=first, n_pairs=n_pairs, weights=tp.weights,
+                  state=self.state[k], scratch=self.scratch, next_codes=self.next_input,
+                  emb=self.head[2], labels=self.labels, label_emb=self.head[3], **args)
+
+    def module_state(self, t):
+        """The state after step ``t`` in the nested layout of :meth:`SaShiMi.initial_state`."""
+        return self._tier_state(0, t)
+
+    def _tier_state(self, k, j):  # j: tier k's last step index
+        tp = self.tiers[k]
+        s = self.state[k]
+        ssm = [torch.complex(s[q, :, 0], s[q, :, 1]) for q in range(s.shape[0])]  # (B, H, N/2)
+        per = (lambda q: [ssm[q], None]) if tp.F else (lambda q: [ssm[q]])  # noqa: E731
+        out = {"down": [x for q in range(tp.n_down) for x in per(q)],
+               "up": [x for q in range(tp.n_down, tp.n_down + tp.n_up) for x in per(q)]}
+        if tp.pool:
+            p = tp.pool
+            out["buffer"] = self.ring[k][:, [(j + 1 + i) % p for i in range(p)]]  # (B, p, H)
+            out["unfolded"] = self.unfolded[k].clone()
+            out["inner"] = self._tier_state(k + 1, j // p)
+        return out
+
+
+def _pow2(n):
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+class _NoiseStream:
+    """Gumbel noise for steps ``0 .. total-1``, drawn in the same chunks as the module path."""
+
+    def __init__(self, total, batch, n_classes, generator, device):
+        from ._sashimi_decode import gumbel_noise
+
+        self.draw = lambda n: gumbel_noise((n, batch, n_classes), generator, device)
+        self.total, self.start, self.chunk = total, -1, None
+
+    def fill(self, buf, t0, n):
+        """``buf[:n]`` <- noise of steps ``t0 .. t0+n-1``."""
+        done = 0
+        while done < n:
+            t = t0 + done
+            start = t - t % _NOISE_CHUNK
+            if start != self.start:
+                self.start, self.chunk = start, self.draw(min(_NOISE_CHUNK, self.total - start))
+            m = min(n - done, self.chunk.shape[0] - (t - start))
+            buf[done:done + m].copy_(self.chunk[t - start:t - start + m])
+            done += m
+
+
+@torch.no_grad()
+def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, dt_scale=1.0,
+                       temperature=1.0, top_p=1.0, generator=None, cuda_graphs=True):
+    """:func:`~ssmsignal.models._sashimi_decode.sample_codes` on the fused kernel.
+
+    Same arguments and result (the same noise draws, so the same codes up to float rounding
+    of the logits). Raises ``RuntimeError`` when :func:`unsupported_reason` names a problem.
+    """
+    reason = unsupported_reason(model, dt_scale)
+    if reason:
+        raise RuntimeError(f"the fused SaShiMi step cannot run this model: {reason}")
+    device = model.head.weight.device
+    dt_scale = dt_scale_tensor(dt_scale, batch_size, model.head.weight)  # a float > 0
+    _check_codes(model, batch_size, labels, prompt)
+    graphs = cuda_graphs and device.type == "cuda"
+    block = model.frame * max(1, _GRAPH_STEPS // model.frame) if graphs else model.frame
+    dec = FusedDecoder(model, batch_size, labels, dt_scale, temperature, top_p, block)
+    n_prompt = 0 if prompt is None else prompt.shape[1]
+    total = n_prompt + n_steps
+    noise = _NoiseStream(total, batch_size, model.n_classes, generator, device)
+    run = _capture(dec) if graphs else dec.run
+    out = torch.empty(batch_size, math.ceil(total / block) * block, dtype=torch.long,
+                      device=device)  # (B, steps rounded up to whole blocks)
+    for t0 in range(0, total, block):
+        n = min(block, total - t0)
+        noise.fill(dec.noise, t0, n)
+        dec.forced.fill_(-1)
+        if t0 < n_prompt:
+            m = min(n, n_prompt - t0)
+            dec.forced[:m] = prompt[:, t0:t0 + m].T
+        run() if graphs else run(n)
+        out[:, t0:t0 + block] = dec.codes.T
+    return out[:, n_prompt:total]
+
+
+def _check_codes(model, batch_size, labels, prompt):
+    """The errors the module path raises for labels, and a range check that it leaves to
+    ``nn.Embedding`` (the kernel would read outside the tables)."""
+    if model.label_embed is None and labels is not None:
+        raise ValueError("labels given but the model is unconditional (n_conditions=None)")
+    if model.label_embed is not None:
+        if labels is None:
+            raise ValueError("this model is class-conditional: pass labels of shape (batch,)")
+        if tuple(labels.shape) != (batch_size,) or labels.dtype.is_floating_point:
+            raise ValueError(f"labels must be ({batch_size},) integers, got "
+                             f"{tuple(labels.shape)} {labels.dtype}")
+        if bool(((labels < 0) | (labels >= model.n_conditions)).any()):
+            raise ValueError(f"labels must lie in 0..{model.n_conditions - 1}")
+    if prompt is not None and prompt.numel():
+        if prompt.dim() != 2 or prompt.shape[0] != batch_size:
+            raise ValueError(f"prompt must be ({batch_size}, P) codes, got {tuple(prompt.shape)}")
+        if bool(((prompt < 0) | (prompt >= model.n_classes)).any()):
+            raise ValueError(f"prompt codes must lie in 0..{model.n_classes - 1}")
+
+
+def _capture(dec):
+    """One CUDA graph of a whole block of steps; returns its ``replay``."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture: Triton JIT, allocator
+        dec.run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        dec.run()
+    dec.reset()  # the warm-up advanced the state
+    return graph.replay

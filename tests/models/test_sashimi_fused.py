@@ -1,0 +1,166 @@
+"""Fused SaShiMi step (Triton tier passes) against the module step, float64 reference.
+
+CPU (CI): small models under ``TRITON_INTERPRET=1`` in a subprocess (the variable must be set
+before triton is first imported). GPU: ``-m cuda`` (default sizes, CUDA graphs).
+Tolerance: the kernel computes in float32 from float32-rounded weights and step coefficients;
+over a few steps the relative error of logits and states stays near 1e-6, so 1e-4 is the
+bound (a wrong index, phase or coefficient gives O(1)).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ssmsignal.models import SaShiMi
+from ssmsignal.models._sashimi_decode import sample_codes
+
+TOL = 1e-4
+
+
+def _model(layer, n_conditions, d_model=8, n_layers=1, pool=(2, 2), d_state=8, seed=0):
+    torch.manual_seed(seed)
+    model = SaShiMi(d_model=d_model, n_layers=n_layers, pool=pool, layer=layer, d_state=d_state,
+                    n_conditions=n_conditions)
+    with torch.no_grad():  # fresh values for the parameters that start as constants
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias") or "log_dt" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def _flat(tree):
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [x for k in sorted(tree) for x in _flat(tree[k])]
+    if isinstance(tree, (list, tuple)):
+        return [x for v in tree for x in _flat(v)]
+    return []
+
+
+def _rel(a, ref):
+    a, ref = a.detach().to(ref.dtype), ref.detach()
+    assert torch.isfinite(a).all(), "non-finite output"
+    return float((a - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+def step_errors(layer, dt_scale, conditional, n_steps, device="cpu", seed=0, **sizes):
+    """Max relative errors (logits, states) of the fused step over ``n_steps`` teacher-forced
+    steps, against :meth:`SaShiMi.step` in float64."""
+    from ssmsignal.models._sashimi_fused import FusedDecoder
+
+    model = _model(layer, 3 if conditional else None, seed=seed, **sizes).to(device).eval()
+    B = 3
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(0, 256, (B, n_steps + 1), generator=gen).to(device)
+    labels = torch.randint(0, 3, (B,), generator=gen).to(device) if conditional else None
+    ref = model.double()
+    state = ref.initial_state(B)
+    dec = FusedDecoder(model, B, labels, dt_scale)  # packs float32 copies of the weights
+    dec.next_input.copy_(inputs[:, 0])
+    err = {"logits": 0.0, "state": 0.0}
+    for t in range(n_steps):
+        logits, state = ref.step(inputs[:, t], state, t, labels=labels, dt_scale=dt_scale)
+        dec.forced[t % dec.block] = inputs[:, t + 1]  # teacher forcing: next input
+        dec.step(t)
+        err["logits"] = max(err["logits"], _rel(dec.logits, logits))
+        mine, theirs = _flat(dec.module_state(t)), _flat(state)
+        assert len(mine) == len(theirs)
+        err["state"] = max(err["state"], max(_rel(a, b) for a, b in zip(mine, theirs)))
+        assert torch.equal(dec.codes[t % dec.block], inputs[:, t + 1])
+    return err
+
+
+def sampling_agreement(layer, device="cpu", n_steps=5, batch=2, **kwargs):
+    """Codes of sample_codes on the fused path and on the module path, same generator."""
+    model = _model(layer, 3, seed=4).to(device).eval()
+    labels = torch.tensor([0, 2][:batch], device=device)
+    out = []
+    for fused in (True, False):
+        gen = torch.Generator(device=device).manual_seed(7)
+        out.append(sample_codes(model, n_steps, batch, labels=labels, generator=gen,
+                                fused=fused, **kwargs))
+    return out
+
+
+#: (layer, dt_scale, conditional): covers S4 and S4D, dt_scale 1 and 2, with/without labels
+CASES = [("s4", 1.0, True), ("s4", 2.0, False), ("s4d", 1.0, False), ("s4d", 2.0, True)]
+N_STEPS = 6  # pool (2, 2): frame 4, so steps 0..5 cover every phase and a second frame
+
+
+def _interpret_main():
+    out = [step_errors(*case, N_STEPS, seed=i) for i, case in enumerate(CASES)]
+    prompt = torch.tensor([[3, 250], [128, 7]])
+    codes = [sampling_agreement("s4d"),
+             sampling_agreement("s4", temperature=0.7, top_p=0.8, prompt=prompt, dt_scale=0.5)]
+    out.append({"codes_equal": [bool(torch.equal(a, b)) for a, b in codes],
+                "codes_shape": [list(a.shape) for a, _ in codes]})
+    print(json.dumps(out))
+
+
+@pytest.mark.interpret
+def test_interpreter_fused_step_matches_float64_module_step():
+    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
+    proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for case, errs in zip(CASES, results[:-1]):
+        assert max(errs.values()) < TOL, (case, errs)
+    assert results[-1]["codes_equal"] == [True, True], results[-1]
+    assert results[-1]["codes_shape"] == [[2, 5], [2, 5]]
+
+
+def test_unsupported_models_fall_back_to_the_module_path():
+    from ssmsignal.models._sashimi_fused import sample_codes_fused, unsupported_reason
+
+    mamba = _model("mamba", None).eval()
+    assert "Mamba" in unsupported_reason(mamba)
+    s4 = _model("s4", None).eval()
+    if os.environ.get("TRITON_INTERPRET", "") != "1":
+        assert "device cpu" in unsupported_reason(s4)
+    s4.train()
+    assert unsupported_reason(s4) in (None, f"device cpu (the Triton kernel needs CUDA, or "
+                                            f"TRITON_INTERPRET=1)")  # dropout 0: no problem
+    gen = torch.Generator().manual_seed(0)
+    codes = sample_codes(mamba.eval(), 3, 2, generator=gen)  # auto: module path, no error
+    assert codes.shape == (2, 3)
+    with pytest.raises(RuntimeError, match="Mamba"):
+        sample_codes_fused(mamba, 3, 2, generator=gen)
+
+
+# ----------------------------------------------------------------------------------- GPU
+cuda = pytest.mark.cuda
+
+
+@cuda
+@pytest.mark.parametrize("layer", ["s4", "s4d"])
+@pytest.mark.parametrize("dt_scale", [1.0, 0.5])
+def test_gpu_default_model_step_matches_float64(layer, dt_scale):
+    errs = step_errors(layer, dt_scale, True, 40, device="cuda", d_model=64, n_layers=8,
+                       pool=(4, 4), d_state=64)
+    assert max(errs.values()) < TOL, errs
+
+
+@cuda
+@pytest.mark.parametrize("layer", ["s4", "s4d"])
+def test_gpu_graphs_equal_eager_fused_and_module_path(layer):
+    model = _model(layer, 3, d_model=64, n_layers=2, pool=(4, 4), d_state=64).cuda().eval()
+    labels = torch.tensor([1, 2], device="cuda")
+    runs = {}
+    for name, kw in {"graphs": dict(fused=True), "eager": dict(fused=True, cuda_graphs=False),
+                     "module": dict(fused=False)}.items():
+        gen = torch.Generator(device="cuda").manual_seed(3)
+        runs[name] = sample_codes(model, 150, 2, labels=labels, generator=gen, top_p=0.95, **kw)
+    assert torch.equal(runs["graphs"], runs["eager"])  # same kernels, same noise
+    # float32 both ways: logits differ by rounding only; Gumbel near-ties are rare
+    assert (runs["graphs"] == runs["module"]).float().mean() > 0.9
+
+
+if __name__ == "__main__" and "--interpret" in sys.argv:
+    _interpret_main()
