@@ -11,6 +11,11 @@ Run::
 
 and read ``samples/s`` (per second of wall clock, all sequences of the batch together) and the
 real-time factor at 16 kHz (samples/s per sequence / 16000; > 1 is faster than real time).
+
+``--compare`` times, in one process, the fused Triton step (:mod:`ssmsignal.models._sashimi_fused`,
+CUDA graphs), the module-by-module step with CUDA graphs and the naive way, at batch 1 and 64,
+for S4 and S4D at the default depth (8 pairs per tier) and the 2-pair model of earlier runs,
+plus the time of each fused tier-pass kernel at batch 1 (``--json`` keeps every row).
 """
 from __future__ import annotations
 
@@ -23,8 +28,9 @@ import torch
 from ssmsignal.models import SaShiMi
 from ssmsignal.models._mulaw import SILENCE_CODE
 from ssmsignal.models._sashimi_decode import sample_codes
+from ssmsignal.models._sashimi_fused import unsupported_reason
 
-__all__ = ["recurrent_speed", "naive_speed", "main"]
+__all__ = ["recurrent_speed", "naive_speed", "steady_rate", "pass_times", "compare", "main"]
 
 
 def _sync(device):
@@ -32,7 +38,7 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def recurrent_speed(model, batch_size, n_steps, cuda_graphs, dt_scale=1.0):
+def recurrent_speed(model, batch_size, n_steps, cuda_graphs, dt_scale=1.0, fused=None):
     """Samples per second (whole batch) of :func:`sample_codes`, warm-up excluded.
 
     The graph capture (one graph per pooling phase) is part of every call of
@@ -40,20 +46,22 @@ def recurrent_speed(model, batch_size, n_steps, cuda_graphs, dt_scale=1.0):
     """
     device = model.head.weight.device
     gen = torch.Generator(device=device).manual_seed(0)
-    sample_codes(model, model.frame * 2, batch_size, generator=gen, cuda_graphs=cuda_graphs,
-                 dt_scale=dt_scale)  # warm-up: allocator, lazy inits, Triton JIT
+    kw = dict(generator=gen, cuda_graphs=cuda_graphs, dt_scale=dt_scale, fused=fused)
+    sample_codes(model, model.frame * 2, batch_size, **kw)  # warm-up: allocator, Triton JIT
     _sync(device)
     started = time.perf_counter()
-    sample_codes(model, 1, batch_size, generator=gen, cuda_graphs=cuda_graphs,
-                 dt_scale=dt_scale)
+    sample_codes(model, 1, batch_size, **kw)
     _sync(device)
     setup = time.perf_counter() - started
     started = time.perf_counter()
-    sample_codes(model, n_steps, batch_size, generator=gen, cuda_graphs=cuda_graphs,
-                 dt_scale=dt_scale)
+    sample_codes(model, n_steps, batch_size, **kw)
     _sync(device)
     elapsed = time.perf_counter() - started - setup
-    return {"mode": "step+graphs" if cuda_graphs and device.type == "cuda" else "step",
+    if fused is None:  # what sample_codes picks by itself
+        fused = device.type == "cuda" and unsupported_reason(model, dt_scale) is None
+    mode = ("fused step" if fused else "step") + (
+        "+graphs" if cuda_graphs and device.type == "cuda" else "")
+    return {"mode": mode,
             "batch": batch_size, "steps": n_steps, "seconds": elapsed, "setup_s": setup,
             "samples_per_s": batch_size * n_steps / elapsed,
             "rtf_16k_per_stream": n_steps / elapsed / 16000.0}
@@ -92,6 +100,107 @@ def naive_at_length(model, length, batch_size=1, repeats=3):
     return (time.perf_counter() - started) / repeats
 
 
+def steady_rate(model, batch_size, n_steps, **kwargs):
+    """Samples/s of :func:`sample_codes` from the difference of an ``n``- and a ``2n``-step call.
+
+    Setup (packing, allocation, graph warm-up and capture) is the same in both calls and
+    cancels; returns ``(samples_per_s, setup_seconds)``.
+    """
+    device = model.head.weight.device
+    times = []
+    for n in (model.frame, n_steps, 2 * n_steps):  # the first call: JIT and allocator warm-up
+        gen = torch.Generator(device=device).manual_seed(0)
+        _sync(device)
+        started = time.perf_counter()
+        sample_codes(model, n, batch_size, generator=gen, **kwargs)
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    per_step = (times[2] - times[1]) / n_steps
+    return batch_size / per_step, times[1] - n_steps * per_step
+
+
+#: (num_warps, tile, ssm_tile) launch configurations timed by :func:`pass_times`
+PASS_CONFIGS = [(8, 8192, 2048), (16, 8192, 2048), (16, 16384, 4096), (8, 4096, 1024)]
+
+
+def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
+    """Time (us, ``triton.testing.do_bench`` median) and weight bytes of every fused tier pass
+    that the all-tiers step (phase 0) launches, for each launch configuration."""
+    import triton.testing
+
+    from ssmsignal.kernels.triton import sashimi_step
+    from ssmsignal.models._sashimi_fused import FusedDecoder
+
+    dec = FusedDecoder(model, batch_size)
+    calls, launch = [], dec._pass
+    dec._pass = lambda *a, **k: calls.append((a, k))
+    dec.step(0)
+    dec._pass = launch
+    rows, default = [], dict(sashimi_step.CONFIG)
+    for warps, tile, ssm_tile in configs:
+        sashimi_step.CONFIG.update(num_warps=warps, tile=tile, ssm_tile=ssm_tile)
+        try:
+            for args, kwargs in calls:
+                k, _, pro, epi, first, n_pairs = args
+                tp = dec.tiers[k]
+                per_pair = sum(w[0].numel() for w in tp.weights if w.dim() > 1)  # floats
+                ms = triton.testing.do_bench(lambda: launch(*args, **kwargs), warmup=20,
+                                             rep=60, return_mode="median")
+                rows.append({"config": f"w{warps} t{tile} s{ssm_tile}", "tier": k, "H": tp.H,
+                             "pairs": n_pairs, "prologue": pro, "epilogue": epi, "us": ms * 1e3,
+                             "weight_MB": 4 * per_pair * n_pairs / 1e6,
+                             "GB_per_s": 4 * per_pair * n_pairs / (ms * 1e-3) / 1e9})
+        finally:
+            sashimi_step.CONFIG.update(default)
+    return rows
+
+
+def compare(device, steps=2000, naive_steps=30, configs=None):
+    """Fused vs module-by-module (both with CUDA graphs) vs naive, batch 1 and 64."""
+    rows = []
+    for layer, n_layers in configs or [("s4", 8), ("s4d", 8), ("s4", 2), ("s4d", 2)]:
+        torch.manual_seed(0)
+        model = SaShiMi(d_model=64, n_layers=n_layers, layer=layer).to(device).eval()
+        tag = {"layer": layer, "n_layers": n_layers,
+               "params": sum(p.numel() for p in model.parameters())}
+        for mode, kw, n in [("fused+graphs", dict(fused=True), steps),
+                            ("module+graphs", dict(fused=False), steps // (2 * n_layers))]:
+            for batch in (1, 64):
+                rate, setup = steady_rate(model, batch, n, **kw)
+                rows.append({**tag, "mode": mode, "batch": batch, "steps": n,
+                             "samples_per_s": rate, "setup_s": setup,
+                             "rtf_16k_per_stream": rate / batch / 16000.0})
+        rows.append({**tag, **naive_speed(model, naive_steps)})
+        configs = PASS_CONFIGS if (layer, n_layers) == ("s4", 8) else PASS_CONFIGS[:1]
+        for r in pass_times(model, configs=configs):
+            rows.append({**tag, "mode": "pass", **r})
+    for row in rows:
+        row["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return rows
+
+
+def print_compare(rows):
+    print(f"{'layer':5s} {'pairs':>5s} {'mode':14s} {'batch':>5s} {'samples/s':>11s} "
+          f"{'RTF@16k/str':>11s} {'x module':>8s}")
+    ref = {(r["layer"], r["n_layers"], r["batch"]): r["samples_per_s"] for r in rows
+           if r["mode"] == "module+graphs"}
+    for r in rows:
+        if r["mode"] == "pass":
+            continue
+        base = ref.get((r["layer"], r["n_layers"], r["batch"]))
+        print(f"{r['layer']:5s} {r['n_layers']:5d} {r['mode']:14s} {r['batch']:5d} "
+              f"{r['samples_per_s']:11.1f} {r['rtf_16k_per_stream']:11.4f} "
+              f"{r['samples_per_s'] / base:8.2f}")
+    print(f"{'layer':5s} {'pairs':>5s} {'config':16s} tier    H pairs pro epi {'us':>8s} "
+          f"{'MB':>7s} {'GB/s':>7s}")
+    for r in rows:
+        if r["mode"] == "pass":
+            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:16s} {r['tier']:4d} {r['H']:4d} "
+                  f"{r['pairs']:5d} "
+                  f"{r['prologue']:3d} {r['epilogue']:3d} {r['us']:8.1f} {r['weight_MB']:7.3f} "
+                  f"{r['GB_per_s']:7.1f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -101,8 +210,17 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--naive-steps", type=int, default=200)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--compare", action="store_true",
+                        help="fused vs module (graphs) vs naive, default and 2-pair models")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.compare:
+        rows = compare(device, args.steps // 2, min(args.naive_steps, 30))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        print_compare(rows)
+        return rows
     torch.manual_seed(0)
     model = SaShiMi(d_model=args.d_model, n_layers=args.n_layers, layer=args.layer)
     model = model.to(device).eval()

@@ -34,15 +34,15 @@ import triton
 import triton.language as tl
 
 __all__ = ["tier_pass", "PRO_EMBED", "PRO_Z", "PRO_UNFOLD", "EPI_RING", "EPI_UP", "EPI_HEAD",
-           "KIND_S4D", "KIND_S4", "TILE"]
+           "KIND_S4D", "KIND_S4", "CONFIG"]
 
 PRO_EMBED, PRO_Z, PRO_UNFOLD = 0, 1, 2
 EPI_RING, EPI_UP, EPI_HEAD = 0, 1, 2
 KIND_S4D, KIND_S4 = 0, 1
-#: Weight elements per matrix-vector chunk (32 fp32 registers per thread at 8 warps).
-TILE = 8192
-#: Complex state/coefficient elements per SSM chunk.
-SSM_TILE = 2048
+#: Launch configuration: warps per program, weight elements per matrix-vector chunk (32 fp32
+#: registers per thread at 8 warps), complex state elements per SSM chunk. 254 registers, no
+#: spills at 8 warps for sm_90 (``ptxas -v``, kernels/NOTES.md); the benchmark sweeps it.
+CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048}
 
 
 @triton.jit
@@ -256,8 +256,7 @@ def _tier_pass_kernel(
 def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, state, scratch,
               inputs, next_codes, emb=None, labels=None, label_emb=None, unfolded=None, slot=0,
               out=None, pool_now=False, pool_w=None, pool_b=None, pool_out=None, ek=0, er=0,
-              noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0,
-              num_warps=8):
+              noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0):
     """Launch one tier pass for every batch row (grid ``(batch,)``); see the module docstring.
 
     ``weights`` is the tier's packed tuple ``(ln, coef, D, out_w, out_b, ff_ln, w1, b1, w2,
@@ -274,6 +273,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     EKP = triton.next_power_of_2(max(ek if epi == EPI_RING else H, er if epi == EPI_HEAD else 1))
     if epi == EPI_UP:
         EKP = max(EKP, HP)
+    tile, ssm_tile = CONFIG["tile"], CONFIG["ssm_tile"]
     YS = max(FP, HP)
     assert scratch.shape[1] >= 2 * HP + YS, "scratch too small"
     some = ln
@@ -289,7 +289,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         batch, H, N2, F, n_coef, scratch, scratch.stride(0),
         PRO=pro, EPI=epi, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP, N2P=N2P, FP=FP, EKP=EKP, YS=YS,
-        BC=max(1, min(HP, SSM_TILE // N2P)), BMG=max(1, min(HP, TILE // 2 // HP)),
-        BM1=max(1, min(FP, TILE // HP)), BM2=max(1, min(HP, TILE // FP)),
-        BME=max(1, min(triton.next_power_of_2(max(er, 1)), TILE // EKP)),
-        num_warps=num_warps)
+        BC=max(1, min(HP, ssm_tile // N2P)), BMG=max(1, min(HP, tile // 2 // HP)),
+        BM1=max(1, min(FP, tile // HP)), BM2=max(1, min(HP, tile // FP)),
+        BME=max(1, min(triton.next_power_of_2(max(er, 1)), tile // EKP)),
+        num_warps=CONFIG["num_warps"])
