@@ -197,3 +197,25 @@ def test_label_smoothing_changes_the_training_loss_only(tones, tiny):
     assert float(clf._loss(out, target)) > float(sharp) + 0.5
     with pytest.raises(ValueError, match="label_smoothing"):
         S4Classifier(label_smoothing=1.0, **tiny).fit(*tones)
+
+
+def test_rate_augmentation_trains_with_the_matching_dt_scale(monkeypatch, make_tones, tiny):
+    from ssmsignal.models import SequenceModel
+
+    seen = []
+    forward = SequenceModel.forward
+
+    def spy(self, x, lengths=None, dt_scale=1.0, normalised=False):
+        seen.append((self.training, float(dt_scale), x.shape[2]))
+        return forward(self, x, lengths, dt_scale, normalised)
+    monkeypatch.setattr(SequenceModel, "forward", spy)
+    X, y = make_tones(n=120, length=50)
+    clf = S4Classifier(augment={"rate": 0.5}, **tiny).fit(X, y)
+    train = [(s, n) for training, s, n in seen if training]
+    assert any(s != 1.0 for s, _ in train)
+    for s, n in train:  # the batch was resampled to 1 / s of the rate: ~50 / s steps
+        assert abs(n - 50 / s) <= 1.5
+    assert {s for training, s, _ in seen if not training} == {1.0}  # validation: as given
+    seen.clear()
+    clf.predict(X)
+    assert {s for _, s, _ in seen} == {1.0}
