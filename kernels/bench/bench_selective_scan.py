@@ -138,10 +138,15 @@ def main():
     ap.add_argument("--anchors", default=".anchors")
     ap.add_argument("--shapes", type=int, default=len(SHAPES))
     ap.add_argument("--sweep", action="store_true", help="also time block shapes (NO, W)")
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated VARIANTS names: check each against float64, then time "
+                         "each and mamba_ssm (fwd and fwd+bwd) instead of the default table")
     args = ap.parse_args()
     sys.path.insert(0, args.anchors)
     from mamba_anchor import load_mamba  # noqa: E402  (carried, git-ignored)
     mamba = load_mamba(args.anchors)
+    if args.variants:
+        return run_variants(args.variants.split(","), mamba, args.json, args.shapes)
     bw, exp_rate = measure_ceilings()
     dev = torch.cuda.get_device_name()
     print(f"device {dev}; copy {bw / 1e12:.2f} TB/s; exp2 {exp_rate / 1e12:.2f} T/s; "
@@ -198,6 +203,90 @@ def sweep_configs(b, d, L, N):
     print(f"sweep {(b, d, L, N)}: " + ", ".join(f"{k}: {v:.3f}" for k, v in res.items()),
           flush=True)
     return res
+
+
+#: Candidate launch settings timed side by side (``--variants``): forward chunk with gradients
+#: (``ck``), forward ``(NO, W)`` (``fwd``), backward ``(NO, W)`` (``bwd``; NO None: heuristic).
+VARIANTS = {
+    "base": {},
+    "ck8": dict(ck=8),
+    "bwdW4": dict(bwd=(None, 4)),
+    "bwdNO8": dict(bwd=(8, 2)),
+    "bwdW1": dict(bwd=(None, 1)),
+    "fwdNO8": dict(fwd=(8, 4), fwd_only=True),
+    "fwdNO4": dict(fwd=(4, 4), fwd_only=True),
+}
+
+
+def apply_variant(v, b, d, N):
+    """Set the module-level knobs of variant ``v`` for a problem of this size."""
+    ours_mod.CHUNK_CK = v.get("ck", 16)
+    _common.SCAN_CONFIG_OVERRIDE = v.get("fwd")
+    _common.SCAN_CONFIG_OVERRIDE_BWD = None
+    if "bwd" in v:
+        NO, W = v["bwd"]
+        NO = NO or _common.scan_config(b, d, N, backward=True)[1]
+        _common.SCAN_CONFIG_OVERRIDE_BWD = (NO, W)
+
+
+def check_variant(v, test_mod):
+    """Max relative error of each case (forward and all gradients) against float64; raises if
+    any case is over the test suite's tolerance."""
+    worst = 0.0
+    for (b, d, L, N, G, dtype, lengths) in [(2, 37, 1000, 16, 0, torch.float32, True),
+                                             (2, 64, 512, 16, 0, torch.float32, False),
+                                             (3, 96, 513, 5, 3, torch.bfloat16, False),
+                                             (2, 128, 2048, 16, 0, torch.bfloat16, False)]:
+        apply_variant(v, b, d, N)
+        errs = test_mod.compare(b, d, L, N, G, dtype, "cuda", seed=L + d, lengths=lengths)
+        test_mod.check_errors(errs, dtype)
+        worst = max(worst, max(errs.values()))
+    _common.POISON_OUTPUTS = False
+    return worst
+
+
+def run_variants(names, mamba, json_path, n_shapes):
+    """Correctness of every variant first, then fwd and fwd+bwd times of each and mamba_ssm."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "kernels",
+                        "test_triton_selective_scan.py")
+    spec = importlib.util.spec_from_file_location("scan_tests", path)
+    test_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_mod)
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                device=torch.cuda.get_device_name(), command=" ".join(sys.argv))
+    res = dict(meta=meta, check={}, rows=[])
+    ok = []
+    for name in names:
+        try:
+            res["check"][name] = check_variant(VARIANTS[name], test_mod)
+            ok.append(name)
+            print(f"check {name}: ok (max rel err {res['check'][name]:.2e})", flush=True)
+        except Exception as e:  # noqa: BLE001  (report and skip the variant)
+            res["check"][name] = f"FAILED: {str(e)[:300]}"
+            print(f"check {name}: FAILED {str(e)[:300]}", flush=True)
+    for (b, d, L, N) in SHAPES[:n_shapes]:
+        for grad in (False, True):
+            ins = make_inputs(b, d, L, N, grad)
+            reps = (10, 100) if L * b * d < 2e9 else (3, 30)
+            r = dict(shape=(b, d, L, N), mode="fwd+bwd" if grad else "fwd")
+            r["mamba_cuda"] = timed(lambda: mamba.selective_scan_fn(
+                *ins[:5], ins[5], ins[6], ins[7], True), grad, reps)
+            for name in ok:
+                if grad and VARIANTS[name].get("fwd_only"):
+                    continue
+                apply_variant(VARIANTS[name], b, d, N)
+                r[name] = timed(lambda: ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7],
+                                                                True), grad, reps)
+            apply_variant({}, b, d, N)
+            res["rows"].append(r)
+            print(f"{str(r['shape']):>22} {r['mode']:>8} mamba {r['mamba_cuda']:7.3f} | " + " ".join(
+                f"{k} {v:.3f} ({r['mamba_cuda'] / v:.2f}x)" for k, v in r.items()
+                if k not in ("shape", "mode", "mamba_cuda")), flush=True)
+            if json_path:
+                save_json(json_path, res)
+            del ins
+            torch.cuda.empty_cache()
 
 
 def save_json(path, data):

@@ -123,6 +123,8 @@ def dprepare_dt(raw, bias, grad, SOFTPLUS: tl.constexpr):
 
 #: ``(NO, W)`` forced by the benchmark's configuration sweep; None: the heuristic below.
 SCAN_CONFIG_OVERRIDE = None
+#: ``(NO, W)`` of the backward pass only (benchmark variants); None: as the forward pass.
+SCAN_CONFIG_OVERRIDE_BWD = None
 
 
 def scan_config(batch, dim, N, backward=False):
@@ -135,7 +137,9 @@ def scan_config(batch, dim, N, backward=False):
     (``kernels/NOTES.md``).
     """
     NP = max(1, triton.next_power_of_2(N))
-    if SCAN_CONFIG_OVERRIDE is not None:
+    if backward and SCAN_CONFIG_OVERRIDE_BWD is not None:
+        NO, W = SCAN_CONFIG_OVERRIDE_BWD
+    elif SCAN_CONFIG_OVERRIDE is not None:
         NO, W = SCAN_CONFIG_OVERRIDE
     else:
         NO = 4

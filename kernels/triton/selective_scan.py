@@ -23,27 +23,33 @@ import triton
 import triton.language as tl
 
 from ..reference import expand_groups
-from ._common import (LN2, LOG2E, adjoint_combine, axis_c, axis_n, axis_t, block_channels,
-                      check_device_dtypes, dprepare_dt, dummy, new_buffer, prepare_dt, row,
-                      scan_combine, scan_config, sum_channels, sum_states, sum_time)
+from ._common import (LOG2E, axis_c, axis_n, axis_t, block_channels, check_device_dtypes, dummy,
+                      new_buffer, prepare_dt, row, scan_combine, scan_config, sum_states)
+from ._selective_scan_bwd import bwd_kernel, load_or_zero, store_masked
 
 __all__ = ["selective_scan"]
 
 #: Time steps per chunk of the forward pass without gradients.
 CHUNK_FWD = 16
-#: Time steps per chunk of the backward pass; with gradients the forward pass runs with this
-#: chunk too and stores the state at the start of every chunk. 8 bf16 steps = one 16-byte load.
+#: Time steps per chunk of the forward pass when gradients are needed (a multiple of CHUNK_BWD).
+CHUNK_CK = 16
+#: Time steps per chunk of the backward pass; the forward pass stores the state before every
+#: CHUNK_BWD steps. 8 bf16 steps = one 16-byte load.
 CHUNK_BWD = 8
 
 
 @triton.jit
 def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_ptr,
-                out_ptr, last_ptr, ck_ptr,
-                L, dim, N, G, ch_per_group, block_ch, n_chunks,
+                out_ptr, last_ptr, ck_ptr, y_ptr,
+                L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck,
                 T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
                 DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
-                SAVE_CK: tl.constexpr, SAVE_LAST: tl.constexpr):
+                SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
+                EVEN: tl.constexpr):
+    # SAVE_CK: the state before every CK steps goes to ck (b, d, n_ck, N) (CK divides T); with
+    # z, y before the gate goes to y_ptr too (the backward pass reads it). EVEN: L % T == 0,
+    # the channel blocks tile ``dim``, N is a power of two and no seq_lengths: no masks.
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     t = axis_t(T)  # (1, 1, 1, 1, T)
@@ -57,12 +63,12 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1): (b, c, 0) in u, dt, z, out
     grp = (pid_d * block_ch) // ch_per_group  # every channel of a block is in one group
     bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1): (b, g, n, 0) in B, C
-    ck_off = (pid_b * dim + ch) * n_chunks * N + n  # (DL, NO, W, NI, 1)
+    ck_off = (pid_b * dim + ch) * n_ck * N + n  # (DL, NO, W, NI, 1)
     bias = 0.0
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
+        bias = load_or_zero(bias_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
     if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
+        Dv = load_or_zero(D_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
     seq_len = L
     if HAS_LEN:
         seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
@@ -70,188 +76,109 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     # chunk 0's inputs; inside the loop the next chunk's loads are issued before the current
     # chunk's arithmetic, so their latency overlaps it. Inputs are read only below seq_len
     # (<= L): padding, whatever it holds (NaN included), enters as 0.
-    io0 = (t < seq_len) & ch_ok  # (DL, 1, W, 1, T)
-    u_nx = tl.load(u_ptr + row_off + t, mask=io0, other=0.0)
-    raw_nx = tl.load(dt_ptr + row_off + t, mask=io0, other=0.0)
-    B_nx = tl.load(B_ptr + bc_off + t, mask=(t < seq_len) & n_ok, other=0.0)
-    C_nx = tl.load(C_ptr + bc_off + t, mask=(t < seq_len) & n_ok, other=0.0)
-    z_nx = u_nx
-    if HAS_Z:
-        z_nx = tl.load(z_ptr + row_off + t, mask=io0, other=0.0)
+    u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(0, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
+                                                 B_ptr, C_ptr, seq_len, ch_ok, n_ok, T, HAS_Z,
+                                                 EVEN)
     c = 0
     while c < n_chunks:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
         if SAVE_CK:
-            tl.store(ck_ptr + ck_off + c * N, h, mask=ch_ok & n_ok)
+            store_masked(ck_ptr + ck_off + c * (T // CK) * N, h, ch_ok & n_ok, EVEN)
         tt = c * T + t  # (1, 1, 1, 1, T)
         io_mask = (tt < L) & ch_ok  # (DL, 1, W, 1, T)
         valid = tt < seq_len  # (1, 1, 1, 1, T)
         u, raw, Bt, Ct, zz = u_nx, raw_nx, B_nx, C_nx, z_nx
-        nx = tt + T  # (1, 1, 1, 1, T) next chunk
-        io_nx = (nx < seq_len) & ch_ok
-        u_nx = tl.load(u_ptr + row_off + nx, mask=io_nx, other=0.0)
-        raw_nx = tl.load(dt_ptr + row_off + nx, mask=io_nx, other=0.0)
-        B_nx = tl.load(B_ptr + bc_off + nx, mask=(nx < seq_len) & n_ok, other=0.0)
-        C_nx = tl.load(C_ptr + bc_off + nx, mask=(nx < seq_len) & n_ok, other=0.0)
-        if HAS_Z:
-            z_nx = tl.load(z_ptr + row_off + nx, mask=io_nx, other=0.0)
+        # the next chunk's loads go out now (the last chunk re-reads itself)
+        u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
+            tl.minimum(c + 1, n_chunks - 1), t, row_off, bc_off, u_ptr,
+            dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok, n_ok, T, HAS_Z, EVEN)
         u = u.to(tl.float32)
-        dt = tl.where(valid, prepare_dt(raw.to(tl.float32), bias, SOFTPLUS), 0.0)  # (DL, 1, W, 1, T)
+        dt = prepare_dt(raw.to(tl.float32), bias, SOFTPLUS)  # (DL, 1, W, 1, T)
+        if not EVEN:
+            dt = tl.where(valid, dt, 0.0)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
-        A2 = tl.load(A_ptr + A_off, mask=ch_ok & n_ok, other=0.0).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
+        A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
         a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
         b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
         _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
         y = sum_states(hs * Ct.to(tl.float32))  # (DL, 1, W, 1, T)
         h = row(hs, t, T - 1)  # (DL, NO, W, NI, 1) state after the chunk
+        if SAVE_CK:
+            for s in tl.static_range(1, T // CK):  # states inside the chunk, every CK steps
+                store_masked(ck_ptr + ck_off + (c * (T // CK) + s) * N, row(hs, t, s * CK - 1),
+                             ch_ok & n_ok, EVEN)
         if HAS_D:
             y += Dv * u
         if HAS_Z:
+            if SAVE_CK:
+                store_masked(y_ptr + row_off + tt, y.to(y_ptr.dtype.element_ty), io_mask, EVEN)
             zf = zz.to(tl.float32)
             y *= zf * tl.sigmoid(zf)
-        y = tl.where(valid, y, 0.0)
-        tl.store(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), mask=io_mask)
+        if HAS_LEN:
+            y = tl.where(valid, y, 0.0)
+        store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN)
         c += 1
     if SAVE_LAST:
-        tl.store(last_ptr + (pid_b * dim + ch) * N + n, h, mask=ch_ok & n_ok)
+        store_masked(last_ptr + (pid_b * dim + ch) * N + n, h, ch_ok & n_ok, EVEN)
 
 
 @triton.jit
-def _bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_ptr,
-                dout_ptr, dlast_ptr, ck_ptr,
-                du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
-                L, dim, N, G, ch_per_group, block_ch, n_chunks, n_blocks,
-                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
-                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
-                HAS_DLAST: tl.constexpr):
-    # Per-(channel, step) values are loaded, computed and stored as (DL, NO, W, 1, T) tensors,
-    # repeated over the NO lanes of a channel: with T * 2 bytes = 16, the coalesced layout of
-    # these loads IS the chunk layout, so no full-size layout conversion is needed.
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    t = axis_t(T)  # (1, 1, 1, 1, T)
-    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
-    rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1) lane repeat index
-    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
-    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
-    ch_ok = (off_c < block_ch) & (ch < dim)
-    n_ok = n < N
-    state_mask = ch_ok & n_ok  # (DL, NO, W, NI, 1)
-    nh = (n * N) // N  # n, contiguity hidden (see _common)
-    row_off = (pid_b * dim + ch) * L + rep * 0  # (DL, NO, W, 1, 1)
-    grp = (pid_d * block_ch) // ch_per_group
-    bc_off = ((pid_b * G + grp) * N + n) * L + off_c * 0  # (DL, NO, W, NI, 1), repeated
-    part_off = ((pid_b * n_blocks + pid_d) * N + n) * L  # (1, NO, 1, NI, 1): dB, dC partials
-    ck_off = (pid_b * dim + ch) * n_chunks * N + nh  # (DL, NO, W, NI, 1)
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
-    Dv = 0.0
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1, 1)
-    seq_len = L
-    if HAS_LEN:
-        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
-    A2 = tl.load(A_ptr + ch * N + nh, mask=state_mask, other=0.0).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
-    # p = a_s g_s: what the adjoint g at the first step s of the chunk after the current one
-    # sends back to the current chunk's last step (its d loss / d x_{s-1}); starts as d last_state
-    p = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
-    if HAS_DLAST:
-        p += tl.load(dlast_ptr + (pid_b * dim + ch) * N + nh, mask=state_mask, other=0.0)
-    dA_acc = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
-    dD_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
-    dbias_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
-    c = n_chunks - 1
-    while c >= 0:
-        tt = c * T + t  # (1, 1, 1, 1, T)
-        t_ok = tt < L
-        io_mask = t_ok & ch_ok  # (DL, 1, W, 1, T)
-        valid = tt < seq_len  # inputs are read only there (padding enters as 0, see forward)
-        in_mask = valid & ch_ok  # (DL, 1, W, 1, T)
-        u = tl.load(u_ptr + row_off + tt, mask=in_mask, other=0.0).to(tl.float32)
-        raw = tl.load(dt_ptr + row_off + tt, mask=in_mask, other=0.0).to(tl.float32)
-        dout = tl.load(dout_ptr + row_off + tt, mask=io_mask, other=0.0).to(tl.float32)
-        Bt = tl.load(B_ptr + bc_off + tt, mask=valid & n_ok, other=0.0).to(tl.float32)
-        Ct = tl.load(C_ptr + bc_off + tt, mask=valid & n_ok, other=0.0).to(tl.float32)
-        h0 = tl.load(ck_ptr + ck_off + c * N, mask=state_mask, other=0.0)  # (DL, NO, W, NI, 1)
-        dt = tl.where(valid, prepare_dt(raw, bias, SOFTPLUS), 0.0)  # (DL, NO, W, 1, T)
-        # recompute the chunk's states from its checkpoint
-        a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
-        du_B = dt * u  # (DL, NO, W, 1, T)
-        b = du_B * Bt  # (DL, NO, W, NI, T)
-        _, hs = tl.associative_scan((a, tl.where(t == 0, b + a * h0, b)), 4, scan_combine)
-        dy = dout
-        if HAS_Z:
-            zz = tl.load(z_ptr + row_off + tt, mask=in_mask, other=0.0).to(tl.float32)
-            sg = tl.sigmoid(zz)
-            y = sum_states(hs * Ct) + Dv * u  # (DL, NO, W, 1, T) after broadcasting
-            dz = tl.where(valid, dout * y * sg * (1.0 + zz * (1.0 - sg)), 0.0)
-            tl.store(dz_ptr + row_off + tt, dz.to(dz_ptr.dtype.element_ty),
-                     mask=io_mask & (rep == 0))
-            dy = dout * zz * sg
-        dy = tl.where(valid, dy, 0.0)  # (DL, NO, W, 1, T)
-        dD_acc += sum_time(dy * u)
-        # adjoint g_t = C_t dy_t + a_{t+1} g_{t+1}: a scan over segments (see adjoint_combine)
-        # running from the chunk's end, the carry p folded into the last step. (Flipping the
-        # in-register time axis is free; Triton 3.6's reverse=True scan costs ~30 shuffles/step.)
-        cg = Ct * dy  # (DL, NO, W, NI, T)
-        cg = tl.where(t == T - 1, cg + p, cg)
-        ones = tl.full(a.shape, 1.0, tl.float32)
-        _, gs, _ = tl.associative_scan((tl.flip(a, 4), tl.flip(cg, 4), ones), 4, adjoint_combine)
-        gs = tl.flip(gs, 4)  # (DL, NO, W, NI, T)
-        p = row(a * gs, t, 0)  # (DL, NO, W, NI, 1)
-        gah = gs * (hs - b)  # g_t a_t x_{t-1}, (DL, NO, W, NI, T)
-        dA_acc += sum_time(gah * dt)
-        gB = sum_states(gs * Bt)  # (DL, 1, W, 1, T)
-        ddt = gB * u + sum_states(gah * A2) * LN2  # d loss / d dt (A = A2 * ln 2)
-        du = dt * gB + Dv * dy  # (DL, NO, W, 1, T)
-        ddt = tl.where(valid, dprepare_dt(raw, bias, ddt, SOFTPLUS), 0.0)
-        dbias_acc += sum_time(ddt)
-        tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask & (rep == 0))
-        tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty),
-                 mask=io_mask & (rep == 0))
-        dB = sum_channels(gs * du_B)  # (1, NO, 1, NI, T)
-        dC = sum_channels(hs * dy)  # (1, NO, 1, NI, T)
-        tl.store(dB_ptr + part_off + tt, dB, mask=t_ok & n_ok)
-        tl.store(dC_ptr + part_off + tt, dC, mask=t_ok & n_ok)
-        c -= 1
-    tl.store(dA_ptr + (pid_b * dim + ch) * N + n, dA_acc, mask=state_mask)
-    out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)
-    tl.store(dD_ptr + pid_b * dim + ch + rep * 0, dD_acc, mask=out_mask)
-    tl.store(dbias_ptr + pid_b * dim + ch + rep * 0, dbias_acc, mask=out_mask)
+def _fwd_inputs(c, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok, n_ok,
+                T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr):
+    """Forward inputs of chunk ``c`` (raw dtypes), read only below ``seq_len`` (<= L):
+    padding, whatever it holds (NaN included), enters as 0."""
+    tt = c * T + t  # (1, 1, 1, 1, T)
+    io = (tt < seq_len) & ch_ok  # (DL, 1, W, 1, T)
+    u = load_or_zero(u_ptr + row_off + tt, io, EVEN)
+    raw = load_or_zero(dt_ptr + row_off + tt, io, EVEN)
+    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    zz = u
+    if HAS_Z:
+        zz = load_or_zero(z_ptr + row_off + tt, io, EVEN)
+    return u, raw, Bt, Ct, zz
 
 
-def _geometry(u, A, B, T, backward=False):
+def _geometry(u, A, B, T, seq_lengths, backward=False):
     """Sizes and the block shape of a forward or backward launch."""
     b, d, L = u.shape
     N, G = A.shape[1], B.shape[1]
     NI, NO, W, DL = scan_config(b, d, N, backward)
     block_ch = block_channels(W * DL, d // G, G)
+    even = (L % T == 0 and L > 0 and block_ch == W * DL and d % block_ch == 0 and N == NI * NO
+            and seq_lengths is None)
     return dict(b=b, d=d, L=L, N=N, G=G, NI=NI, NO=NO, W=W, DL=DL, block_ch=block_ch,
-                n_blocks=triton.cdiv(d, block_ch), n_chunks=triton.cdiv(L, T), T=T)
+                n_blocks=triton.cdiv(d, block_ch), n_chunks=triton.cdiv(L, T), T=T, EVEN=even)
+
+
+def _flags(D, z, delta_bias, softplus, seq_lengths):
+    return dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                SOFTPLUS=bool(softplus), HAS_LEN=seq_lengths is not None)
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck, want_last):
-    g = _geometry(u, A, B, CHUNK_BWD if save_ck else CHUNK_FWD)
+    g = _geometry(u, A, B, CHUNK_CK if save_ck else CHUNK_FWD, seq_lengths)
     b, d, N = g["b"], g["d"], g["N"]
     out = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
     f32 = dict(device=u.device, dtype=torch.float32)
     last = new_buffer((b, d, N), **f32) if want_last else dummy(u)  # (b, d, N)
-    ck = new_buffer((b, d, g["n_chunks"], N), **f32) if save_ck else dummy(u)  # (b, d, L/T, N)
+    n_ck = g["n_chunks"] * (g["T"] // CHUNK_BWD)  # checkpoints: every CHUNK_BWD steps
+    ck = new_buffer((b, d, n_ck, N), **f32) if save_ck else dummy(u)  # (b, d, L/T, N)
+    y = new_buffer(u.shape, u.dtype, u.device) if save_ck and z is not None else dummy(u)
     _fwd_kernel[(g["n_blocks"], b)](
         u, delta, A, B, C, D if D is not None else dummy(u), z if z is not None else dummy(u),
         delta_bias if delta_bias is not None else dummy(u),
-        seq_lengths if seq_lengths is not None else dummy(u), out, last, ck,
-        g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"],
-        T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
-        HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus),
-        HAS_LEN=seq_lengths is not None, SAVE_CK=save_ck, SAVE_LAST=want_last, num_warps=g["W"])
-    return out, (last if want_last else None), (ck if save_ck else None)
+        seq_lengths if seq_lengths is not None else dummy(u), out, last, ck, y,
+        g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"], n_ck,
+        T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
+        **_flags(D, z, delta_bias, softplus, seq_lengths), SAVE_CK=save_ck, CK=CHUNK_BWD,
+        SAVE_LAST=want_last, EVEN=g["EVEN"], num_warps=g["W"])
+    return (out, last if want_last else None, ck if save_ck else None,
+            y if save_ck and z is not None else None)
 
 
-def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, ck):
-    g = _geometry(u, A, B, CHUNK_BWD, backward=True)
+def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, ck, y):
+    g = _geometry(u, A, B, CHUNK_BWD, seq_lengths, backward=True)
     b, d, L, N, G = g["b"], g["d"], g["L"], g["N"], g["G"]
     f32 = dict(device=u.device, dtype=torch.float32)
     du = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
@@ -262,16 +189,16 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     dA_part = new_buffer((b, d, N), **f32)  # per batch row, summed below
     dD_part = new_buffer((b, d), **f32)
     dbias_part = new_buffer((b, d), **f32)
-    _bwd_kernel[(g["n_blocks"], b)](
+    bwd_kernel[(g["n_blocks"], b)](
         u, delta, A, B, C, D if D is not None else dummy(u), z if z is not None else dummy(u),
-        delta_bias if delta_bias is not None else dummy(u),
+        y if y is not None else dummy(u), delta_bias if delta_bias is not None else dummy(u),
         seq_lengths if seq_lengths is not None else dummy(u), dout,
         dlast if dlast is not None else dummy(u), ck,
         du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
-        L, d, N, G, d // G, g["block_ch"], g["n_chunks"], g["n_blocks"],
-        T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], HAS_D=D is not None,
-        HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus),
-        HAS_LEN=seq_lengths is not None, HAS_DLAST=dlast is not None, num_warps=g["W"])
+        L, d, N, G, d // G, g["block_ch"], g["n_chunks"], ck.shape[2], g["n_blocks"],
+        T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
+        **_flags(D, z, delta_bias, softplus, seq_lengths), HAS_DLAST=dlast is not None,
+        EVEN=g["EVEN"], num_warps=g["W"])
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = g["n_blocks"] // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
@@ -284,18 +211,18 @@ class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, want_last):
         save = any(ctx.needs_input_grad)  # (grad mode is off inside forward)
-        out, last, ck = _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths,
-                                 save, want_last)
+        out, last, ck, y = _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths,
+                                    save, want_last)
         if save:
-            ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_lengths, ck)
+            ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_lengths, ck, y)
             ctx.softplus = softplus
         return (out, last) if want_last else out
 
     @staticmethod
     def backward(ctx, dout, dlast=None):
-        u, delta, A, B, C, D, z, delta_bias, seq_lengths, ck = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, seq_lengths, ck, y = ctx.saved_tensors
         grads = _backward(dout.contiguous(), None if dlast is None else dlast.contiguous(),
-                          u, delta, A, B, C, D, z, delta_bias, ctx.softplus, seq_lengths, ck)
+                          u, delta, A, B, C, D, z, delta_bias, ctx.softplus, seq_lengths, ck, y)
         du, ddelta, dA, dB, dC, dD, dz, dbias = grads
         return (du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 None if D is None else dD.to(D.dtype), dz,

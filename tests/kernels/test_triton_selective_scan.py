@@ -171,7 +171,8 @@ INTERPRET_CASES = [(2, 5, 1, 4, 0, True, False, True, None),
                    (2, 37, 17, 6, 1, True, True, True, None),
                    (1, 8, 33, 16, 2, False, False, False, None),
                    (3, 4, 20, 3, 2, True, True, True, None),
-                   (1, 8, 20, 16, 0, True, True, True, (4, 2))]
+                   (1, 8, 20, 16, 0, True, True, True, (4, 2)),
+                   (1, 16, 32, 16, 0, True, False, True, (4, 2))]  # no masks (EVEN)
 
 
 def _interpret_main():

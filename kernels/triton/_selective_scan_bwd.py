@@ -1,0 +1,176 @@
+"""Backward kernel of the selective scan (see :mod:`ssmsignal.kernels.triton.selective_scan`).
+
+One program owns one batch row and a block of channels, for all states, and walks the
+sequence backwards in chunks of ``T`` steps (the forward pass stored the state at the start of
+every chunk). Per chunk: the states are recomputed from the checkpoint (one ``exp2`` per
+(channel, step, state)), the adjoint ``g_t = C_t dy_t + a_{t+1} g_{t+1}`` runs as a scan over the
+time-flipped chunk, and every gradient is written without atomics. The next chunk's inputs are
+loaded before the current chunk's arithmetic (their latency hides behind it), and the forward
+pass saves ``y`` before the ``z`` gate, so the gate's gradient needs no sum over states.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._common import (LN2, LOG2E, adjoint_combine, axis_c, axis_n, axis_t, dprepare_dt,
+                      prepare_dt, row, scan_combine, sum_channels, sum_states, sum_time)
+
+
+@triton.jit
+def load_or_zero(ptr, mask, EVEN: tl.constexpr):
+    """``tl.load`` with ``mask`` (0 elsewhere), or unmasked when ``EVEN`` says every index is
+    in range (no bounds arithmetic then)."""
+    if EVEN:
+        x = tl.load(ptr)
+    else:
+        x = tl.load(ptr, mask=mask, other=0.0)
+    return x
+
+
+@triton.jit
+def store_masked(ptr, x, mask, EVEN: tl.constexpr):
+    """``tl.store`` with ``mask``, or unmasked under ``EVEN``."""
+    if EVEN:
+        tl.store(ptr, x)
+    else:
+        tl.store(ptr, x, mask=mask)
+
+
+@triton.jit
+def _chunk_inputs(c, t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr, B_ptr,
+                  C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T: tl.constexpr,
+                  HAS_Z: tl.constexpr, EVEN: tl.constexpr):
+    """Inputs of chunk ``c`` (raw dtypes): u, delta, dout, y, z (per channel and step), B, C
+    (per state and step) and the checkpointed state at the chunk's start."""
+    tt = c * T + t  # (1, 1, 1, 1, T)
+    in_mask = (tt < seq_len) & ch_ok  # inputs only below seq_len: padding enters as 0
+    u = load_or_zero(u_ptr + row_off + tt, in_mask, EVEN)
+    raw = load_or_zero(dt_ptr + row_off + tt, in_mask, EVEN)
+    dout = load_or_zero(dout_ptr + row_off + tt, (tt < L) & ch_ok, EVEN)
+    yv = u
+    zz = u
+    if HAS_Z:
+        yv = load_or_zero(y_ptr + row_off + tt, in_mask, EVEN)
+        zz = load_or_zero(z_ptr + row_off + tt, in_mask, EVEN)
+    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    h0 = load_or_zero(ck_ptr + ck_off + c * N, state_mask & (c * T < L), EVEN)
+    return u, raw, dout, yv, zz, Bt, Ct, h0
+
+
+@triton.jit
+def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr, len_ptr,
+               dout_ptr, dlast_ptr, ck_ptr,
+               du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
+               L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck, n_blocks,
+               T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
+               DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+               HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
+               HAS_DLAST: tl.constexpr, EVEN: tl.constexpr):
+    # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
+    # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
+    # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    t = axis_t(T)  # (1, 1, 1, 1, T)
+    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
+    rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1) lane repeat index
+    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
+    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
+    ch_ok = (off_c < block_ch) & (ch < dim)
+    n_ok = n < N
+    state_mask = ch_ok & n_ok  # (DL, NO, W, NI, 1)
+    nh = (n * N) // N  # n, contiguity hidden (see _common)
+    row_off = (pid_b * dim + ch) * L + rep * 0  # (DL, NO, W, 1, 1)
+    grp = (pid_d * block_ch) // ch_per_group
+    bc_off = ((pid_b * G + grp) * N + n) * L + off_c * 0  # (DL, NO, W, NI, 1), repeated
+    part_off = ((pid_b * n_blocks + pid_d) * N + n) * L  # (1, NO, 1, NI, 1): dB, dC partials
+    ck_off = (pid_b * dim + ch) * n_ck * N + nh  # (DL, NO, W, NI, 1): checkpoint every T steps
+    bias = 0.0
+    if HAS_BIAS:
+        bias = load_or_zero(bias_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
+    Dv = 0.0
+    if HAS_D:
+        Dv = load_or_zero(D_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
+    seq_len = L
+    if HAS_LEN:
+        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
+    A2 = load_or_zero(A_ptr + ch * N + nh, state_mask, EVEN).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
+    # p = a_s g_s: what the adjoint g at the first step s of the chunk after the current one
+    # sends back to the current chunk's last step (its d loss / d x_{s-1}); starts as d last_state
+    p = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
+    if HAS_DLAST:
+        p += load_or_zero(dlast_ptr + (pid_b * dim + ch) * N + nh, state_mask, EVEN)
+    dA_acc = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
+    dD_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
+    dbias_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
+    c = n_chunks - 1
+    u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
+        tl.maximum(c, 0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr, B_ptr, C_ptr, ck_ptr,
+        L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
+    while c >= 0:
+        u, raw, dout, yv, zz, Bt, Ct, h0 = u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx
+        # the next (earlier) chunk's loads go out now; chunk 0 re-reads itself at the end
+        u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
+            tl.maximum(c - 1, 0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
+            z_ptr, B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
+        tt = c * T + t  # (1, 1, 1, 1, T)
+        valid = tt < seq_len  # steps past the end (or padding) have dt = 0: state unchanged
+        io_mask = rep == 0  # one lane of the NO that hold a channel's value writes it
+        if not EVEN:
+            io_mask = io_mask & (tt < L) & ch_ok
+        u = u.to(tl.float32)
+        raw = raw.to(tl.float32)
+        dt = prepare_dt(raw, bias, SOFTPLUS)  # (DL, NO, W, 1, T)
+        if not EVEN:
+            dt = tl.where(valid, dt, 0.0)
+        Bt = Bt.to(tl.float32)
+        Ct = Ct.to(tl.float32)
+        # recompute the chunk's states from its checkpoint
+        a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
+        dtu = dt * u  # (DL, NO, W, 1, T)
+        b = dtu * Bt  # (DL, NO, W, NI, T)
+        _, hs = tl.associative_scan((a, tl.where(t == 0, b + a * h0, b)), 4, scan_combine)
+        dy = dout.to(tl.float32)
+        if HAS_Z:
+            zf = zz.to(tl.float32)
+            sg = tl.sigmoid(zf)
+            dz = dy * yv.to(tl.float32) * sg * (1.0 + zf * (1.0 - sg))
+            if not EVEN:
+                dz = tl.where(valid, dz, 0.0)
+            tl.store(dz_ptr + row_off + tt, dz.to(dz_ptr.dtype.element_ty), mask=io_mask)
+            dy = dy * zf * sg
+        if not EVEN:
+            dy = tl.where(valid, dy, 0.0)  # (DL, NO, W, 1, T)
+        dD_acc += sum_time(dy * u)
+        # adjoint g_t = C_t dy_t + a_{t+1} g_{t+1}: a scan over segments (see adjoint_combine)
+        # running from the chunk's end, the carry p folded into the last step. (Flipping the
+        # in-register time axis is free; Triton 3.6's reverse=True scan costs ~30 shuffles/step.)
+        cg = Ct * dy  # (DL, NO, W, NI, T)
+        cg = tl.where(t == T - 1, cg + p, cg)
+        ones = tl.full(a.shape, 1.0, tl.float32)
+        _, gs, _ = tl.associative_scan((tl.flip(a, 4), tl.flip(cg, 4), ones), 4, adjoint_combine)
+        gs = tl.flip(gs, 4)  # (DL, NO, W, NI, T)
+        p = row(a, t, 0) * row(gs, t, 0)  # (DL, NO, W, NI, 1)
+        gah = gs * (hs - b)  # g_t a_t x_{t-1}, (DL, NO, W, NI, T)
+        dA_acc += sum_time(gah * dt)
+        gB = sum_states(gs * Bt)  # (DL, 1, W, 1, T)
+        ddt = gB * u + sum_states(gah * A2) * LN2  # d loss / d dt (A = A2 * ln 2)
+        du = dt * gB + Dv * dy  # (DL, NO, W, 1, T)
+        ddt = dprepare_dt(raw, bias, ddt, SOFTPLUS)
+        if not EVEN:
+            ddt = tl.where(valid, ddt, 0.0)
+        dbias_acc += sum_time(ddt)
+        tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask)
+        tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty), mask=io_mask)
+        dB = sum_channels(gs * dtu)  # (1, NO, 1, NI, T)
+        dC = sum_channels(hs * dy)  # (1, NO, 1, NI, T)
+        store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
+        store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
+        c -= 1
+    store_masked(dA_ptr + (pid_b * dim + ch) * N + n, dA_acc, state_mask, EVEN)
+    out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)
+    tl.store(dD_ptr + pid_b * dim + ch + rep * 0, dD_acc, mask=out_mask)
+    tl.store(dbias_ptr + pid_b * dim + ch + rep * 0, dbias_acc, mask=out_mask)
