@@ -9,16 +9,18 @@ docstring of the function of the same name in :mod:`ssmsignal.kernels.reference`
 from __future__ import annotations
 
 from . import _checks, reference
-from ._dispatch import BACKENDS, available_backends, resolve
+from ._dispatch import BACKENDS, available_backends, resolve, uses_triton
 
 __all__ = [
     "BACKENDS",
     "available_backends",
     "cauchy",
     "fft_conv",
+    "s4d_conv",
     "s4d_kernel",
     "selective_scan",
     "selective_state_update",
+    "uses_triton",
     "vandermonde",
 ]
 
@@ -90,3 +92,24 @@ def fft_conv(u, k, D=None, *, backend="auto"):
     """
     _checks.check_fft_conv(u, k, D)
     return resolve("fft_conv", backend, u, k, D)(u, k, D)
+
+
+def s4d_conv(u, log_z, coef, D=None, *, backend="auto"):
+    """S4D convolution in ``(batch, length, channels)`` layout: ``y = K * u + D u``.
+
+    ``u (b, L, H)`` real; ``log_z, coef (H, N)`` complex (or ``(b, H, N)``: one set per
+    sequence); ``D (H,)``; ``K = vandermonde(coef, log_z, L)``. The Triton kernel runs the
+    equivalent diagonal recurrence on ``u`` in place (no transposes, no FFT).
+    Full specification: :func:`ssmsignal.kernels.reference.s4d_conv`.
+    """
+    op = "s4d_conv"
+    _checks._tensor(op, "u", u, ndim=3, floating=True)
+    b, L, H = u.shape
+    _checks._tensor(op, "log_z", log_z, ndim=(2, 3), is_complex=True)
+    _checks._tensor(op, "coef", coef, is_complex=True)
+    _checks._shape(op, "coef", coef, log_z.shape)
+    if log_z.shape[:-1] not in ((H,), (b, H)):
+        raise ValueError(f"{op}: log_z and coef must have shape (H={H}, N) or (b={b}, H={H}, N), "
+                         f"got {tuple(log_z.shape)}")
+    _checks._optional(op, "D", D, (H,))
+    return resolve(op, backend, u, log_z, coef, D)(u, log_z, coef, D)

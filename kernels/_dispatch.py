@@ -30,6 +30,7 @@ _DOUBLE = (torch.float64, torch.complex128)
 #: ``fft_conv`` is absent on purpose: it stays on ``torch.fft`` (cuFFT on the GPU).
 TRITON_MODULES = {
     "cauchy": "cauchy",
+    "s4d_conv": "s4d_conv",
     "selective_scan": "selective_scan",
     "selective_state_update": "selective_state_update",
     "vandermonde": "vandermonde",
@@ -120,9 +121,18 @@ def resolve(op, backend, *args):
 
 
 #: the public ops; ``s4d_kernel``'s fast part is the ``vandermonde`` Triton kernel
-OPS = ("cauchy", "fft_conv", "s4d_kernel", "selective_scan", "selective_state_update",
-       "vandermonde")
+OPS = ("cauchy", "fft_conv", "s4d_conv", "s4d_kernel", "selective_scan",
+       "selective_state_update", "vandermonde")
 _TRITON_VIA = {"s4d_kernel": "vandermonde"}
+
+
+def uses_triton(op, *tensors):
+    """Whether ``backend="auto"`` (after ``SSMSIGNAL_BACKEND``) runs ``op``'s Triton kernel here.
+
+    For callers that pick between two formulations of the same computation (the S4D layer:
+    the fused ``s4d_conv`` on the Triton path, the FFT convolution otherwise).
+    """
+    return resolve(op, "auto", *tensors) is not getattr(reference, op)
 
 
 def available_backends(op):

@@ -29,6 +29,7 @@ __all__ = [
     "cauchy",
     "fft_conv",
     "s4d_coefficients",
+    "s4d_conv",
     "s4d_kernel",
     "selective_scan",
     "selective_state_update",
@@ -291,6 +292,40 @@ def s4d_kernel(A, B, C, dt, L, discretization="zoh"):
     """
     coef, log_z = s4d_coefficients(A, B, C, dt, discretization)
     return vandermonde(coef, log_z, L)
+
+
+def s4d_conv(u, log_z, coef, D=None):
+    """S4D convolution in the layer's ``(batch, length, channels)`` layout.
+
+    Parameters
+    ----------
+    u : Tensor, shape (b, L, H), real
+    log_z, coef : Tensor, shape (H, N) or (b, H, N), complex
+        As in :func:`vandermonde`; with a batch axis, sequence ``i`` uses its own set (one
+        ``dt_scale`` per sequence).
+    D : Tensor, shape (H,), optional
+
+    Returns
+    -------
+    Tensor, shape (b, L, H), dtype of ``u``
+        ``y[b, t, h] = sum_{j <= t} K[h, j] u[b, t - j, h] + D[h] u[b, t, h]`` with
+        ``K = vandermonde(coef, log_z, L)``, i.e. the output of the diagonal recurrence
+        ``x_t = z x_{t-1} + u_t``, ``y_t = 2 Re(sum_n coef_n x_t) + D u_t``.
+
+    Notes
+    -----
+    Here: :func:`vandermonde` then :func:`fft_conv` on the transposed input, exactly what the
+    S4D layer does on this path. The Triton kernel runs the recurrence instead.
+    """
+    b, L, H = u.shape  # (b, L, H)
+    x = u.transpose(1, 2)  # (b, H, L)
+    if log_z.dim() == 2:
+        y = fft_conv(x, vandermonde(coef, log_z, L), D)  # (b, H, L)
+    else:  # one kernel per sequence: fold the batch into the channels
+        N = log_z.shape[-1]
+        k = vandermonde(coef.reshape(b * H, N), log_z.reshape(b * H, N), L)  # (b*H, L)
+        y = fft_conv(x.reshape(1, b * H, L), k, None if D is None else D.repeat(b))
+    return y.reshape(b, H, L).transpose(1, 2)  # (b, L, H)
 
 
 def _cauchy_block(v, z, w):

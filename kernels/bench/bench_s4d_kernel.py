@@ -7,7 +7,12 @@ Times, in one process with ``triton.testing.do_bench`` (median of repeated runs)
    materialised einsum that builds ``(H, N, L)`` (what a user would write first);
    plus peak memory above the inputs (``torch.cuda.max_memory_allocated``).
 2. ``cauchy`` forward and forward+backward, Triton vs the PyTorch reference.
-3. ``ssmsignal.layers.S4D`` forward+backward, Triton path vs ``SSMSIGNAL_BACKEND=torch``.
+3. ``ssmsignal.layers.S4D`` forward and forward+backward three ways: the Triton path with the
+   fused recurrence ``s4d_conv``, the old Triton path (``s4d_kernel`` + ``fft_conv``) and
+   ``SSMSIGNAL_BACKEND=torch``.
+4. ``s4d_conv`` alone (fused recurrence) vs what it replaces (Triton Vandermonde + transposes +
+   ``fft_conv``) and ``fft_conv`` alone on a ready kernel, plus a block-shape sweep of the fused
+   kernels (``--s4d-conv`` runs only 3 and 4).
 
 Also prints the accuracy of every timed ``s4d_kernel`` variant against float64, the floors
 (bytes over measured copy bandwidth, special-function count over the SFU rate, FMA count over
@@ -15,6 +20,7 @@ the fp32 rate) and a profiler breakdown of our kernels' GPU time (small shapes a
 launches, so wall time and GPU time differ). Run on the GPU machine::
 
     python -m ssmsignal.kernels.bench.bench_s4d_kernel [--quick] [--json out.json] [--profile-layer]
+        [--s4d-conv]
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ import torch
 import triton
 import triton.testing
 
-from ssmsignal.kernels import cauchy, reference, s4d_kernel, vandermonde
+from ssmsignal.kernels import cauchy, fft_conv, reference, s4d_conv, s4d_kernel, vandermonde
 from ssmsignal.kernels.triton import cauchy as cmod
+from ssmsignal.kernels.triton import s4d_conv as convmod
 from ssmsignal.kernels.triton import vandermonde as vmod
 
 S4D_SHAPES = [(256, 64, 16384), (512, 64, 65536)]  # (H, N complex, L)
@@ -199,7 +206,7 @@ def cauchy_rows(M, N, L, quick):
 
 def layer_rows(batch, H, L):
     try:
-        from ssmsignal.layers import S4D
+        from ssmsignal.layers import S4D, s4d
     except ImportError as exc:
         return [dict(op="S4D layer", impl="-", note=f"not available: {exc}")]
     torch.manual_seed(0)
@@ -207,19 +214,87 @@ def layer_rows(batch, H, L):
     x = torch.randn(batch, L, H, device="cuda", requires_grad=True)  # (batch, L, H)
     grad = torch.randn(batch, L, H, device="cuda")
     rows = []
-    for backend in ("triton", "torch"):
+    paths = [("triton", True, "Triton path, fused s4d_conv"),
+             ("triton", False, "Triton path, kernel + FFT"),
+             ("torch", True, "SSMSIGNAL_BACKEND=torch")]
+    for backend, fused, name in paths:
         os.environ["SSMSIGNAL_BACKEND"] = backend
+        s4d.FUSED_CONV = fused
         params = [x, *layer.parameters()]
         ms_b, mem_b, note = measure(fwd_bwd(lambda: layer(x), params, grad), rep=100)
         with torch.no_grad():
             ms_f, mem_f, _ = measure(lambda: layer(x))
         rows.append(dict(op="S4D layer", shape=f"b{batch} H{H} L{L} d_state{layer.d_state}",
-                         impl=f"SSMSIGNAL_BACKEND={backend}", fwd_ms=ms_f, fwd_peak_MB=_mb(mem_f),
+                         impl=name, fwd_ms=ms_f, fwd_peak_MB=_mb(mem_f),
                          fwdbwd_ms=ms_b, fwdbwd_peak_MB=_mb(mem_b), note=note))
+    s4d.FUSED_CONV = True
     os.environ.pop("SSMSIGNAL_BACKEND")
+    base = rows[-1]
+    for r in rows[:-1]:
+        r["note"] = (r["note"] or "") + (f"vs torch: fwd {base['fwd_ms'] / r['fwd_ms']:.2f}x, "
+                                         f"fwd+bwd {base['fwdbwd_ms'] / r['fwdbwd_ms']:.2f}x")
     return rows
 
 
+def old_conv(u, log_z, coef, D):
+    """What ``s4d_conv`` replaces on the Triton path: Vandermonde kernel, transposes, FFT."""
+    k = vandermonde(coef, log_z, u.shape[1], backend="triton")  # (H, L)
+    return fft_conv(u.transpose(1, 2), k, D).transpose(1, 2)  # (b, L, H)
+
+
+#: Block shapes ``{"fwd": (NO, W), "bwd": (NO, W)}`` swept for the fused convolution.
+CONV_SWEEP = [{"fwd": (4, 4), "bwd": (8, 4)}, {"fwd": (4, 2), "bwd": (8, 2)},
+              {"fwd": (8, 4), "bwd": (16, 4)}, {"fwd": (8, 2), "bwd": (4, 4)},
+              {"fwd": (2, 4), "bwd": (4, 2)}]
+
+
+def conv_rows(batch, H, L, N, bw, quick):
+    """``s4d_conv`` alone at the layer's shape: fused kernels vs the FFT path, and a sweep."""
+    params = s4d_params(H, N)
+    with torch.no_grad():
+        coef, log_z = reference.s4d_coefficients(*params)  # (H, N) each
+    g = torch.Generator().manual_seed(2)
+    u = torch.randn(batch, L, H, generator=g).cuda()  # (b, L, H)
+    D = torch.randn(H, generator=g).cuda()
+    grad = torch.randn(batch, L, H, generator=g).cuda()
+    leaves = [t.detach().clone().requires_grad_() for t in (u, log_z, coef, D)]
+    with torch.no_grad():
+        truth = reference.s4d_conv(u.double(), log_z.to(torch.complex128),
+                                   coef.to(torch.complex128), D.double())  # (b, L, H)
+    k = vandermonde(coef, log_z, L).detach()  # (H, L)
+    ut = u.transpose(1, 2).contiguous().requires_grad_()  # (b, H, L)
+    fused = lambda: s4d_conv(*leaves, backend="triton")  # noqa: E731
+    shipped = convmod.CONFIG
+    # (name, function, leaves, output gradient, block shapes of the fused kernels)
+    variants = [("fused s4d_conv (shipped)", fused, leaves, grad, shipped)]
+    variants += [(f"fused fwd{c['fwd']} bwd{c['bwd']}", fused, leaves, grad, c)
+                 for c in ([] if quick else CONV_SWEEP[1:])]
+    variants += [("vandermonde + fft_conv (old)", lambda: old_conv(*leaves), leaves, grad, None),
+                 ("fft_conv alone, (b,H,L) in", lambda: fft_conv(ut, k, D), [ut],
+                  grad.transpose(1, 2), None)]
+    rows = []
+    for name, make, leaf, out_grad, config in variants:
+        convmod.CONFIG = config or shipped
+        with torch.no_grad():
+            ms_f, mem_f, err_f = measure(make)
+            err = None
+            if err_f is None and "alone" not in name:
+                err = ((make().double() - truth).norm() / truth.norm()).item()
+        ms_b, mem_b, err_b = measure(fwd_bwd(make, leaf, out_grad), rep=100)
+        rows.append(dict(op="s4d_conv", shape=f"b{batch} L{L} H{H} N{N}", impl=name,
+                         fwd_ms=ms_f, fwd_peak_MB=_mb(mem_f), fwdbwd_ms=ms_b,
+                         fwdbwd_peak_MB=_mb(mem_b), rel_err=err, note=err_f or err_b))
+        torch.cuda.empty_cache()
+    convmod.CONFIG = shipped
+    steps = batch * L * H * N  # complex mode-steps
+    io = batch * L * H * 4
+    rows.append(dict(op="s4d_conv floor", shape=f"b{batch} L{L} H{H} N{N}", impl="-",
+                     fwd_ms=max(2 * io / bw, 6 * steps / FMA_PER_S) * 1e3,
+                     fwdbwd_ms=max(6 * io / bw, 20 * steps / FMA_PER_S) * 1e3,
+                     note=(f"fwd: u in, y out {2 * io / 1e6:.0f} MB -> {2 * io / bw * 1e3:.3f} ms; "
+                           f"6 FP32 ops per mode-step -> {6 * steps / FMA_PER_S * 1e3:.3f} ms; "
+                           f"bwd adds 14 ops per mode-step, u, dy in, du out")))
+    return rows
 def profile(label, fn, steps=10):
     """Print the CUDA kernels behind ``fn`` (ms per call), to split GPU work from launch cost."""
     fn()
@@ -239,7 +314,7 @@ def profile(label, fn, steps=10):
 
 
 def layer_profile(batch, H, L):
-    """Kernel breakdown of one S4D layer forward+backward on the Triton path."""
+    """Kernel breakdown of one S4D layer forward+backward on the Triton path (fused conv)."""
     from ssmsignal.layers import S4D
     layer = S4D(H).cuda()
     x = torch.randn(batch, L, H, device="cuda", requires_grad=True)  # (batch, L, H)
@@ -261,6 +336,8 @@ def main():
     parser.add_argument("--json", help="write all rows to this file")
     parser.add_argument("--profile-layer", action="store_true",
                         help="also print the kernel breakdown of the S4D layer")
+    parser.add_argument("--s4d-conv", action="store_true",
+                        help="only the fused convolution and S4D layer rows")
     args = parser.parse_args()
     assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
     bw = copy_bandwidth()
@@ -268,11 +345,16 @@ def main():
           f"triton {triton.__version__}  copy bandwidth {bw / 1e12:.2f} TB/s")
     shapes = [(64, 64, 4096)] if args.quick else S4D_SHAPES
     rows = []
-    for H, N, L in shapes:
-        rows += s4d_rows(H, N, L, bw, args.quick)
-    rows += cauchy_rows(*((64, 32, 2048) if args.quick else CAUCHY_SHAPE), args.quick)
-    rows += layer_rows(*((2, 64, 2048) if args.quick else LAYER_SHAPE))
-    if not args.quick:
+    if not args.s4d_conv:
+        for H, N, L in shapes:
+            rows += s4d_rows(H, N, L, bw, args.quick)
+        rows += cauchy_rows(*((64, 32, 2048) if args.quick else CAUCHY_SHAPE), args.quick)
+    layer_shape = (2, 64, 2048) if args.quick else LAYER_SHAPE
+    rows += conv_rows(*layer_shape, 32, bw, args.quick)
+    rows += layer_rows(*layer_shape)
+    if args.s4d_conv and args.profile_layer:
+        layer_profile(*layer_shape)
+    if not args.quick and not args.s4d_conv:
         H, N, L = S4D_SHAPES[0]
         params = s4d_params(H, N)
         grad = torch.randn(H, L, device="cuda")

@@ -98,8 +98,12 @@ class ConvSSM(nn.Module):
         """
         name = type(self).__name__
         check_sequence(x, self.d_model, name)
+        scale = dt_scale_tensor(dt_scale, x.shape[0], x)
+        return self.output(self._convolve(x, scale))  # (b, L, H)
+
+    def _convolve(self, x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+        """SSM convolution plus D skip, ``(b, L, H) -> (b, L, H)``: kernel, then FFT."""
         b, L, H = x.shape
-        scale = dt_scale_tensor(dt_scale, b, x)
         u = x.transpose(1, 2)  # (b, H, L)
         dt = self._dt(scale)  # (H,) or (b, H)
         k = self._kernel(dt.reshape(-1), L)  # (H, L) or (b*H, L)
@@ -107,7 +111,7 @@ class ConvSSM(nn.Module):
             y = fft_conv(u, k, self.D)  # (b, H, L)
         else:  # one kernel per sequence: fold the batch into the channels
             y = fft_conv(u.reshape(1, b * H, L), k, self.D.repeat(b)).reshape(b, H, L)
-        return self.output(y.transpose(1, 2))  # (b, L, H)
+        return y.transpose(1, 2)  # (b, L, H)
 
     def step(self, x_t: torch.Tensor, state, dt_scale: float | torch.Tensor = 1.0):
         """Recurrent mode: one time step, same discretisation and Δ · dt_scale as ``forward``.

@@ -9,12 +9,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssmsignal.kernels import s4d_kernel
+from ssmsignal.kernels import s4d_conv, s4d_kernel, uses_triton
+from ssmsignal.kernels.reference import s4d_coefficients
 
 from ._base import ConvSSM
 from .hippo import s4d_init
 
 __all__ = ["S4D", "discretize_diagonal"]
+
+#: Convolution mode on the Triton path (CUDA): run the fused recurrence kernel ``s4d_conv``
+#: instead of ``s4d_kernel`` + ``fft_conv``. Benchmarks set it to False to time the old path.
+FUSED_CONV = True
 
 
 def discretize_diagonal(A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor,
@@ -51,7 +56,9 @@ class S4D(ConvSSM):
 
     Convolution mode builds the length-L kernel with :func:`ssmsignal.kernels.s4d_kernel`
     (Vandermonde, never an ``(H, N, L)`` tensor) and applies it with
-    :func:`ssmsignal.kernels.fft_conv` (O(L log L)). Step mode runs the same discretisation as a
+    :func:`ssmsignal.kernels.fft_conv` (O(L log L)); where the kernel dispatch picks Triton
+    (CUDA) it runs :func:`ssmsignal.kernels.s4d_conv` instead, the same convolution computed as
+    the diagonal recurrence directly on the ``(batch, length, d_model)`` input. Step mode runs the same discretisation as a
     recurrence. Both use Δ · dt_scale, where Δ = exp(log_dt) is learned in training sample
     periods and ``dt_scale = fs_train / fs_input``. The SSM output goes through D skip, GELU,
     dropout and a linear map + GLU ("gated output", S4 papers).
@@ -106,6 +113,20 @@ class S4D(ConvSSM):
         reps = dt.shape[0] // self.d_model
         A, B, C = (t.repeat(reps, 1) for t in self._abc())  # (M, N/2) each
         return s4d_kernel(A, B, C, dt, L, discretization=self.discretization)  # (M, L)
+
+    def _convolve(self, x, scale):
+        if not (FUSED_CONV and uses_triton("s4d_conv", x, self.log_dt)):
+            return super()._convolve(x, scale)  # (b, L, H): kernel + FFT
+        A, B, C = self._abc()  # (H, N/2) each
+        dt = self._dt(scale)  # (H,) or (b, H)
+        if dt.dim() == 1:
+            coef, log_z = s4d_coefficients(A, B, C, dt, self.discretization)  # (H, N/2) each
+        else:  # one set per sequence
+            b, H = dt.shape
+            coef, log_z = (t.reshape(b, H, -1) for t in s4d_coefficients(
+                A.repeat(b, 1), B.repeat(b, 1), C.repeat(b, 1), dt.reshape(-1),
+                self.discretization))  # (b, H, N/2) each
+        return s4d_conv(x, log_z, coef, self.D)  # (b, L, H)
 
     def _discretize_step(self, dt):
         A, B, C = self._abc()  # (H, N/2) each

@@ -22,6 +22,8 @@ OPS = {
                             -torch.rand(2, 3, dtype=torch.complex64), 8),
     "cauchy": lambda: (torch.randn(2, 3, dtype=torch.complex64), torch.randn(8, dtype=torch.complex64),
                        torch.randn(2, 3, dtype=torch.complex64)),
+    "s4d_conv": lambda: (torch.randn(2, 5, 3), -torch.rand(3, 4, dtype=torch.complex64),
+                         torch.randn(3, 4, dtype=torch.complex64), torch.randn(3)),
 }
 
 
@@ -46,9 +48,10 @@ def fake_triton(monkeypatch):
 def test_all_is_sorted_and_complete():
     assert K.__all__ == sorted(K.__all__)
     for name in ("selective_scan", "selective_state_update", "vandermonde", "s4d_kernel",
-                 "cauchy", "fft_conv"):
+                 "cauchy", "fft_conv", "s4d_conv"):
         assert name in K.__all__ and callable(getattr(K, name))
-    assert set(_dispatch.OPS) == {n for n in K.__all__ if n not in ("BACKENDS", "available_backends")}
+    helpers = ("BACKENDS", "available_backends", "uses_triton")
+    assert set(_dispatch.OPS) == {n for n in K.__all__ if n not in helpers}
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
@@ -169,6 +172,12 @@ def test_selective_scan_rejects_bad_arguments(change, error, match):
                       torch.randn(2, 4, dtype=torch.complex64)), ValueError, "share their last"),
     (lambda: K.fft_conv(torch.randn(1, 2, 4), torch.randn(2, 5)), ValueError, r"Lk <= L=4"),
     (lambda: K.fft_conv(torch.randn(1, 2, 4), torch.randn(3, 4)), ValueError, r"k must have shape"),
+    (lambda: K.s4d_conv(torch.randn(2, 5, 3), *OPS["s4d_conv"]()[1:3], torch.randn(4)),
+     ValueError, r"D must have shape \(3,\)"),
+    (lambda: K.s4d_conv(torch.randn(2, 5, 4), *OPS["s4d_conv"]()[1:3]), ValueError,
+     r"shape \(H=4, N\) or \(b=2, H=4, N\)"),
+    (lambda: K.s4d_conv(torch.randn(2, 5, 3), torch.randn(3, 4), torch.randn(3, 4)), TypeError,
+     "log_z must be complex"),
 ])
 def test_other_ops_reject_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
@@ -191,5 +200,16 @@ def test_available_backends_names_ops(fake_triton):
     assert _dispatch.available_backends("cauchy") == ["torch", "triton"]
     assert _dispatch.available_backends("s4d_kernel") == ["torch", "triton"]  # via vandermonde
     assert _dispatch.available_backends("fft_conv") == ["torch"]
+    assert _dispatch.available_backends("s4d_conv") == ["torch", "triton"]
     with pytest.raises(ValueError, match="unknown kernel op"):
         _dispatch.available_backends("no_such_op")
+
+
+def test_uses_triton_follows_the_dispatch(fake_triton, monkeypatch):
+    """The S4D layer's choice of formulation: True exactly where auto would run Triton."""
+    args = OPS["s4d_conv"]()
+    assert not _dispatch.uses_triton("s4d_conv", *args)  # CPU tensors
+    monkeypatch.setattr(_dispatch, "_device_problem", lambda tensors, interpret_ok: None)
+    assert _dispatch.uses_triton("s4d_conv", *args)
+    monkeypatch.setenv("SSMSIGNAL_BACKEND", "torch")
+    assert not _dispatch.uses_triton("s4d_conv", *args)
