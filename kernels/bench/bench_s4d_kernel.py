@@ -242,10 +242,13 @@ def old_conv(u, log_z, coef, D):
     return fft_conv(u.transpose(1, 2), k, D).transpose(1, 2)  # (b, L, H)
 
 
-#: Block shapes ``{"fwd": (NO, W), "bwd": (NO, W)}`` swept for the fused convolution.
-CONV_SWEEP = [{"fwd": (4, 4), "bwd": (8, 4)}, {"fwd": (4, 2), "bwd": (8, 2)},
-              {"fwd": (8, 4), "bwd": (16, 4)}, {"fwd": (8, 2), "bwd": (4, 4)},
-              {"fwd": (2, 4), "bwd": (4, 2)}]
+#: Variants of the fused convolution timed after the shipped one: overrides of module attributes
+#: of ``ssmsignal.kernels.triton.s4d_conv`` (block shapes ``(NO, W)``, chunk lengths).
+CONV_SWEEP = [{"CONFIG": {"fwd": (4, 2), "bwd": (8, 2)}},
+              {"CONFIG": {"fwd": (8, 4), "bwd": (16, 4)}},
+              {"CONFIG": {"fwd": (8, 2), "bwd": (16, 2)}},
+              {"CHUNK_FWD": 8, "CHUNK_BWD": 4},
+              {"CHUNK_FWD": 32, "CHUNK_BWD": 16}]
 
 
 def conv_rows(batch, H, L, N, bw, quick):
@@ -264,28 +267,30 @@ def conv_rows(batch, H, L, N, bw, quick):
     k = vandermonde(coef, log_z, L).detach()  # (H, L)
     ut = u.transpose(1, 2).contiguous().requires_grad_()  # (b, H, L)
     fused = lambda: s4d_conv(*leaves, backend="triton")  # noqa: E731
-    shipped = convmod.CONFIG
-    # (name, function, leaves, output gradient, block shapes of the fused kernels)
-    variants = [("fused s4d_conv (shipped)", fused, leaves, grad, shipped)]
-    variants += [(f"fused fwd{c['fwd']} bwd{c['bwd']}", fused, leaves, grad, c)
-                 for c in ([] if quick else CONV_SWEEP[1:])]
-    variants += [("vandermonde + fft_conv (old)", lambda: old_conv(*leaves), leaves, grad, None),
+    # (name, function, leaves, output gradient, overrides of the fused kernels' settings)
+    variants = [("fused s4d_conv (shipped)", fused, leaves, grad, {})]
+    variants += [("fused " + " ".join(f"{k}={v}" for k, v in o.items()), fused, leaves, grad, o)
+                 for o in ([] if quick else CONV_SWEEP)]
+    variants += [("vandermonde + fft_conv (old)", lambda: old_conv(*leaves), leaves, grad, {}),
                  ("fft_conv alone, (b,H,L) in", lambda: fft_conv(ut, k, D), [ut],
-                  grad.transpose(1, 2), None)]
+                  grad.transpose(1, 2), {})]
     rows = []
-    for name, make, leaf, out_grad, config in variants:
-        convmod.CONFIG = config or shipped
+    for name, make, leaf, out_grad, overrides in variants:
+        saved = {key: getattr(convmod, key) for key in overrides}
+        for key, value in overrides.items():
+            setattr(convmod, key, value)
         with torch.no_grad():
             ms_f, mem_f, err_f = measure(make)
             err = None
             if err_f is None and "alone" not in name:
                 err = ((make().double() - truth).norm() / truth.norm()).item()
         ms_b, mem_b, err_b = measure(fwd_bwd(make, leaf, out_grad), rep=100)
+        for key, value in saved.items():
+            setattr(convmod, key, value)
         rows.append(dict(op="s4d_conv", shape=f"b{batch} L{L} H{H} N{N}", impl=name,
                          fwd_ms=ms_f, fwd_peak_MB=_mb(mem_f), fwdbwd_ms=ms_b,
                          fwdbwd_peak_MB=_mb(mem_b), rel_err=err, note=err_f or err_b))
         torch.cuda.empty_cache()
-    convmod.CONFIG = shipped
     steps = batch * L * H * N  # complex mode-steps
     io = batch * L * H * 4
     rows.append(dict(op="s4d_conv floor", shape=f"b{batch} L{L} H{H} N{N}", impl="-",
@@ -373,10 +378,10 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    print(f"{'op':18} {'shape':26} {'impl':26} {'fwd ms':>9} {'fwd MB':>9} {'f+b ms':>9} "
+    print(f"{'op':18} {'shape':26} {'impl':44} {'fwd ms':>9} {'fwd MB':>9} {'f+b ms':>9} "
           f"{'f+b MB':>9} {'rel err':>8}  note")
     for r in rows:
-        print(f"{r['op']:18} {r.get('shape', ''):26} {r['impl']:26} "
+        print(f"{r['op']:18} {r.get('shape', ''):26} {r['impl']:44} "
               f"{_fmt(r.get('fwd_ms'), '9.4f')} {_fmt(r.get('fwd_peak_MB'), '9.1f')} "
               f"{_fmt(r.get('fwdbwd_ms'), '9.4f')} {_fmt(r.get('fwdbwd_peak_MB'), '9.1f')} "
               f"{_fmt(r.get('rel_err'), '8.1e')}  {r.get('note') or ''}")

@@ -2,7 +2,7 @@
 # GPU round for the fused S4D convolution (s4d_conv): install, the GPU tests of the op (and the
 # layer tests), then the conv and S4D layer benchmark rows (fused vs old Triton path vs torch,
 # block-shape sweep, layer kernel profile). Run from the repository root on the GPU machine,
-# carrying `.whl`: `bash kernels/bench/gpu_s4dconv.sh` (about 3 minutes). Output: $OUT/s4dscan/.
+# carrying `.whl`: `bash kernels/bench/gpu_s4dconv.sh` (at most 3 minutes + install). Output: $OUT/s4dscan/.
 set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/s4dscan"
@@ -13,10 +13,10 @@ export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$LOG/device.txt"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$LOG/device.txt"
-timeout 110 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE \
+timeout 80 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE \
     tests/kernels/test_triton_s4d_conv.py tests/layers 2>&1 | tee "$LOG/pytest_cuda.log" | tail -15
 echo "pytest exit ${PIPESTATUS[0]}"
-timeout 120 python3 -m ssmsignal.kernels.bench.bench_s4d_kernel --s4d-conv --profile-layer \
+timeout 90 python3 -m ssmsignal.kernels.bench.bench_s4d_kernel --s4d-conv --profile-layer \
     --json "$LOG/bench_s4dconv.json" > "$LOG/bench_s4dconv.log" 2>&1
 echo "bench exit $?"
 tail -22 "$LOG/bench_s4dconv.log"

@@ -57,6 +57,8 @@ CHUNK_BWD = 8
 #: complex values per mode in registers, so it spreads the modes over twice as many lanes
 #: (8 modes per thread spill there: sm_90 report in NOTES.md).
 CONFIG = {"fwd": (4, 4), "bwd": (8, 4)}
+#: Most modes per thread (registers: sm_90 report in NOTES.md).
+MAX_MODES = {"fwd": 8, "bwd": 4}
 
 
 @triton.jit
@@ -197,12 +199,13 @@ def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
 def _config(b, H, N, kind):
     """``(NI, NO, W, DL)`` of a launch: ``NO`` lanes per channel hold ``NI`` modes each.
 
-    ``NO`` starts from :data:`CONFIG` and doubles while there are too few threads to give each
-    of an H100's 132 multiprocessors two warps (few sequences and channels).
+    ``NO`` starts from :data:`CONFIG`, grows until a thread holds at most :data:`MAX_MODES`
+    modes, and doubles while there are too few threads to give each of an H100's 132
+    multiprocessors one warp (few sequences and channels).
     """
     NP = max(1, triton.next_power_of_2(N))
     NO, W = CONFIG[kind]
-    while NO < 32 and b * H * NO < 132 * 2 * 32:
+    while NO < 32 and (NP // NO > MAX_MODES[kind] or b * H * NO < 132 * 32):
         NO *= 2
     NO = min(NO, NP)
     return NP // NO, NO, W, 32 // NO
