@@ -119,8 +119,12 @@ def steady_rate(model, batch_size, n_steps, **kwargs):
     return batch_size / per_step, times[1] - n_steps * per_step
 
 
-#: (num_warps, tile, ssm_tile) launch configurations timed by :func:`pass_times`
-PASS_CONFIGS = [(8, 8192, 2048), (16, 8192, 2048), (8, 4096, 1024)]
+#: launch configurations (``sashimi_step.CONFIG``) timed by :func:`pass_times`; ``single``:
+#: the one-tile pipelined block path where a tier fits (tier 0 of the defaults)
+PASS_CONFIGS = [dict(num_warps=8, tile=8192, ssm_tile=2048, single=True),
+                dict(num_warps=8, tile=8192, ssm_tile=2048, single=False),
+                dict(num_warps=16, tile=8192, ssm_tile=2048, single=True),
+                dict(num_warps=16, tile=8192, ssm_tile=2048, single=False)]
 
 
 def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
@@ -137,8 +141,10 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
     dec.step(0)
     dec._pass = launch
     rows, default = [], dict(sashimi_step.CONFIG)
-    for warps, tile, ssm_tile in configs:
-        sashimi_step.CONFIG.update(num_warps=warps, tile=tile, ssm_tile=ssm_tile)
+    for config in configs:
+        sashimi_step.CONFIG.update(config)
+        name = "w{num_warps} t{tile} s{ssm_tile} {single}".format(**config).replace(
+            "True", "pipe").replace("False", "chunk")
         try:
             for args, kwargs in calls:
                 k, _, pro, epi, first, n_pairs = args
@@ -146,7 +152,7 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
                 per_pair = sum(w[0].numel() for w in tp.weights if w.dim() > 1)  # floats
                 ms = triton.testing.do_bench(lambda: launch(*args, **kwargs), warmup=20,
                                              rep=60, return_mode="median")
-                rows.append({"config": f"w{warps} t{tile} s{ssm_tile}", "tier": k, "H": tp.H,
+                rows.append({"config": name, "tier": k, "H": tp.H,
                              "pairs": n_pairs, "prologue": pro, "epilogue": epi, "us": ms * 1e3,
                              "weight_MB": 4 * per_pair * n_pairs / 1e6,
                              "GB_per_s": 4 * per_pair * n_pairs / (ms * 1e-3) / 1e9})
@@ -197,11 +203,11 @@ def print_compare(rows):
         print(f"{r['layer']:5s} {r['n_layers']:5d} {r['mode']:14s} {r['batch']:5d} "
               f"{r['samples_per_s']:11.1f} {r['rtf_16k_per_stream']:11.4f} "
               f"{r['samples_per_s'] / base if base else float('nan'):8.2f}")
-    print(f"{'layer':5s} {'pairs':>5s} {'config':16s} tier    H pairs pro epi {'us':>8s} "
+    print(f"{'layer':5s} {'pairs':>5s} {'config':22s} tier    H pairs pro epi {'us':>8s} "
           f"{'MB':>7s} {'GB/s':>7s}")
     for r in rows:
         if r["mode"] == "pass":
-            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:16s} {r['tier']:4d} {r['H']:4d} "
+            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:22s} {r['tier']:4d} {r['H']:4d} "
                   f"{r['pairs']:5d} "
                   f"{r['prologue']:3d} {r['epilogue']:3d} {r['us']:8.1f} {r['weight_MB']:7.3f} "
                   f"{r['GB_per_s']:7.1f}")

@@ -42,7 +42,7 @@ KIND_S4D, KIND_S4 = 0, 1
 #: Launch configuration: warps per program, weight elements per matrix-vector chunk (32 fp32
 #: registers per thread at 8 warps), complex state elements per SSM chunk. 254 registers, no
 #: spills at 8 warps for sm_90 (``ptxas -v``, kernels/NOTES.md); the benchmark sweeps it.
-CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048}
+CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True}
 
 
 @triton.jit
@@ -139,46 +139,16 @@ def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, H, N2, KIND: tl.constexpr, N2P: 
         c0 += BC
 
 
-@triton.jit(do_not_specialize=["slot", "first", "n_pairs", "pool_now", "batch"])
-def _tier_pass_kernel(
-        # prologue
-        in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
-        # blocks: pairs [first, first + n_pairs) of the tier's packed weights
-        first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr,
-        fln_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, eps,
-        # epilogue
-        out_ptr, pool_now, pw_ptr, pb_ptr, pz_ptr, ek, er,
-        noise_ptr, forced_ptr, codes_ptr, logits_ptr, inv_temp, top_p,
-        # sizes
-        batch, H, N2, F, n_coef, scr_ptr, scr_stride,
-        PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
-        HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr,
-        HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
-        YS: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
-        BME: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    offs = tl.arange(0, HP)  # (HP,)
+@triton.jit
+def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
+                   b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef, eps, u_scr,
+                   y_scr, o_scr, KIND: tl.constexpr, HAS_FF: tl.constexpr, HP: tl.constexpr,
+                   N2P: tl.constexpr, FP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr,
+                   BM1: tl.constexpr, BM2: tl.constexpr):
+    """The blocks of a pass in chunks (any width): each stage writes its output vector to the
+    row's scratch area and the program reads it back whole after a CTA barrier."""
+    offs = tl.arange(0, HP)
     hm = offs < H
-    scr = scr_ptr + b * scr_stride
-    u_scr = scr  # (HP,) normalised input of an SSM block
-    y_scr = scr + HP  # (YS,) SSM output / feed-forward hidden
-    o_scr = y_scr + YS  # (HP,) output of a block's last linear map
-
-    # ---- prologue: the pass input x (HP,) in registers
-    if PRO == 0:
-        code = tl.load(next_ptr + b)
-        x = tl.load(emb_ptr + code * H + offs, mask=hm, other=0.0)
-        if HAS_LABEL:
-            lab = tl.load(label_ptr + b)
-            x += tl.load(label_emb_ptr + lab * H + offs, mask=hm, other=0.0)
-    elif PRO == 1:
-        x = tl.load(in_ptr + b * H + offs, mask=hm, other=0.0)
-    else:
-        row = b * ek + slot * H  # ek = p H here: the ring and unfolded rows are (p, H)
-        x = tl.load(in_ptr + row + offs, mask=hm, other=0.0)
-        x += tl.load(unf_ptr + row + offs, mask=hm, other=0.0)
-
-    # ---- blocks
     fo = tl.arange(0, FP)
     fm = fo < F
     hh = H * H
@@ -218,6 +188,156 @@ def _tier_pass_kernel(
             tl.debug_barrier()
             x += tl.load(o_scr + offs, mask=hm, other=0.0)
         pair += 1
+    return x
+
+
+@triton.jit
+def _planes(coef_ptr, off, m2, hn, KIND: tl.constexpr):
+    """The block's step-coefficient planes ``(HP, N2P)`` each (S4D: 6, the rest zeros; S4: 12)."""
+    p0 = tl.load(coef_ptr + off, mask=m2, other=0.0)
+    p1 = tl.load(coef_ptr + hn + off, mask=m2, other=0.0)
+    p2 = tl.load(coef_ptr + 2 * hn + off, mask=m2, other=0.0)
+    p3 = tl.load(coef_ptr + 3 * hn + off, mask=m2, other=0.0)
+    p4 = tl.load(coef_ptr + 4 * hn + off, mask=m2, other=0.0)
+    p5 = tl.load(coef_ptr + 5 * hn + off, mask=m2, other=0.0)
+    if KIND == 0:
+        zero = tl.zeros_like(p0)
+        p6, p7, p8, p9, p10, p11 = zero, zero, zero, zero, zero, zero
+    else:
+        p6 = tl.load(coef_ptr + 6 * hn + off, mask=m2, other=0.0)
+        p7 = tl.load(coef_ptr + 7 * hn + off, mask=m2, other=0.0)
+        p8 = tl.load(coef_ptr + 8 * hn + off, mask=m2, other=0.0)
+        p9 = tl.load(coef_ptr + 9 * hn + off, mask=m2, other=0.0)
+        p10 = tl.load(coef_ptr + 10 * hn + off, mask=m2, other=0.0)
+        p11 = tl.load(coef_ptr + 11 * hn + off, mask=m2, other=0.0)
+    return p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11
+
+
+@triton.jit
+def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
+                  b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef, eps,
+                  KIND: tl.constexpr, HAS_FF: tl.constexpr, HP: tl.constexpr,
+                  N2P: tl.constexpr, FP: tl.constexpr):
+    """The blocks of a pass whose every stage fits one register tile (tier 0 of the defaults),
+    software-pipelined: each stage's weights are loaded one stage ahead (the SSM coefficients
+    of the next pair during the last linear map of this one), so an L2 round trip overlaps the
+    previous stage's arithmetic. No scratch memory: layout changes stay inside Triton."""
+    offs = tl.arange(0, HP)
+    hm = offs < H
+    rows, cols = offs[:, None], offs[None, :]
+    wmask = (rows < H) & (cols < H)  # (HP, HP)
+    fo = tl.arange(0, FP)
+    fm = fo < F
+    n = tl.arange(0, N2P)[None, :]
+    m2 = (rows < H) & (n < N2)  # (HP, N2P)
+    off = rows * N2 + n
+    hn = H * N2
+    hh = H * H
+    last = first + n_pairs - 1
+    p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
+        coef_ptr + tl.maximum(tl.minimum(first, last), 0) * n_coef * hn, off, m2, hn, KIND)
+    pair = first
+    while pair <= last:
+        st = state_ptr + (pair * batch + b) * 2 * hn
+        sr = tl.load(st + off, mask=m2, other=0.0)  # (HP, N2P)
+        si = tl.load(st + hn + off, mask=m2, other=0.0)
+        wo = ow_ptr + pair * 2 * hh
+        wv = tl.load(wo + rows * H + cols, mask=wmask, other=0.0)  # (HP, HP) value half
+        wg = tl.load(wo + hh + rows * H + cols, mask=wmask, other=0.0)  # gate half
+        bv = tl.load(ob_ptr + pair * 2 * H + offs, mask=hm, other=0.0)
+        bg = tl.load(ob_ptr + pair * 2 * H + H + offs, mask=hm, other=0.0)
+        dd = tl.load(d_ptr + pair * H + offs, mask=hm, other=0.0)
+        u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
+        u2 = u[:, None]  # (HP, 1)
+        if KIND == 0:  # S4D
+            nr = p0 * sr - p1 * si + p2 * u2
+            ni = p0 * si + p1 * sr + p3 * u2
+            cr, ci = p4, p5
+        else:  # S4, Woodbury (see _ssm)
+            s = tl.sum(p0 * sr - p1 * si, axis=1)[:, None]
+            rr = p2 * sr - p3 * si - p4 * s + p6 * u2
+            ri = p2 * si + p3 * sr - p5 * s + p7 * u2
+            t = tl.sum(p0 * rr - p1 * ri, axis=1)[:, None]
+            nr = rr - p8 * t
+            ni = ri - p9 * t
+            cr, ci = p10, p11
+        tl.store(st + off, nr, mask=m2)
+        tl.store(st + hn + off, ni, mask=m2)
+        g = _gelu(tl.sum(cr * nr - ci * ni, axis=1) + dd * u)  # (HP,)
+        if HAS_FF:
+            w1 = tl.load(w1_ptr + pair * F * H + fo[:, None] * H + cols,
+                         mask=fm[:, None] & (cols < H), other=0.0)  # (FP, HP)
+            b1 = tl.load(b1_ptr + pair * F + fo, mask=fm, other=0.0)
+        val = tl.sum(wv * g[None, :], axis=1) + bv
+        gate = tl.sum(wg * g[None, :], axis=1) + bg
+        x += val * tl.sigmoid(gate)
+        nxt = tl.minimum(pair + 1, last)
+        if HAS_FF:
+            u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
+                            H, eps)
+            hid = _gelu(tl.sum(w1 * u[None, :], axis=1) + b1)  # (FP,)
+            w2 = tl.load(w2_ptr + pair * H * F + rows * F + fo[None, :],
+                         mask=(rows < H) & fm[None, :], other=0.0)  # (HP, FP)
+            b2 = tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
+            p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
+                coef_ptr + nxt * n_coef * hn, off, m2, hn, KIND)
+            x += tl.sum(w2 * hid[None, :], axis=1) + b2
+        else:
+            p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
+                coef_ptr + nxt * n_coef * hn, off, m2, hn, KIND)
+        pair += 1
+    return x
+
+
+@triton.jit(do_not_specialize=["slot", "first", "n_pairs", "pool_now", "batch"])
+def _tier_pass_kernel(
+        # prologue
+        in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
+        # blocks: pairs [first, first + n_pairs) of the tier's packed weights
+        first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr,
+        fln_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, eps,
+        # epilogue
+        out_ptr, pool_now, pw_ptr, pb_ptr, pz_ptr, ek, er,
+        noise_ptr, forced_ptr, codes_ptr, logits_ptr, inv_temp, top_p,
+        # sizes
+        batch, H, N2, F, n_coef, scr_ptr, scr_stride,
+        PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+        HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, SINGLE: tl.constexpr,
+        HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
+        YS: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
+        BME: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, HP)  # (HP,)
+    hm = offs < H
+    scr = scr_ptr + b * scr_stride
+    u_scr = scr  # (HP,) normalised input of an SSM block
+    y_scr = scr + HP  # (YS,) SSM output / feed-forward hidden
+    o_scr = y_scr + YS  # (HP,) output of a block's last linear map
+
+    # ---- prologue: the pass input x (HP,) in registers
+    if PRO == 0:
+        code = tl.load(next_ptr + b)
+        x = tl.load(emb_ptr + code * H + offs, mask=hm, other=0.0)
+        if HAS_LABEL:
+            lab = tl.load(label_ptr + b)
+            x += tl.load(label_emb_ptr + lab * H + offs, mask=hm, other=0.0)
+    elif PRO == 1:
+        x = tl.load(in_ptr + b * H + offs, mask=hm, other=0.0)
+    else:
+        row = b * ek + slot * H  # ek = p H here: the ring and unfolded rows are (p, H)
+        x = tl.load(in_ptr + row + offs, mask=hm, other=0.0)
+        x += tl.load(unf_ptr + row + offs, mask=hm, other=0.0)
+
+    # ---- blocks
+    if SINGLE:
+        x = _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                          w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
+                          eps, KIND, HAS_FF, HP, N2P, FP)
+    else:
+        x = _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
+                           eps, u_scr, y_scr, o_scr, KIND, HAS_FF, HP, N2P, FP, BC, BMG, BM1,
+                           BM2)
 
     # ---- epilogue
     if EPI == 0:  # ring slot <- x; on pooling steps the down-pool map of the whole ring
@@ -288,8 +408,10 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         float(inv_temp), float(top_p),
         batch, H, N2, F, n_coef, scratch, scratch.stride(0),
         PRO=pro, EPI=epi, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
-        TOP_P=top_p < 1.0, HP=HP, N2P=N2P, FP=FP, EKP=EKP, YS=YS,
+        TOP_P=top_p < 1.0, HP=HP,
+        SINGLE=bool(CONFIG["single"]) and HP * N2P <= ssm_tile
+        and 2 * HP * HP <= tile and FP * HP <= tile, N2P=N2P, FP=FP, EKP=EKP, YS=YS,
         BC=max(1, min(HP, ssm_tile // N2P)), BMG=max(1, min(HP, tile // 2 // HP)),
         BM1=max(1, min(FP, tile // HP)), BM2=max(1, min(HP, tile // FP)),
-        BME=max(1, min(triton.next_power_of_2(max(er, 1)), tile // EKP)),
+        BME=max(1, min(triton.next_power_of_2(max(er, 1)), tile // (EKP if epi == EPI_RING else HP))),
         num_warps=CONFIG["num_warps"])

@@ -88,13 +88,22 @@ def sampling_agreement(layer, device="cpu", n_steps=5, batch=2, **kwargs):
     return out
 
 
-#: (layer, dt_scale, conditional): covers S4 and S4D, dt_scale 1 and 2, with/without labels
+#: (layer, dt_scale, conditional): covers S4 and S4D, dt_scale 1 and 2, with/without labels,
+#: and both block paths of the kernel for each layer kind
 CASES = [("s4", 1.0, True), ("s4", 2.0, False), ("s4d", 1.0, False), ("s4d", 2.0, True)]
-N_STEPS = 6  # pool (2, 2): frame 4, so steps 0..5 cover every phase and a second frame
+N_STEPS = 5  # pool (2, 2): frame 4, so steps 0..4 cover every phase and a second frame start
 
 
 def _interpret_main():
-    out = [step_errors(*case, N_STEPS, seed=i) for i, case in enumerate(CASES)]
+    from ssmsignal.kernels.triton import sashimi_step
+
+    out = []
+    for i, case in enumerate(CASES):
+        # odd cases: the chunked path with tiles small enough for several chunks per stage
+        # (tiers of width 8 and 16); even cases: the one-tile pipelined path
+        chunked = dict(tile=256, ssm_tile=16, single=False) if i % 2 else {}
+        sashimi_step.CONFIG.update(chunked or dict(tile=8192, ssm_tile=2048, single=True))
+        out.append(step_errors(*case, N_STEPS, seed=i))
     prompt = torch.tensor([[3, 250], [128, 7]])
     codes = [sampling_agreement("s4d"),
              sampling_agreement("s4", temperature=0.7, top_p=0.8, prompt=prompt, dt_scale=0.5)]
