@@ -244,11 +244,11 @@ def old_conv(u, log_z, coef, D):
 
 #: Variants of the fused convolution timed after the shipped one: overrides of module attributes
 #: of ``ssmsignal.kernels.triton.s4d_conv`` (block shapes ``(NO, W)``, chunk lengths).
-CONV_SWEEP = [{"CONFIG": {"fwd": (4, 2), "bwd": (8, 2)}},
-              {"CONFIG": {"fwd": (8, 4), "bwd": (16, 4)}},
-              {"CONFIG": {"fwd": (8, 2), "bwd": (16, 2)}},
+CONV_SWEEP = [{"CONFIG": {"fwd": (4, 2), "bwd": (4, 2)}},
+              {"CONFIG": {"fwd": (8, 4), "bwd": (8, 4)}},
+              {"CONFIG": {"fwd": (8, 2), "bwd": (8, 2)}},
               {"CHUNK_FWD": 8, "CHUNK_BWD": 4},
-              {"CHUNK_FWD": 32, "CHUNK_BWD": 16}]
+              {"CHUNK_FWD": 32}]
 
 
 def conv_rows(batch, H, L, N, bw, quick):

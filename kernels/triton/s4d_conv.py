@@ -53,12 +53,11 @@ __all__ = ["s4d_conv"]
 CHUNK_FWD = 16
 CHUNK_BWD = 8
 #: ``(NO, W)`` (lanes per channel along the modes, warps per program) of the forward and the
-#: backward kernel at 32 modes; below 32 modes NO shrinks with them. The backward keeps five
-#: complex values per mode in registers, so it spreads the modes over twice as many lanes
-#: (8 modes per thread spill there: sm_90 report in NOTES.md).
-CONFIG = {"fwd": (4, 4), "bwd": (8, 4)}
-#: Most modes per thread (registers: sm_90 report in NOTES.md).
-MAX_MODES = {"fwd": 8, "bwd": 4}
+#: backward kernel; NO grows for more modes (:data:`MAX_MODES`) and for small problems.
+CONFIG = {"fwd": (4, 4), "bwd": (4, 4)}
+#: Most modes per thread: 8 (at most 168 registers forward; the backward reaches 255 but
+#: spills only outside its loop: sm_90 report in NOTES.md).
+MAX_MODES = {"fwd": 8, "bwd": 8}
 
 
 @triton.jit
@@ -80,7 +79,7 @@ def _sum_modes(x):
 @triton.jit
 def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunks,
                 T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
-                DL: tl.constexpr, HAS_D: tl.constexpr):
+                DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr):
     pid_c = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     lane = tl.arange(0, DL)[:, None, None, None]
@@ -96,32 +95,40 @@ def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunk
     zr = tl.load(tab_ptr + p_off, mask=p_ok, other=0.0)
     zi = tl.load(tab_ptr + tab_plane + p_off, mask=p_ok, other=0.0)
     cr = tl.load(tab_ptr + 2 * tab_plane + p_off, mask=p_ok, other=0.0)
-    nci = -tl.load(tab_ptr + 3 * tab_plane + p_off, mask=p_ok, other=0.0)
-    nzi = -zi
+    ci = tl.load(tab_ptr + 3 * tab_plane + p_off, mask=p_ok, other=0.0)
+    hr = tl.load(tab_ptr + 4 * tab_plane + p_off, mask=p_ok, other=0.0)
+    hi = tl.load(tab_ptr + 5 * tab_plane + p_off, mask=p_ok, other=0.0)
     Dv = 0.0
     if HAS_D:
         Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1)
     io_off = pid_b * L * H + ch + rep * 0  # (DL, NO, W, 1): (b, 0, h) in u and y
     xr = tl.zeros((DL, NO, W, NI), dtype=tl.float32)
     xi = tl.zeros((DL, NO, W, NI), dtype=tl.float32)
-    u_nx = tl.load(u_ptr + io_off + tt * H, mask=ch_ok & (tt < L), other=0.0)
+    if EVEN:  # L a multiple of T, H of the channel block: no masks on the sequence
+        u_nx = tl.load(u_ptr + io_off + tt * H)
+    else:
+        u_nx = tl.load(u_ptr + io_off + tt * H, mask=ch_ok & (tt < L), other=0.0)
     c = 0
     while c < n_chunks:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
         t = c * T + tt  # (1, 1, 1, T)
         u_tile = u_nx.to(tl.float32)  # (DL, NO, W, T)
-        u_nx = tl.load(u_ptr + io_off + (t + T) * H, mask=ch_ok & (t + T < L), other=0.0)
+        if EVEN:  # after the last chunk, reload the last one (unused)
+            u_nx = tl.load(u_ptr + io_off + (tl.minimum(c * T + T, L - T) + tt) * H)
+        else:
+            u_nx = tl.load(u_ptr + io_off + (t + T) * H, mask=ch_ok & (t + T < L), other=0.0)
         # chunk start: x *= rho, so that the T steps with fl(z) carry it by exactly z^T
-        rr = tl.load(tab_ptr + 4 * tab_plane + p_off, mask=p_ok, other=0.0)
-        ri = tl.load(tab_ptr + 5 * tab_plane + p_off, mask=p_ok, other=0.0)
-        xr, xi = rr * xr - ri * xi, tl.fma(rr, xi, ri * xr)
+        xr, xi = hr * xr - hi * xi, tl.fma(hr, xi, hi * xr)
         y_tile = tl.zeros((DL, NO, W, T), dtype=tl.float32)
         for i in tl.static_range(T):
             ui = _column(u_tile, tt, i)  # (DL, NO, W, 1)
-            xr, xi = tl.fma(zr, xr, tl.fma(nzi, xi, ui)), tl.fma(zr, xi, zi * xr)
-            yi = 2.0 * _sum_modes(tl.fma(cr, xr, nci * xi)) + Dv * ui  # (DL, NO, W, 1)
+            xr, xi = tl.fma(zr, xr, tl.fma(-zi, xi, ui)), tl.fma(zr, xi, zi * xr)
+            yi = 2.0 * _sum_modes(tl.fma(cr, xr, -ci * xi)) + Dv * ui  # (DL, NO, W, 1)
             y_tile = tl.where(tt == i, yi, y_tile)
-        tl.store(y_ptr + io_off + t * H, y_tile.to(y_ptr.dtype.element_ty),
-                 mask=ch_ok & (t < L) & (rep == 0))
+        if EVEN:
+            tl.store(y_ptr + io_off + t * H, y_tile.to(y_ptr.dtype.element_ty), mask=rep == 0)
+        else:
+            tl.store(y_ptr + io_off + t * H, y_tile.to(y_ptr.dtype.element_ty),
+                     mask=ch_ok & (t < L) & (rep == 0))
         c += 1
 
 
@@ -129,7 +136,7 @@ def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunk
 def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
                 L, H, N, tab_b, tab_plane, s_plane, n_chunks,
                 T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
-                DL: tl.constexpr, HAS_D: tl.constexpr):
+                DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr):
     pid_c = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     lane = tl.arange(0, DL)[:, None, None, None]
@@ -144,8 +151,9 @@ def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
     zr = tl.load(tab_ptr + p_off, mask=p_ok, other=0.0)
     zi = tl.load(tab_ptr + tab_plane + p_off, mask=p_ok, other=0.0)
     cr = tl.load(tab_ptr + 2 * tab_plane + p_off, mask=p_ok, other=0.0)
-    nci = -tl.load(tab_ptr + 3 * tab_plane + p_off, mask=p_ok, other=0.0)
-    nzi = -zi
+    ci = tl.load(tab_ptr + 3 * tab_plane + p_off, mask=p_ok, other=0.0)
+    hr = tl.load(tab_ptr + 4 * tab_plane + p_off, mask=p_ok, other=0.0)
+    hi = tl.load(tab_ptr + 5 * tab_plane + p_off, mask=p_ok, other=0.0)
     Dv = 0.0
     if HAS_D:
         Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1)
@@ -156,20 +164,27 @@ def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
     dD = tl.zeros((DL, NO, W, 1), dtype=tl.float32)
     c = n_chunks - 1
     t_nx = c * T + tt  # (1, 1, 1, T)
-    u_nx = tl.load(u_ptr + io_off + t_nx * H, mask=ch_ok & (t_nx < L), other=0.0)
-    g_nx = tl.load(dy_ptr + io_off + t_nx * H, mask=ch_ok & (t_nx < L), other=0.0)
+    if EVEN:  # L a multiple of T, H of the channel block: no masks on the sequence
+        u_nx = tl.load(u_ptr + io_off + t_nx * H)
+        g_nx = tl.load(dy_ptr + io_off + t_nx * H)
+    else:
+        u_nx = tl.load(u_ptr + io_off + t_nx * H, mask=ch_ok & (t_nx < L), other=0.0)
+        g_nx = tl.load(dy_ptr + io_off + t_nx * H, mask=ch_ok & (t_nx < L), other=0.0)
     while c >= 0:
         t = c * T + tt  # (1, 1, 1, T)
         u_tile = u_nx.to(tl.float32)  # (DL, NO, W, T)
         g_tile = g_nx.to(tl.float32)
-        t_nx = t - T
-        nx_ok = ch_ok & (t_nx >= 0)
-        u_nx = tl.load(u_ptr + io_off + t_nx * H, mask=nx_ok, other=0.0)
-        g_nx = tl.load(dy_ptr + io_off + t_nx * H, mask=nx_ok, other=0.0)
+        if EVEN:  # before the first chunk, reload the first one (unused)
+            t_nx = tl.maximum(c * T - T, 0) + tt
+            u_nx = tl.load(u_ptr + io_off + t_nx * H)
+            g_nx = tl.load(dy_ptr + io_off + t_nx * H)
+        else:
+            t_nx = t - T
+            nx_ok = ch_ok & (t_nx >= 0)
+            u_nx = tl.load(u_ptr + io_off + t_nx * H, mask=nx_ok, other=0.0)
+            g_nx = tl.load(dy_ptr + io_off + t_nx * H, mask=nx_ok, other=0.0)
         # chunk start (its last step): r, R *= rho, so that the T steps with fl(z) carry them
         # by exactly z^T (R's double pole T z^T r included)
-        hr = tl.load(tab_ptr + 4 * tab_plane + p_off, mask=p_ok, other=0.0)
-        hi = tl.load(tab_ptr + 5 * tab_plane + p_off, mask=p_ok, other=0.0)
         rr, ri = hr * rr - hi * ri, tl.fma(hr, ri, hi * rr)
         qr, qi = hr * qr - hi * qi, tl.fma(hr, qi, hi * qr)
         du_tile = tl.zeros((DL, NO, W, T), dtype=tl.float32)
@@ -178,15 +193,18 @@ def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
             gi = _column(g_tile, tt, T - 1 - j)
             s2r = tl.fma(ui, qr, s2r)  # u_t R_{t+1}
             s2i = tl.fma(ui, qi, s2i)
-            rr, ri = tl.fma(zr, rr, tl.fma(nzi, ri, gi)), tl.fma(zr, ri, zi * rr)  # r_t
+            rr, ri = tl.fma(zr, rr, tl.fma(-zi, ri, gi)), tl.fma(zr, ri, zi * rr)  # r_t
             s1r = tl.fma(ui, rr, s1r)
             s1i = tl.fma(ui, ri, s1i)
-            qr, qi = tl.fma(zr, qr, tl.fma(nzi, qi, rr)), tl.fma(zr, qi, tl.fma(zi, qr, ri))
-            dui = 2.0 * _sum_modes(tl.fma(cr, rr, nci * ri)) + Dv * gi  # (DL, NO, W, 1)
+            qr, qi = tl.fma(zr, qr, tl.fma(-zi, qi, rr)), tl.fma(zr, qi, tl.fma(zi, qr, ri))
+            dui = 2.0 * _sum_modes(tl.fma(cr, rr, -ci * ri)) + Dv * gi  # (DL, NO, W, 1)
             du_tile = tl.where(tt == T - 1 - j, dui, du_tile)
         dD += tl.sum(u_tile * g_tile, axis=3, keep_dims=True)
-        tl.store(du_ptr + io_off + t * H, du_tile.to(du_ptr.dtype.element_ty),
-                 mask=ch_ok & (t < L) & (rep == 0))
+        if EVEN:
+            tl.store(du_ptr + io_off + t * H, du_tile.to(du_ptr.dtype.element_ty), mask=rep == 0)
+        else:
+            tl.store(du_ptr + io_off + t * H, du_tile.to(du_ptr.dtype.element_ty),
+                     mask=ch_ok & (t < L) & (rep == 0))
         c -= 1
     s_off = (pid_b * H + ch) * N + nh  # (DL, NO, W, NI) in (b, H, N)
     tl.store(s_ptr + s_off, s1r, mask=p_ok)
@@ -236,7 +254,7 @@ def _forward(u, log_z, coef, D):
     _fwd_kernel[(triton.cdiv(H, W * DL), b)](
         u, tab, D if D is not None else dummy(u), y, L, H, N, H * N if P > 1 else 0, P * H * N,
         triton.cdiv(L, CHUNK_FWD), T=CHUNK_FWD, NI=NI, NO=NO, W=W, DL=DL,
-        HAS_D=D is not None, num_warps=W)
+        HAS_D=D is not None, EVEN=L % CHUNK_FWD == 0 and H % (W * DL) == 0, num_warps=W)
     return y
 
 
@@ -251,7 +269,8 @@ def _backward(dy, u, log_z, coef, D):
     _bwd_kernel[(triton.cdiv(H, W * DL), b)](
         u, dy, tab, D if D is not None else dummy(u), du, sums, dD, L, H, N,
         H * N if P > 1 else 0, P * H * N, b * H * N, triton.cdiv(L, CHUNK_BWD),
-        T=CHUNK_BWD, NI=NI, NO=NO, W=W, DL=DL, HAS_D=D is not None, num_warps=W)
+        T=CHUNK_BWD, NI=NI, NO=NO, W=W, DL=DL, HAS_D=D is not None,
+        EVEN=L % CHUNK_BWD == 0 and H % (W * DL) == 0, num_warps=W)
     if P == 1:  # parameters shared by the batch: reduce the per-row sums
         sums = sums.sum(1, keepdim=True)  # (4, 1, H, N)
     s1 = torch.complex(sums[0], sums[1])  # (P, H, N)

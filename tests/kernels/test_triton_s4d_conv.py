@@ -65,7 +65,7 @@ def _device():
 @needs_interpreter
 @pytest.mark.parametrize("b,L,H,N,batched,with_d", [
     (2, 1, 3, 5, False, True), (2, 17, 5, 4, True, True), (1, 100, 7, 8, False, False),
-    (3, 33, 37, 6, False, True)])
+    (3, 33, 37, 6, False, True), (2, 48, 32, 8, False, True)])  # last: unmasked (EVEN) kernels
 def test_interpret_op(b, L, H, N, batched, with_d, monkeypatch):
     poison(monkeypatch)
     gen = torch.Generator().manual_seed(100 * L + H + N + batched)
@@ -175,7 +175,7 @@ def test_rejects_bad_arguments():
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("b,L,H,N", [(2, 4097, 300, 32), (3, 1000, 37, 64), (1, 17, 5, 3),
-                                     (16, 2048, 256, 32)])
+                                     (16, 2048, 256, 32)])  # the last one: EVEN kernels
 @pytest.mark.parametrize("batched", [False, True])
 def test_cuda_against_float64(b, L, H, N, batched, monkeypatch):
     poison(monkeypatch)
