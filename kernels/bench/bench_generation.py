@@ -121,10 +121,10 @@ def steady_rate(model, batch_size, n_steps, **kwargs):
 
 #: launch configurations (``sashimi_step.CONFIG``) timed by :func:`pass_times`; ``single``:
 #: the one-tile pipelined block path where a tier fits (tier 0 of the defaults)
-PASS_CONFIGS = [dict(num_warps=8, tile=8192, ssm_tile=2048, single=True),
-                dict(num_warps=8, tile=8192, ssm_tile=2048, single=False),
-                dict(num_warps=16, tile=8192, ssm_tile=2048, single=True),
-                dict(num_warps=16, tile=8192, ssm_tile=2048, single=False)]
+PASS_CONFIGS = [dict(num_warps=8, tile=8192, ssm_tile=2048, single=True, prefetch=True),
+                dict(num_warps=8, tile=8192, ssm_tile=2048, single=False, prefetch=True),
+                dict(num_warps=8, tile=8192, ssm_tile=2048, single=False, prefetch=False),
+                dict(num_warps=16, tile=8192, ssm_tile=2048, single=True, prefetch=True)]
 
 
 def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
@@ -143,8 +143,8 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
     rows, default = [], dict(sashimi_step.CONFIG)
     for config in configs:
         sashimi_step.CONFIG.update(config)
-        name = "w{num_warps} t{tile} s{ssm_tile} {single}".format(**config).replace(
-            "True", "pipe").replace("False", "chunk")
+        name = "w{num_warps} t{tile} s{ssm_tile}".format(**config) + (
+            " pipe" if config["single"] else " chunk") + (" pf" if config["prefetch"] else "")
         try:
             for args, kwargs in calls:
                 k, _, pro, epi, first, n_pairs = args
@@ -203,11 +203,11 @@ def print_compare(rows):
         print(f"{r['layer']:5s} {r['n_layers']:5d} {r['mode']:14s} {r['batch']:5d} "
               f"{r['samples_per_s']:11.1f} {r['rtf_16k_per_stream']:11.4f} "
               f"{r['samples_per_s'] / base if base else float('nan'):8.2f}")
-    print(f"{'layer':5s} {'pairs':>5s} {'config':22s} tier    H pairs pro epi {'us':>8s} "
+    print(f"{'layer':5s} {'pairs':>5s} {'config':26s} tier    H pairs pro epi {'us':>8s} "
           f"{'MB':>7s} {'GB/s':>7s}")
     for r in rows:
         if r["mode"] == "pass":
-            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:22s} {r['tier']:4d} {r['H']:4d} "
+            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:26s} {r['tier']:4d} {r['H']:4d} "
                   f"{r['pairs']:5d} "
                   f"{r['prologue']:3d} {r['epilogue']:3d} {r['us']:8.1f} {r['weight_MB']:7.3f} "
                   f"{r['GB_per_s']:7.1f}")

@@ -40,9 +40,11 @@ PRO_EMBED, PRO_Z, PRO_UNFOLD = 0, 1, 2
 EPI_RING, EPI_UP, EPI_HEAD = 0, 1, 2
 KIND_S4D, KIND_S4 = 0, 1
 #: Launch configuration: warps per program, weight elements per matrix-vector chunk (32 fp32
-#: registers per thread at 8 warps), complex state elements per SSM chunk. 254 registers, no
-#: spills at 8 warps for sm_90 (``ptxas -v``, kernels/NOTES.md); the benchmark sweeps it.
-CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True}
+#: registers per thread at 8 warps), complex state elements per SSM chunk, the one-tile
+#: pipelined block path where a tier fits (``single``), and loading the next chunk before the
+#: current one's arithmetic (``prefetch``). Register counts: kernels/NOTES.md; the benchmark
+#: sweeps these.
+CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True}
 
 
 @triton.jit
@@ -63,24 +65,59 @@ def _layer_norm(x, mask, w_ptr, b_ptr, offs, n, eps):
 
 
 @triton.jit
-def _rows(w_ptr, b_ptr, v, cols, cmask, ld, r0, n_rows, BM: tl.constexpr):
-    """Rows ``r0 .. r0 + BM`` of ``W v + b`` (``W`` row-major with leading dimension ``ld``)."""
+def _tile(w_ptr, ld, r0, n_rows, cols, cmask, BM: tl.constexpr):
+    """Rows ``r0 .. r0 + BM`` of the row-major ``W`` (leading dimension ``ld``); rows past
+    ``n_rows`` are masked (no memory access)."""
     rows = r0 + tl.arange(0, BM)  # (BM,)
-    rmask = rows < n_rows
-    w = tl.load(w_ptr + rows[:, None] * ld + cols[None, :],
-                mask=rmask[:, None] & cmask[None, :], other=0.0)  # (BM, K)
-    out = tl.sum(w * v[None, :], axis=1) + tl.load(b_ptr + rows, mask=rmask, other=0.0)
-    return out, rows, rmask  # (BM,)
+    return tl.load(w_ptr + rows[:, None] * ld + cols[None, :],
+                   mask=(rows < n_rows)[:, None] & cmask[None, :], other=0.0)  # (BM, K)
 
 
 @triton.jit
-def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.constexpr):
-    """``out[:n_out] = W v + b`` for ``W (n_out, n_in)``, in chunks of ``BM`` rows."""
+def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.constexpr,
+               GELU: tl.constexpr, PREFETCH: tl.constexpr):
+    """``out[:n_out] = act(W v + b)`` for ``W (n_out, n_in)``, in chunks of ``BM`` rows; with
+    ``PREFETCH`` the next chunk's load is issued before this chunk's arithmetic."""
+    w = _tile(w_ptr, n_in, 0, n_out, cols, cmask, BM)
     r0 = 0
     while r0 < n_out:
-        out, rows, rmask = _rows(w_ptr, b_ptr, v, cols, cmask, n_in, r0, n_out, BM)
+        if PREFETCH:
+            w_next = _tile(w_ptr, n_in, r0 + BM, n_out, cols, cmask, BM)
+        rows = r0 + tl.arange(0, BM)
+        rmask = rows < n_out
+        out = tl.sum(w * v[None, :], axis=1) + tl.load(b_ptr + rows, mask=rmask, other=0.0)
+        if GELU:
+            out = _gelu(out)
         tl.store(out_ptr + rows, out, mask=rmask)
         r0 += BM
+        if PREFETCH:
+            w = w_next
+        else:
+            w = _tile(w_ptr, n_in, r0, n_out, cols, cmask, BM)
+
+
+@triton.jit
+def _glu_to(w_ptr, b_ptr, g, cols, cmask, H, out_ptr, BM: tl.constexpr, PREFETCH: tl.constexpr):
+    """``out[:H] = (Wv g + bv) * sigmoid(Wg g + bg)`` for ``W = [Wv; Wg] (2H, H)``, chunked."""
+    hh = H * H
+    wv = _tile(w_ptr, H, 0, H, cols, cmask, BM)
+    wg = _tile(w_ptr + hh, H, 0, H, cols, cmask, BM)
+    r0 = 0
+    while r0 < H:
+        if PREFETCH:
+            wv_next = _tile(w_ptr, H, r0 + BM, H, cols, cmask, BM)
+            wg_next = _tile(w_ptr + hh, H, r0 + BM, H, cols, cmask, BM)
+        rows = r0 + tl.arange(0, BM)
+        rmask = rows < H
+        val = tl.sum(wv * g[None, :], axis=1) + tl.load(b_ptr + rows, mask=rmask, other=0.0)
+        gate = tl.sum(wg * g[None, :], axis=1) + tl.load(b_ptr + H + rows, mask=rmask, other=0.0)
+        tl.store(out_ptr + rows, val * tl.sigmoid(gate), mask=rmask)
+        r0 += BM
+        if PREFETCH:
+            wv, wg = wv_next, wg_next
+        else:
+            wv = _tile(w_ptr, H, r0, H, cols, cmask, BM)
+            wg = _tile(w_ptr + hh, H, r0, H, cols, cmask, BM)
 
 
 @triton.jit
@@ -144,7 +181,7 @@ def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, f
                    b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef, eps, u_scr,
                    y_scr, o_scr, KIND: tl.constexpr, HAS_FF: tl.constexpr, HP: tl.constexpr,
                    N2P: tl.constexpr, FP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr,
-                   BM1: tl.constexpr, BM2: tl.constexpr):
+                   BM1: tl.constexpr, BM2: tl.constexpr, PREFETCH: tl.constexpr):
     """The blocks of a pass in chunks (any width): each stage writes its output vector to the
     row's scratch area and the program reads it back whole after a CTA barrier."""
     offs = tl.arange(0, HP)
@@ -162,29 +199,19 @@ def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, f
              state_ptr + (pair * batch + b) * 2 * H * N2, u_scr, y_scr, H, N2, KIND, N2P, BC)
         tl.debug_barrier()
         g = tl.load(y_scr + offs, mask=hm, other=0.0)  # (HP,)
-        w_ptr = ow_ptr + pair * 2 * hh
-        bias_ptr = ob_ptr + pair * 2 * H
-        r0 = 0
-        while r0 < H:
-            val, rows, rmask = _rows(w_ptr, bias_ptr, g, offs, hm, H, r0, H, BMG)
-            gate, rows, rmask = _rows(w_ptr + hh, bias_ptr + H, g, offs, hm, H, r0, H, BMG)
-            tl.store(o_scr + rows, val * tl.sigmoid(gate), mask=rmask)
-            r0 += BMG
+        _glu_to(ow_ptr + pair * 2 * hh, ob_ptr + pair * 2 * H, g, offs, hm, H, o_scr, BMG,
+                PREFETCH)
         tl.debug_barrier()
         x += tl.load(o_scr + offs, mask=hm, other=0.0)
         if HAS_FF:  # feed-forward block: x += W2 GELU(W1 LN x + b1) + b2
             u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
                             H, eps)
-            w_ptr = w1_ptr + pair * F * H
-            bias_ptr = b1_ptr + pair * F
-            r0 = 0
-            while r0 < F:
-                hid, rows, rmask = _rows(w_ptr, bias_ptr, u, offs, hm, H, r0, F, BM1)
-                tl.store(y_scr + rows, _gelu(hid), mask=rmask)
-                r0 += BM1
+            _linear_to(w1_ptr + pair * F * H, b1_ptr + pair * F, u, offs, hm, H, F, y_scr, BM1,
+                       True, PREFETCH)
             tl.debug_barrier()
             hv = tl.load(y_scr + fo, mask=fm, other=0.0)  # (FP,)
-            _linear_to(w2_ptr + pair * H * F, b2_ptr + pair * H, hv, fo, fm, F, H, o_scr, BM2)
+            _linear_to(w2_ptr + pair * H * F, b2_ptr + pair * H, hv, fo, fm, F, H, o_scr, BM2,
+                       False, PREFETCH)
             tl.debug_barrier()
             x += tl.load(o_scr + offs, mask=hm, other=0.0)
         pair += 1
@@ -303,6 +330,7 @@ def _tier_pass_kernel(
         batch, H, N2, F, n_coef, scr_ptr, scr_stride,
         PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
         HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, SINGLE: tl.constexpr,
+        PREFETCH: tl.constexpr,
         HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
         YS: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
         BME: tl.constexpr):
@@ -337,7 +365,7 @@ def _tier_pass_kernel(
         x = _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                            w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
                            eps, u_scr, y_scr, o_scr, KIND, HAS_FF, HP, N2P, FP, BC, BMG, BM1,
-                           BM2)
+                           BM2, PREFETCH)
 
     # ---- epilogue
     if EPI == 0:  # ring slot <- x; on pooling steps the down-pool map of the whole ring
@@ -347,13 +375,13 @@ def _tier_pass_kernel(
             ko = tl.arange(0, EKP)
             km = ko < ek
             v = tl.load(out_ptr + b * ek + ko, mask=km, other=0.0)  # (EKP,) the p slots
-            _linear_to(pw_ptr, pb_ptr, v, ko, km, ek, er, pz_ptr + b * er, BME)
+            _linear_to(pw_ptr, pb_ptr, v, ko, km, ek, er, pz_ptr + b * er, BME, False, PREFETCH)
     elif EPI == 1:  # outer tier's up-pool map: its p unfolded rows
-        _linear_to(pw_ptr, pb_ptr, x, offs, hm, H, er, pz_ptr + b * er, BME)
+        _linear_to(pw_ptr, pb_ptr, x, offs, hm, H, er, pz_ptr + b * er, BME, False, PREFETCH)
     else:  # head and sampling
         u = _layer_norm(x, hm, pw_ptr, pw_ptr + H, offs, H, eps)
         lrow = logits_ptr + b * er
-        _linear_to(pb_ptr, pb_ptr + er * H, u, offs, hm, H, er, lrow, BME)
+        _linear_to(pb_ptr, pb_ptr + er * H, u, offs, hm, H, er, lrow, BME, False, False)
         tl.debug_barrier()
         co = tl.arange(0, EKP)
         cmask = co < er
@@ -409,7 +437,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         batch, H, N2, F, n_coef, scratch, scratch.stride(0),
         PRO=pro, EPI=epi, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP,
-        SINGLE=bool(CONFIG["single"]) and HP * N2P <= ssm_tile
+        PREFETCH=bool(CONFIG["prefetch"]), SINGLE=bool(CONFIG["single"]) and HP * N2P <= ssm_tile
         and 2 * HP * HP <= tile and FP * HP <= tile, N2P=N2P, FP=FP, EKP=EKP, YS=YS,
         BC=max(1, min(HP, ssm_tile // N2P)), BMG=max(1, min(HP, tile // 2 // HP)),
         BM1=max(1, min(FP, tile // HP)), BM2=max(1, min(HP, tile // FP)),

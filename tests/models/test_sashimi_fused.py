@@ -76,7 +76,7 @@ def step_errors(layer, dt_scale, conditional, n_steps, device="cpu", seed=0, **s
     return err
 
 
-def sampling_agreement(layer, device="cpu", n_steps=5, batch=2, **kwargs):
+def sampling_agreement(layer, device="cpu", n_steps=4, batch=2, **kwargs):
     """Codes of sample_codes on the fused path and on the module path, same generator."""
     model = _model(layer, 3, seed=4).to(device).eval()
     labels = torch.tensor([0, 2][:batch], device=device)
@@ -100,9 +100,10 @@ def _interpret_main():
     out = []
     for i, case in enumerate(CASES):
         # odd cases: the chunked path with tiles small enough for several chunks per stage
-        # (tiers of width 8 and 16); even cases: the one-tile pipelined path
-        chunked = dict(tile=256, ssm_tile=16, single=False) if i % 2 else {}
-        sashimi_step.CONFIG.update(chunked or dict(tile=8192, ssm_tile=2048, single=True))
+        # (tiers of width 8 and 16), without and with prefetch; even: the one-tile path
+        chunked = dict(tile=256, ssm_tile=16, single=False, prefetch=i == 3) if i % 2 else {}
+        sashimi_step.CONFIG.update(chunked or dict(tile=8192, ssm_tile=2048, single=True,
+                                                   prefetch=True))
         out.append(step_errors(*case, N_STEPS, seed=i))
     prompt = torch.tensor([[3, 250], [128, 7]])
     codes = [sampling_agreement("s4d"),
@@ -122,7 +123,7 @@ def test_interpreter_fused_step_matches_float64_module_step():
     for case, errs in zip(CASES, results[:-1]):
         assert max(errs.values()) < TOL, (case, errs)
     assert results[-1]["codes_equal"] == [True, True], results[-1]
-    assert results[-1]["codes_shape"] == [[2, 5], [2, 5]]
+    assert results[-1]["codes_shape"] == [[2, 4], [2, 4]]
 
 
 def test_unsupported_models_fall_back_to_the_module_path():
