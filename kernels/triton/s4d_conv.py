@@ -326,6 +326,9 @@ def s4d_conv(u, log_z, coef, D=None):
         raise ValueError(f"s4d_conv: log_z and coef must both have shape (H={H}, N) or "
                          f"(b={b}, H={H}, N), got {tuple(log_z.shape)} and {tuple(coef.shape)}")
     check_device_dtypes("s4d_conv", u, D)
+    if (L + CHUNK_FWD) * H >= 2 ** 31:  # in-kernel offsets along the sequence are int32
+        raise ValueError(f"s4d_conv: the Triton kernel needs (L + {CHUNK_FWD}) * H < 2^31, got "
+                         f"L={L}, H={H} (use backend='torch')")
     batched = log_z.dim() == 3
     lz = log_z if batched else log_z.unsqueeze(0)  # (P, H, N)
     cf = coef if batched else coef.unsqueeze(0)

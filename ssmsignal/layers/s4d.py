@@ -115,7 +115,8 @@ class S4D(ConvSSM):
         return s4d_kernel(A, B, C, dt, L, discretization=self.discretization)  # (M, L)
 
     def _convolve(self, x, scale):
-        if not (FUSED_CONV and uses_triton("s4d_conv", x, self.log_dt)):
+        fits = x.shape[1] * x.shape[2] < 2 ** 30  # the fused kernel indexes (L, H) in int32
+        if not (FUSED_CONV and fits and uses_triton("s4d_conv", x, self.log_dt)):
             return super()._convolve(x, scale)  # (b, L, H): kernel + FFT
         A, B, C = self._abc()  # (H, N/2) each
         dt = self._dt(scale)  # (H,) or (b, H)
