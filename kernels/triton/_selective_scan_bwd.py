@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
-from ._common import (LN2, LOG2E, adjoint_combine, axis_c, axis_n, axis_t, dprepare_dt,
-                      prepare_dt, row, scan_combine, sum_channels, sum_states, sum_time)
+from ._common import (LN2, LOG2E, adjoint_combine, axis_c, axis_n, axis_t, row, scan_combine,
+                      sum_channels, sum_states, sum_time)
 
 
 @triton.jit
@@ -36,6 +37,39 @@ def store_masked(ptr, x, mask, EVEN: tl.constexpr):
         tl.store(ptr, x)
     else:
         tl.store(ptr, x, mask=mask)
+
+
+@triton.jit
+def softplus_sigmoid(x, FAST: tl.constexpr):
+    """``(softplus(x), sigmoid(x))`` (PyTorch's threshold: ``x`` and 1 above 20), float32.
+
+    One ``exp2``; ``FAST`` (GPU only: the interpreter has no libdevice) takes the hardware
+    approximations ``lg2.approx`` (absolute error ~1.6e-7 near 1) and ``div.approx`` (2 ulp),
+    with a 6-term series for ``log1p(e)`` below ``e = 1/8`` where the absolute error of
+    ``lg2.approx`` would be a large relative one: relative error ~1e-6 everywhere.
+    Otherwise the precise ``log`` and division (libdevice polynomial, ~30 instructions).
+    """
+    e = tl.exp2(tl.minimum(x, 20.0) * LOG2E)
+    ope = 1.0 + e
+    if FAST:
+        series = e * (1.0 - e * (0.5 - e * (1.0 / 3.0 - e * (0.25 - e * (0.2 - e * (1.0 / 6.0))))))
+        sp = tl.where(e < 0.125, series, libdevice.fast_log2f(ope) * LN2)
+        sg = libdevice.fast_dividef(e, ope)
+    else:
+        sp = tl.log(ope)
+        sg = e / ope
+    return tl.where(x > 20.0, x, sp), tl.where(x > 20.0, 1.0, sg)
+
+
+@triton.jit
+def sigmoid(x, FAST: tl.constexpr):
+    """``1 / (1 + exp(-x))``; ``FAST``: approximate division (2 ulp)."""
+    e = tl.exp2(-x * LOG2E)
+    if FAST:
+        s = libdevice.fast_dividef(1.0, 1.0 + e)
+    else:
+        s = 1.0 / (1.0 + e)
+    return s
 
 
 @triton.jit
@@ -68,7 +102,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
-               HAS_DLAST: tl.constexpr, EVEN: tl.constexpr):
+               HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
@@ -123,7 +157,10 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             io_mask = io_mask & (tt < L) & ch_ok
         u = u.to(tl.float32)
         raw = raw.to(tl.float32)
-        dt = prepare_dt(raw, bias, SOFTPLUS)  # (DL, NO, W, 1, T)
+        if SOFTPLUS:
+            dt, dsp = softplus_sigmoid(raw + bias, FAST)  # (DL, NO, W, 1, T), d dt / d raw
+        else:
+            dt = raw + bias
         if not EVEN:
             dt = tl.where(valid, dt, 0.0)
         Bt = Bt.to(tl.float32)
@@ -136,7 +173,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         dy = dout.to(tl.float32)
         if HAS_Z:
             zf = zz.to(tl.float32)
-            sg = tl.sigmoid(zf)
+            sg = sigmoid(zf, FAST)
             dz = dy * yv.to(tl.float32) * sg * (1.0 + zf * (1.0 - sg))
             if not EVEN:
                 dz = tl.where(valid, dz, 0.0)
@@ -159,7 +196,8 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         gB = sum_states(gs * Bt)  # (DL, 1, W, 1, T)
         ddt = gB * u + sum_states(gah * A2) * LN2  # d loss / d dt (A = A2 * ln 2)
         du = dt * gB + Dv * dy  # (DL, NO, W, 1, T)
-        ddt = dprepare_dt(raw, bias, ddt, SOFTPLUS)
+        if SOFTPLUS:
+            ddt = ddt * dsp
         if not EVEN:
             ddt = tl.where(valid, ddt, 0.0)
         dbias_acc += sum_time(ddt)

@@ -18,6 +18,8 @@ afterwards with ``torch.sum``, so two runs give bit-identical gradients.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -36,6 +38,10 @@ CHUNK_CK = 16
 #: Time steps per chunk of the backward pass; the forward pass stores the state before every
 #: CHUNK_BWD steps. 8 bf16 steps = one 16-byte load.
 CHUNK_BWD = 8
+#: Hardware approximations (``lg2.approx``, ``div.approx``) for the backward pass's per-step
+#: softplus and sigmoids (see ``_selective_scan_bwd.softplus_sigmoid``); never under
+#: ``TRITON_INTERPRET=1`` (no libdevice there).
+FAST_MATH = True
 
 
 @triton.jit
@@ -198,7 +204,8 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         L, d, N, G, d // G, g["block_ch"], g["n_chunks"], ck.shape[2], g["n_blocks"],
         T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
         **_flags(D, z, delta_bias, softplus, seq_lengths), HAS_DLAST=dlast is not None,
-        EVEN=g["EVEN"], num_warps=g["W"])
+        EVEN=g["EVEN"], FAST=FAST_MATH and os.environ.get("TRITON_INTERPRET", "") != "1",
+        num_warps=g["W"])
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = g["n_blocks"] // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
