@@ -295,27 +295,13 @@ def s4d_kernel(A, B, C, dt, L, discretization="zoh"):
 
 
 def s4d_conv(u, log_z, coef, D=None):
-    """S4D convolution in the layer's ``(batch, length, channels)`` layout.
+    """S4D convolution in the layers' layout: ``u (b, L, H)`` real -> ``y (b, L, H)``.
 
-    Parameters
-    ----------
-    u : Tensor, shape (b, L, H), real
-    log_z, coef : Tensor, shape (H, N) or (b, H, N), complex
-        As in :func:`vandermonde`; with a batch axis, sequence ``i`` uses its own set (one
-        ``dt_scale`` per sequence).
-    D : Tensor, shape (H,), optional
-
-    Returns
-    -------
-    Tensor, shape (b, L, H), dtype of ``u``
-        ``y[b, t, h] = sum_{j <= t} K[h, j] u[b, t - j, h] + D[h] u[b, t, h]`` with
-        ``K = vandermonde(coef, log_z, L)``, i.e. the output of the diagonal recurrence
-        ``x_t = z x_{t-1} + u_t``, ``y_t = 2 Re(sum_n coef_n x_t) + D u_t``.
-
-    Notes
-    -----
-    Here: :func:`vandermonde` then :func:`fft_conv` on the transposed input, exactly what the
-    S4D layer does on this path. The Triton kernel runs the recurrence instead.
+    ``log_z, coef`` are ``(H, N)`` complex as in :func:`vandermonde`, or ``(b, H, N)`` (one set
+    per sequence); ``D (H,)`` optional. ``y[b, t, h] = sum_{j <= t} K[h, j] u[b, t - j, h] +
+    D[h] u[b, t, h]``, ``K = vandermonde(coef, log_z, L)``: the output of the recurrence
+    ``x_t = z x_{t-1} + u_t``, ``y_t = 2 Re(sum_n coef_n x_t) + D u_t``. Computed here as the
+    S4D layer's FFT path does it (the Triton kernel runs the recurrence).
     """
     b, L, H = u.shape  # (b, L, H)
     x = u.transpose(1, 2)  # (b, H, L)

@@ -13,7 +13,7 @@ export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$LOG/device.txt"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$LOG/device.txt"
-timeout 80 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE \
+timeout 90 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE \
     tests/kernels/test_triton_s4d_conv.py tests/layers 2>&1 | tee "$LOG/pytest_cuda.log" | tail -15
 echo "pytest exit ${PIPESTATUS[0]}"
 timeout 90 python3 -m ssmsignal.kernels.bench.bench_s4d_kernel --s4d-conv --profile-layer \
