@@ -77,21 +77,19 @@ def _sum_modes(x):
 
 
 @triton.jit
-def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunks,
-                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
-                DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr):
-    pid_c = tl.program_id(0)
+def _program(tab_ptr, D_ptr, L, H, N, tab_b, tab_plane, NI: tl.constexpr, NO: tl.constexpr,
+             W: tl.constexpr, DL: tl.constexpr, HAS_D: tl.constexpr):
+    """What both kernels set up: indices and masks of the program's channels and modes, the
+    parameters from the tables ``(6, P, H, N)`` (Re/Im of z, coef, rho) and D."""
     pid_b = tl.program_id(1).to(tl.int64)
     lane = tl.arange(0, DL)[:, None, None, None]
     rep = tl.arange(0, NO)[None, :, None, None]  # (1, NO, 1, 1)
-    ch = pid_c * (W * DL) + tl.arange(0, W)[None, None, :, None] * DL + lane  # (DL, 1, W, 1)
+    ch = tl.program_id(0) * (W * DL) + tl.arange(0, W)[None, None, :, None] * DL + lane
     n = tl.arange(0, NI)[None, None, None, :] * NO + rep  # (1, NO, 1, NI)
-    tt = tl.arange(0, T)[None, None, None, :]  # (1, 1, 1, T)
-    ch_ok = ch < H
+    ch_ok = ch < H  # (DL, 1, W, 1)
     p_ok = ch_ok & (n < N)  # (DL, NO, W, NI)
-    # parameter tables (6, P, H, N): Re/Im of z, coef and rho = z^T / fl(z)^T;
-    # ``(n * N) // N`` hides the contiguity (see the module docstring)
-    p_off = pid_b * tab_b + ch * N + (n * N) // N  # (DL, NO, W, NI)
+    nh = (n * N) // N  # n with its contiguity hidden (see the module docstring)
+    p_off = pid_b * tab_b + ch * N + nh  # (DL, NO, W, NI)
     zr = tl.load(tab_ptr + p_off, mask=p_ok, other=0.0)
     zi = tl.load(tab_ptr + tab_plane + p_off, mask=p_ok, other=0.0)
     cr = tl.load(tab_ptr + 2 * tab_plane + p_off, mask=p_ok, other=0.0)
@@ -101,7 +99,17 @@ def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunk
     Dv = 0.0
     if HAS_D:
         Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1)
-    io_off = pid_b * L * H + ch + rep * 0  # (DL, NO, W, 1): (b, 0, h) in u and y
+    io_off = pid_b * L * H + ch + rep * 0  # (DL, NO, W, 1): (b, 0, h) in u, y, dy, du
+    return pid_b, ch, ch_ok, rep, nh, p_ok, io_off, zr, zi, cr, ci, hr, hi, Dv
+
+
+@triton.jit
+def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunks,
+                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
+                DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr):
+    pid_b, ch, ch_ok, rep, nh, p_ok, io_off, zr, zi, cr, ci, hr, hi, Dv = _program(
+        tab_ptr, D_ptr, L, H, N, tab_b, tab_plane, NI, NO, W, DL, HAS_D)
+    tt = tl.arange(0, T)[None, None, None, :]  # (1, 1, 1, T)
     xr = tl.zeros((DL, NO, W, NI), dtype=tl.float32)
     xi = tl.zeros((DL, NO, W, NI), dtype=tl.float32)
     if EVEN:  # L a multiple of T, H of the channel block: no masks on the sequence
@@ -137,27 +145,9 @@ def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
                 L, H, N, tab_b, tab_plane, s_plane, n_chunks,
                 T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
                 DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr):
-    pid_c = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    lane = tl.arange(0, DL)[:, None, None, None]
-    rep = tl.arange(0, NO)[None, :, None, None]  # (1, NO, 1, 1)
-    ch = pid_c * (W * DL) + tl.arange(0, W)[None, None, :, None] * DL + lane  # (DL, 1, W, 1)
-    n = tl.arange(0, NI)[None, None, None, :] * NO + rep  # (1, NO, 1, NI)
+    pid_b, ch, ch_ok, rep, nh, p_ok, io_off, zr, zi, cr, ci, hr, hi, Dv = _program(
+        tab_ptr, D_ptr, L, H, N, tab_b, tab_plane, NI, NO, W, DL, HAS_D)
     tt = tl.arange(0, T)[None, None, None, :]  # (1, 1, 1, T)
-    ch_ok = ch < H
-    p_ok = ch_ok & (n < N)  # (DL, NO, W, NI)
-    nh = (n * N) // N
-    p_off = pid_b * tab_b + ch * N + nh  # (DL, NO, W, NI)
-    zr = tl.load(tab_ptr + p_off, mask=p_ok, other=0.0)
-    zi = tl.load(tab_ptr + tab_plane + p_off, mask=p_ok, other=0.0)
-    cr = tl.load(tab_ptr + 2 * tab_plane + p_off, mask=p_ok, other=0.0)
-    ci = tl.load(tab_ptr + 3 * tab_plane + p_off, mask=p_ok, other=0.0)
-    hr = tl.load(tab_ptr + 4 * tab_plane + p_off, mask=p_ok, other=0.0)
-    hi = tl.load(tab_ptr + 5 * tab_plane + p_off, mask=p_ok, other=0.0)
-    Dv = 0.0
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1)
-    io_off = pid_b * L * H + ch + rep * 0  # (DL, NO, W, 1)
     zero = tl.zeros((DL, NO, W, NI), dtype=tl.float32)
     rr, ri, qr, qi = zero, zero, zero, zero  # r_t and R_t (the second reverse recurrence)
     s1r, s1i, s2r, s2i = zero, zero, zero, zero
