@@ -80,7 +80,7 @@ def _sum_modes(x):
 def _program(tab_ptr, D_ptr, L, H, N, tab_b, tab_plane, NI: tl.constexpr, NO: tl.constexpr,
              W: tl.constexpr, DL: tl.constexpr, HAS_D: tl.constexpr):
     """What both kernels set up: indices and masks of the program's channels and modes, the
-    parameters from the tables ``(6, P, H, N)`` (Re/Im of z, coef, rho) and D."""
+    parameters from the tables ``(6, P, H, N)`` (Re/Im of z, 2 coef, rho) and D."""
     pid_b = tl.program_id(1).to(tl.int64)
     lane = tl.arange(0, DL)[:, None, None, None]
     rep = tl.arange(0, NO)[None, :, None, None]  # (1, NO, 1, 1)
@@ -130,7 +130,7 @@ def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunk
         for i in tl.static_range(T):
             ui = _column(u_tile, tt, i)  # (DL, NO, W, 1)
             xr, xi = tl.fma(zr, xr, tl.fma(-zi, xi, ui)), tl.fma(zr, xi, zi * xr)
-            yi = 2.0 * _sum_modes(tl.fma(cr, xr, -ci * xi)) + Dv * ui  # (DL, NO, W, 1)
+            yi = _sum_modes(tl.fma(cr, xr, -ci * xi)) + Dv * ui  # (DL, NO, W, 1)
             y_tile = tl.where(tt == i, yi, y_tile)
         if EVEN:
             tl.store(y_ptr + io_off + t * H, y_tile.to(y_ptr.dtype.element_ty), mask=rep == 0)
@@ -187,7 +187,7 @@ def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
             s1r = tl.fma(ui, rr, s1r)
             s1i = tl.fma(ui, ri, s1i)
             qr, qi = tl.fma(zr, qr, tl.fma(-zi, qi, rr)), tl.fma(zr, qi, tl.fma(zi, qr, ri))
-            dui = 2.0 * _sum_modes(tl.fma(cr, rr, -ci * ri)) + Dv * gi  # (DL, NO, W, 1)
+            dui = _sum_modes(tl.fma(cr, rr, -ci * ri)) + Dv * gi  # (DL, NO, W, 1)
             du_tile = tl.where(tt == T - 1 - j, dui, du_tile)
         dD += tl.sum(u_tile * g_tile, axis=3, keep_dims=True)
         if EVEN:
@@ -220,7 +220,7 @@ def _config(b, H, N, kind):
 
 
 def _tables(log_z, coef, T):
-    """``(6, P, H, N)`` float32 planes: Re/Im of ``z = exp(log_z)``, ``coef`` and ``rho``.
+    """``(6, P, H, N)`` float32 planes: Re/Im of ``z = exp(log_z)``, ``2 coef`` and ``rho``.
 
     ``rho = z^T / fl(z)^T = exp(T (log_z - log fl(z)))`` (float64; 1 where ``fl(z)`` underflows
     to 0) makes ``T`` recurrence steps with the rounded ``fl(z)`` multiply a chunk's carried
@@ -231,7 +231,7 @@ def _tables(log_z, coef, T):
     d = lz - torch.log(z32.to(torch.complex128))  # ~1e-8; its phase modulo 2 pi
     d = torch.complex(d.real, torch.remainder(d.imag + math.pi, 2 * math.pi) - math.pi)
     rho = torch.where(z32 == 0, torch.ones_like(d), torch.exp(T * d)).to(torch.complex64)
-    planes = [z32, coef.to(torch.complex64), rho]
+    planes = [z32, 2.0 * coef.to(torch.complex64), rho]  # 2 coef: the read-out is 2 Re(...)
     return torch.stack([p for t in planes for p in (t.real, t.imag)]).contiguous()
 
 
