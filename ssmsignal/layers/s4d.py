@@ -59,9 +59,9 @@ class S4D(ConvSSM):
     :func:`ssmsignal.kernels.fft_conv` (O(L log L)); where the kernel dispatch picks Triton
     (CUDA) it runs :func:`ssmsignal.kernels.s4d_conv` instead, the same convolution computed as
     the diagonal recurrence directly on the ``(batch, length, d_model)`` input. Step mode runs
-    the same discretisation as a recurrence. Both use Δ · dt_scale, where Δ = exp(log_dt) is learned in training sample
-    periods and ``dt_scale = fs_train / fs_input``. The SSM output goes through D skip, GELU,
-    dropout and a linear map + GLU ("gated output", S4 papers).
+    the same discretisation as a recurrence. Both use Δ · dt_scale, where Δ = exp(log_dt) is
+    learned in training sample periods and ``dt_scale = fs_train / fs_input``. The SSM output
+    goes through D skip, GELU, dropout and a linear map + GLU ("gated output", S4 papers).
 
     Parameters
     ----------
