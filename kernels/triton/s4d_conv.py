@@ -21,9 +21,9 @@ the current chunk's ``T`` unrolled steps; a step's column is picked out of the c
 
 Accuracy: ``z`` is rounded once to float32 and raised to the ``t``-th power by the recurrence,
 which would cost a relative error ``~ t * 6e-8`` on ``z^t`` (1e-4 on slowly decaying modes).
-At every chunk start the carried state is multiplied by ``rho = z^T / fl(z)^T`` (computed in
-float64), so after the chunk's ``T`` steps it has been carried by ``z^T`` itself, and the error
-stays at ``T`` roundings.
+Every ``S = RHO_SPAN`` steps (at the start of every ``S / T``-th chunk) the carried state is
+multiplied by ``rho = z^S / fl(z)^S`` (computed in float64), so after those ``S`` steps it has
+been carried by ``z^S`` itself, and the error stays at ``S`` roundings.
 
 Backward (PyTorch's complex convention, ``grad = dL/dRe + i dL/dIm``), from ``dy (b, L, H)``,
 with the reverse recurrences ``r_t = dy_t + z r_{t+1}`` and ``R_t = r_t + z R_{t+1}``::
@@ -52,6 +52,8 @@ __all__ = ["s4d_conv"]
 #: Time steps per chunk, forward and backward.
 CHUNK_FWD = 16
 CHUNK_BWD = 8
+#: Steps between two rho corrections of the carried state (a multiple of both chunks).
+RHO_SPAN = 32
 #: ``(NO, W)`` (lanes per channel along the modes, warps per program) of the forward and the
 #: backward kernel; NO grows for more modes (:data:`MAX_MODES`) and for small problems.
 CONFIG = {"fwd": (4, 4), "bwd": (4, 4)}
@@ -106,7 +108,8 @@ def _program(tab_ptr, D_ptr, L, H, N, tab_b, tab_plane, NI: tl.constexpr, NO: tl
 @triton.jit
 def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunks,
                 T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
-                DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr):
+                DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr,
+                RHO_EVERY: tl.constexpr):
     pid_b, ch, ch_ok, rep, nh, p_ok, io_off, zr, zi, cr, ci, hr, hi, Dv = _program(
         tab_ptr, D_ptr, L, H, N, tab_b, tab_plane, NI, NO, W, DL, HAS_D)
     tt = tl.arange(0, T)[None, None, None, :]  # (1, 1, 1, T)
@@ -124,8 +127,8 @@ def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunk
             u_nx = tl.load(u_ptr + io_off + (tl.minimum(c * T + T, L - T) + tt) * H)
         else:
             u_nx = tl.load(u_ptr + io_off + (t + T) * H, mask=ch_ok & (t + T < L), other=0.0)
-        # chunk start: x *= rho, so that the T steps with fl(z) carry it by exactly z^T
-        xr, xi = hr * xr - hi * xi, tl.fma(hr, xi, hi * xr)
+        if c % RHO_EVERY == 0:  # x *= rho: the next RHO_SPAN steps with fl(z) carry it by z^S
+            xr, xi = hr * xr - hi * xi, tl.fma(hr, xi, hi * xr)
         y_tile = tl.zeros((DL, NO, W, T), dtype=tl.float32)
         for i in tl.static_range(T):
             ui = _column(u_tile, tt, i)  # (DL, NO, W, 1)
@@ -144,7 +147,8 @@ def _fwd_kernel(u_ptr, tab_ptr, D_ptr, y_ptr, L, H, N, tab_b, tab_plane, n_chunk
 def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
                 L, H, N, tab_b, tab_plane, s_plane, n_chunks,
                 T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
-                DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr):
+                DL: tl.constexpr, HAS_D: tl.constexpr, EVEN: tl.constexpr,
+                RHO_EVERY: tl.constexpr):
     pid_b, ch, ch_ok, rep, nh, p_ok, io_off, zr, zi, cr, ci, hr, hi, Dv = _program(
         tab_ptr, D_ptr, L, H, N, tab_b, tab_plane, NI, NO, W, DL, HAS_D)
     tt = tl.arange(0, T)[None, None, None, :]  # (1, 1, 1, T)
@@ -173,10 +177,11 @@ def _bwd_kernel(u_ptr, dy_ptr, tab_ptr, D_ptr, du_ptr, s_ptr, dD_ptr,
             nx_ok = ch_ok & (t_nx >= 0)
             u_nx = tl.load(u_ptr + io_off + t_nx * H, mask=nx_ok, other=0.0)
             g_nx = tl.load(dy_ptr + io_off + t_nx * H, mask=nx_ok, other=0.0)
-        # chunk start (its last step): r, R *= rho, so that the T steps with fl(z) carry them
-        # by exactly z^T (R's double pole T z^T r included)
-        rr, ri = hr * rr - hi * ri, tl.fma(hr, ri, hi * rr)
-        qr, qi = hr * qr - hi * qi, tl.fma(hr, qi, hi * qr)
+        # r, R *= rho at the start of a span (its last step): the next RHO_SPAN steps with
+        # fl(z) then carry them by exactly z^S (R's double pole S z^S r included)
+        if (n_chunks - 1 - c) % RHO_EVERY == 0:
+            rr, ri = hr * rr - hi * ri, tl.fma(hr, ri, hi * rr)
+            qr, qi = hr * qr - hi * qi, tl.fma(hr, qi, hi * qr)
         du_tile = tl.zeros((DL, NO, W, T), dtype=tl.float32)
         for j in tl.static_range(T):
             ui = _column(u_tile, tt, T - 1 - j)  # (DL, NO, W, 1)
@@ -239,12 +244,14 @@ def _forward(u, log_z, coef, D):
     b, L, H = u.shape
     P, _, N = log_z.shape
     NI, NO, W, DL = _config(b, H, N, "fwd")
-    tab = _tables(log_z, coef, CHUNK_FWD)  # (6, P, H, N)
+    every = max(1, RHO_SPAN // CHUNK_FWD)
+    tab = _tables(log_z, coef, every * CHUNK_FWD)  # (6, P, H, N)
     y = new_buffer(u.shape, u.dtype, u.device)  # (b, L, H)
     _fwd_kernel[(triton.cdiv(H, W * DL), b)](
         u, tab, D if D is not None else dummy(u), y, L, H, N, H * N if P > 1 else 0, P * H * N,
         triton.cdiv(L, CHUNK_FWD), T=CHUNK_FWD, NI=NI, NO=NO, W=W, DL=DL,
-        HAS_D=D is not None, EVEN=L % CHUNK_FWD == 0 and H % (W * DL) == 0, num_warps=W)
+        HAS_D=D is not None, EVEN=L % CHUNK_FWD == 0 and H % (W * DL) == 0, RHO_EVERY=every,
+        num_warps=W)
     return y
 
 
@@ -252,7 +259,8 @@ def _backward(dy, u, log_z, coef, D):
     b, L, H = u.shape
     P, _, N = log_z.shape
     NI, NO, W, DL = _config(b, H, N, "bwd")
-    tab = _tables(log_z, coef, CHUNK_BWD)  # (6, P, H, N)
+    every = max(1, RHO_SPAN // CHUNK_BWD)
+    tab = _tables(log_z, coef, every * CHUNK_BWD)  # (6, P, H, N)
     du = new_buffer(u.shape, u.dtype, u.device)  # (b, L, H)
     sums = new_buffer((4, b, H, N), torch.float32, u.device)  # Re/Im of S1, S2 per row
     dD = new_buffer((b, H), torch.float32, u.device)  # per row
@@ -260,7 +268,7 @@ def _backward(dy, u, log_z, coef, D):
         u, dy, tab, D if D is not None else dummy(u), du, sums, dD, L, H, N,
         H * N if P > 1 else 0, P * H * N, b * H * N, triton.cdiv(L, CHUNK_BWD),
         T=CHUNK_BWD, NI=NI, NO=NO, W=W, DL=DL, HAS_D=D is not None,
-        EVEN=L % CHUNK_BWD == 0 and H % (W * DL) == 0, num_warps=W)
+        EVEN=L % CHUNK_BWD == 0 and H % (W * DL) == 0, RHO_EVERY=every, num_warps=W)
     if P == 1:  # parameters shared by the batch: reduce the per-row sums
         sums = sums.sum(1, keepdim=True)  # (4, 1, H, N)
     s1 = torch.complex(sums[0], sums[1])  # (P, H, N)
