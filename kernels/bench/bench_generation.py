@@ -119,12 +119,17 @@ def steady_rate(model, batch_size, n_steps, **kwargs):
     return batch_size / per_step, times[1] - n_steps * per_step
 
 
-#: launch configurations (``sashimi_step.CONFIG``) timed by :func:`pass_times`; ``single``:
-#: the one-tile pipelined block path where a tier fits (tier 0 of the defaults)
-PASS_CONFIGS = [dict(num_warps=8, tile=8192, ssm_tile=2048, single=True, prefetch=True),
-                dict(num_warps=8, tile=8192, ssm_tile=2048, single=False, prefetch=True),
-                dict(num_warps=8, tile=8192, ssm_tile=2048, single=False, prefetch=False),
-                dict(num_warps=16, tile=8192, ssm_tile=2048, single=True, prefetch=True)]
+#: launch configurations (``sashimi_step.CONFIG``) timed by :func:`pass_times`: ``single``, the
+#: one-tile pipelined block path where a tier fits (tier 0 of the defaults); ``prefetch``;
+#: ``split``, programs per batch row for the wider tiers
+_BASE = dict(num_warps=8, tile=8192, ssm_tile=2048, single=True, prefetch=True, split=1)
+PASS_CONFIGS = [_BASE, {**_BASE, "single": False}, {**_BASE, "num_warps": 16},
+                {**_BASE, "split": 4}, {**_BASE, "split": 8}]
+
+
+def _config_name(c):
+    return (f"w{c['num_warps']} t{c['tile']} " + ("pipe" if c["single"] else "chunk")
+            + (" pf" if c["prefetch"] else "") + f" S{c['split']}")
 
 
 def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
@@ -135,34 +140,41 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
     from ssmsignal.kernels.triton import sashimi_step
     from ssmsignal.models._sashimi_fused import FusedDecoder
 
-    dec = FusedDecoder(model, batch_size)
-    calls, launch = [], dec._pass
-    dec._pass = lambda *a, **k: calls.append((a, k))
-    dec.step(0)
-    dec._pass = launch
     rows, default = [], dict(sashimi_step.CONFIG)
     for config in configs:
         sashimi_step.CONFIG.update(config)
-        name = "w{num_warps} t{tile} s{ssm_tile}".format(**config) + (
-            " pipe" if config["single"] else " chunk") + (" pf" if config["prefetch"] else "")
         try:
+            dec = FusedDecoder(model, batch_size)
+            calls, launch = [], dec._pass
+            dec._pass = lambda *a, **k: calls.append((a, k))
+            dec.step(0)
+            dec._pass = launch
             for args, kwargs in calls:
                 k, _, pro, epi, first, n_pairs = args
                 tp = dec.tiers[k]
                 per_pair = sum(w[0].numel() for w in tp.weights if w.dim() > 1)  # floats
-                ms = triton.testing.do_bench(lambda: launch(*args, **kwargs), warmup=20,
-                                             rep=60, return_mode="median")
-                rows.append({"config": name, "tier": k, "H": tp.H,
-                             "pairs": n_pairs, "prologue": pro, "epilogue": epi, "us": ms * 1e3,
+
+                def once():
+                    dec.counters.zero_()  # split launches count their barriers from zero
+                    dec._slot = 0
+                    launch(*args, **kwargs)
+
+                ms = triton.testing.do_bench(once, warmup=20, rep=60, return_mode="median")
+                rows.append({"config": _config_name(config), "tier": k, "H": tp.H,
+                             "split": dec.split[k], "pairs": n_pairs, "prologue": pro,
+                             "epilogue": epi, "us": ms * 1e3,
                              "weight_MB": 4 * per_pair * n_pairs / 1e6,
                              "GB_per_s": 4 * per_pair * n_pairs / (ms * 1e-3) / 1e9})
         finally:
+            sashimi_step.CONFIG.clear()
             sashimi_step.CONFIG.update(default)
     return rows
 
 
 def compare(device, steps=2000, naive_steps=30, configs=None):
     """Fused vs module-by-module (both with CUDA graphs) vs naive, batch 1 and 64."""
+    from ssmsignal.kernels.triton import sashimi_step
+
     rows, models = [], {}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -188,6 +200,14 @@ def compare(device, steps=2000, naive_steps=30, configs=None):
         sweep = PASS_CONFIGS if (layer, n_layers) == ("s4", 8) else PASS_CONFIGS[:1]
         for r in pass_times(model, configs=sweep):
             add({**tag, "mode": "pass", **r})
+    for (layer, n_layers), (model, tag) in models.items():  # wide tiers over 8 SMs per row
+        sashimi_step.CONFIG["split"] = 8
+        try:
+            rate, setup = steady_rate(model, 1, steps, fused=True)
+        finally:
+            sashimi_step.CONFIG["split"] = 1
+        add({**tag, "mode": "fused+graphs S8", "batch": 1, "steps": steps,
+             "samples_per_s": rate, "setup_s": setup, "rtf_16k_per_stream": rate / 16000.0})
     return rows
 
 
@@ -203,11 +223,12 @@ def print_compare(rows):
         print(f"{r['layer']:5s} {r['n_layers']:5d} {r['mode']:14s} {r['batch']:5d} "
               f"{r['samples_per_s']:11.1f} {r['rtf_16k_per_stream']:11.4f} "
               f"{r['samples_per_s'] / base if base else float('nan'):8.2f}")
-    print(f"{'layer':5s} {'pairs':>5s} {'config':26s} tier    H pairs pro epi {'us':>8s} "
+    print(f"{'layer':5s} {'pairs':>5s} {'config':26s} tier    H  S pairs pro epi {'us':>8s} "
           f"{'MB':>7s} {'GB/s':>7s}")
     for r in rows:
         if r["mode"] == "pass":
             print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:26s} {r['tier']:4d} {r['H']:4d} "
+                  f"{r['split']:2d} "
                   f"{r['pairs']:5d} "
                   f"{r['prologue']:3d} {r['epilogue']:3d} {r['us']:8.1f} {r['weight_MB']:7.3f} "
                   f"{r['GB_per_s']:7.1f}")

@@ -16,12 +16,16 @@ hands the result on:
   final LayerNorm, output linear map, temperature, optional nucleus (top-p) mask and the
   Gumbel-max draw, so the sampled code is written back for the next step's embedding.
 
-One program owns one batch row. The residual stream ``x`` stays in registers; every stage that
-works in chunks (the SSM over channel blocks, the matrix-vector products over row blocks) writes
-its output vector to a per-row scratch area in global memory (L1/L2 resident) and the program
-reads it back whole after a CTA barrier. Weights are read from global memory (they stay in L2
-across steps). The recurrent state ``(pairs, batch, 2, H, N/2)`` (real and imaginary planes) is
-updated in place.
+Grid ``(batch, S)``: ``S`` programs share one batch row (``S = 1`` unless the host splits a
+wide tier over several multiprocessors at small batch). The residual stream ``x`` stays in
+registers, the same in all ``S`` programs. Blocks that fit one register tile (tier 0 of the
+defaults) run software-pipelined in registers (:func:`_pairs_single`); wider ones
+(:func:`_pairs_chunked`) work in chunks through a per-program scratch area: program ``j`` runs
+the SSM of channel slice ``j`` and the products with its column slice of each matrix, writes
+the partial sums, and after a barrier (a CTA barrier, or a counter in global memory for
+``S > 1``) every program adds the ``S`` partials in the same order. Weights are read from
+global memory (they stay in L2 across steps). The recurrent state ``(pairs, batch, 2, H, N/2)``
+(real and imaginary planes) is updated in place.
 
 The math of each block is that of :mod:`ssmsignal.layers.s4`, :mod:`ssmsignal.layers.s4d`,
 :mod:`ssmsignal.layers.blocks` and :meth:`ssmsignal.models.SaShiMi.step`; the host side
@@ -33,7 +37,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["tier_pass", "PRO_EMBED", "PRO_Z", "PRO_UNFOLD", "EPI_RING", "EPI_UP", "EPI_HEAD",
+__all__ = ["tier_pass", "scratch_width", "fits_one_tile", "PRO_EMBED", "PRO_Z", "PRO_UNFOLD", "EPI_RING", "EPI_UP", "EPI_HEAD",
            "KIND_S4D", "KIND_S4", "CONFIG"]
 
 PRO_EMBED, PRO_Z, PRO_UNFOLD = 0, 1, 2
@@ -43,8 +47,10 @@ KIND_S4D, KIND_S4 = 0, 1
 #: registers per thread at 8 warps), complex state elements per SSM chunk, the one-tile
 #: pipelined block path where a tier fits (``single``), and loading the next chunk before the
 #: current one's arithmetic (``prefetch``). Register counts: kernels/NOTES.md; the benchmark
-#: sweeps these.
-CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True}
+#: sweeps these. ``split``: the most programs per batch row the host may use for a chunked
+#: tier (a power of two; only while ``batch * split`` fits on the GPU).
+CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
+          "split": 1}
 
 
 @triton.jit
@@ -75,8 +81,8 @@ def _tile(w_ptr, ld, r0, n_rows, cols, cmask, BM: tl.constexpr):
 
 @triton.jit
 def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.constexpr,
-               GELU: tl.constexpr, PREFETCH: tl.constexpr):
-    """``out[:n_out] = act(W v + b)`` for ``W (n_out, n_in)``, in chunks of ``BM`` rows; with
+               HAS_BIAS: tl.constexpr, GELU: tl.constexpr, PREFETCH: tl.constexpr):
+    """``out[:n_out] = act(W v (+ b))`` for ``W (n_out, n_in)``, in chunks of ``BM`` rows; with
     ``PREFETCH`` the next chunk's load is issued before this chunk's arithmetic."""
     w = _tile(w_ptr, n_in, 0, n_out, cols, cmask, BM)
     r0 = 0
@@ -85,7 +91,9 @@ def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.conste
             w_next = _tile(w_ptr, n_in, r0 + BM, n_out, cols, cmask, BM)
         rows = r0 + tl.arange(0, BM)
         rmask = rows < n_out
-        out = tl.sum(w * v[None, :], axis=1) + tl.load(b_ptr + rows, mask=rmask, other=0.0)
+        out = tl.sum(w * v[None, :], axis=1)  # (BM,)
+        if HAS_BIAS:
+            out += tl.load(b_ptr + rows, mask=rmask, other=0.0)
         if GELU:
             out = _gelu(out)
         tl.store(out_ptr + rows, out, mask=rmask)
@@ -97,98 +105,110 @@ def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.conste
 
 
 @triton.jit
-def _glu_to(w_ptr, b_ptr, g, cols, cmask, H, out_ptr, BM: tl.constexpr, PREFETCH: tl.constexpr):
-    """``out[:H] = (Wv g + bv) * sigmoid(Wg g + bg)`` for ``W = [Wv; Wg] (2H, H)``, chunked."""
-    hh = H * H
-    wv = _tile(w_ptr, H, 0, H, cols, cmask, BM)
-    wg = _tile(w_ptr + hh, H, 0, H, cols, cmask, BM)
-    r0 = 0
-    while r0 < H:
-        if PREFETCH:
-            wv_next = _tile(w_ptr, H, r0 + BM, H, cols, cmask, BM)
-            wg_next = _tile(w_ptr + hh, H, r0 + BM, H, cols, cmask, BM)
-        rows = r0 + tl.arange(0, BM)
-        rmask = rows < H
-        val = tl.sum(wv * g[None, :], axis=1) + tl.load(b_ptr + rows, mask=rmask, other=0.0)
-        gate = tl.sum(wg * g[None, :], axis=1) + tl.load(b_ptr + H + rows, mask=rmask, other=0.0)
-        tl.store(out_ptr + rows, val * tl.sigmoid(gate), mask=rmask)
-        r0 += BM
-        if PREFETCH:
-            wv, wg = wv_next, wg_next
-        else:
-            wv = _tile(w_ptr, H, r0, H, cols, cmask, BM)
-            wg = _tile(w_ptr + hh, H, r0, H, cols, cmask, BM)
+def _sync(cnt_ptr, target, SPLIT: tl.constexpr):
+    """Barrier of the CTA, and with ``SPLIT`` of the ``S`` programs of a batch row: each adds
+    1 to the row's counter (release) and waits until it reaches ``target`` (acquire). The
+    programs of a row are co-resident (the host keeps ``batch * S`` <= multiprocessors)."""
+    tl.debug_barrier()
+    if SPLIT:
+        tl.atomic_add(cnt_ptr, 1, sem="release", scope="gpu")
+        seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+        while seen < target:
+            seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+        tl.debug_barrier()
 
 
 @triton.jit
-def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, H, N2, KIND: tl.constexpr, N2P: tl.constexpr,
-         BC: tl.constexpr):
-    """One S4/S4D step for all ``H`` channels of a row: state in place, ``GELU(y + D u)`` out.
+def _partials(row_scr, scr_stride, jj, jm, offs, hm, SPLIT: tl.constexpr):
+    """Sum over the ``S`` programs of a row of their partial vectors at ``row_scr + j *
+    scr_stride`` (fixed order: the same result in every program). ``.cg`` loads bypass L1,
+    which may hold an older copy written by another multiprocessor."""
+    ptrs = row_scr + jj * scr_stride + offs[None, :]  # (SP, HP)
+    if SPLIT:
+        part = tl.load(ptrs, mask=jm & hm[None, :], other=0.0, cache_modifier=".cg")
+    else:
+        part = tl.load(ptrs, mask=jm & hm[None, :], other=0.0)
+    return tl.sum(part, axis=0)  # (HP,)
 
-    ``coef_ptr`` points at the block's ``(NK, 2, H, N2)`` step coefficients (S4D: ``dA, dB, 2C``;
-    S4: ``conj P, a, g, e, qc, 2C``, see ``S4._discretize_step``), ``st_ptr`` at the row's
-    ``(2, H, N2)`` state; ``u_ptr`` holds the normalised input, ``y_ptr`` receives the output.
-    """
+
+@triton.jit
+def _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si, u,
+                KIND: tl.constexpr):
+    """One recurrent step on ``(C, N2P)`` state planes ``sr + i si`` with input ``u (C, 1)``;
+    returns the new state and ``Re(2 C x)`` summed over the stored modes ``(C,)``.
+
+    S4D (coefficients ``dA, dB, 2C``): ``x <- dA x + dB u``. S4 (``conj P, a, g, e, qc, 2C``, see
+    ``S4._discretize_step``; DPLR bilinear step via Woodbury): ``r = a x - g Re(P* x) + e u``,
+    ``x <- r - qc Re(P* r)``."""
+    if KIND == 0:
+        nr = p0 * sr - p1 * si + p2 * u
+        ni = p0 * si + p1 * sr + p3 * u
+        cr, ci = p4, p5
+    else:
+        s = tl.sum(p0 * sr - p1 * si, axis=1)[:, None]  # (C, 1)
+        rr = p2 * sr - p3 * si - p4 * s + p6 * u
+        ri = p2 * si + p3 * sr - p5 * s + p7 * u
+        t = tl.sum(p0 * rr - p1 * ri, axis=1)[:, None]  # (C, 1)
+        nr = rr - p8 * t
+        ni = ri - p9 * t
+        cr, ci = p10, p11
+    return nr, ni, tl.sum(cr * nr - ci * ni, axis=1)
+
+
+@triton.jit
+def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, c_start, c_end, H, N2, KIND: tl.constexpr,
+         N2P: tl.constexpr, BC: tl.constexpr):
+    """SSM step of channels ``c_start .. c_end`` of a row, in chunks of ``BC``: state in place,
+    ``GELU(y + D u)`` to ``y_ptr``. ``coef_ptr``: the block's ``(NK, 2, H, N2)`` coefficients;
+    ``st_ptr``: the row's ``(2, H, N2)`` state; ``u_ptr``: the normalised input."""
     hn = H * N2
     n = tl.arange(0, N2P)[None, :]  # (1, N2P)
-    c0 = 0
-    while c0 < H:
+    c0 = c_start
+    while c0 < c_end:
         ch = c0 + tl.arange(0, BC)  # (BC,)
-        cm = ch < H
+        cm = ch < c_end
         m2 = cm[:, None] & (n < N2)  # (BC, N2P)
         off = ch[:, None] * N2 + n  # (BC, N2P)
-        u = tl.load(u_ptr + ch, mask=cm, other=0.0)[:, None]  # (BC, 1)
+        u = tl.load(u_ptr + ch, mask=cm, other=0.0)  # (BC,)
         sr = tl.load(st_ptr + off, mask=m2, other=0.0)  # (BC, N2P) real part
         si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)  # imaginary part
-        if KIND == 0:  # S4D: x <- dA x + dB u
-            ar = tl.load(coef_ptr + off, mask=m2, other=0.0)
-            ai = tl.load(coef_ptr + hn + off, mask=m2, other=0.0)
-            br = tl.load(coef_ptr + 2 * hn + off, mask=m2, other=0.0)
-            bi = tl.load(coef_ptr + 3 * hn + off, mask=m2, other=0.0)
-            nr = ar * sr - ai * si + br * u
-            ni = ar * si + ai * sr + bi * u
-            c_ptr = coef_ptr + 4 * hn
-        else:  # S4 (DPLR bilinear, Woodbury): r = a x - g Re(P* x) + e u; x = r - qc Re(P* r)
-            pr = tl.load(coef_ptr + off, mask=m2, other=0.0)
-            pi = tl.load(coef_ptr + hn + off, mask=m2, other=0.0)
-            s = tl.sum(pr * sr - pi * si, axis=1)[:, None]  # (BC, 1)
-            ar = tl.load(coef_ptr + 2 * hn + off, mask=m2, other=0.0)
-            ai = tl.load(coef_ptr + 3 * hn + off, mask=m2, other=0.0)
-            gr = tl.load(coef_ptr + 4 * hn + off, mask=m2, other=0.0)
-            gi = tl.load(coef_ptr + 5 * hn + off, mask=m2, other=0.0)
-            er = tl.load(coef_ptr + 6 * hn + off, mask=m2, other=0.0)
-            ei = tl.load(coef_ptr + 7 * hn + off, mask=m2, other=0.0)
-            rr = ar * sr - ai * si - gr * s + er * u
-            ri = ar * si + ai * sr - gi * s + ei * u
-            t = tl.sum(pr * rr - pi * ri, axis=1)[:, None]  # (BC, 1)
-            qr = tl.load(coef_ptr + 8 * hn + off, mask=m2, other=0.0)
-            qi = tl.load(coef_ptr + 9 * hn + off, mask=m2, other=0.0)
-            nr = rr - qr * t
-            ni = ri - qi * t
-            c_ptr = coef_ptr + 10 * hn
+        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(coef_ptr, off, m2, hn, KIND)
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
+                                u[:, None], KIND)
         tl.store(st_ptr + off, nr, mask=m2)
         tl.store(st_ptr + hn + off, ni, mask=m2)
-        cr = tl.load(c_ptr + off, mask=m2, other=0.0)
-        ci = tl.load(c_ptr + hn + off, mask=m2, other=0.0)
-        y = tl.sum(cr * nr - ci * ni, axis=1)  # (BC,) Re(2C x) over the stored modes
-        y += tl.load(d_ptr + ch, mask=cm, other=0.0) * tl.load(u_ptr + ch, mask=cm, other=0.0)
+        y += tl.load(d_ptr + ch, mask=cm, other=0.0) * u
         tl.store(y_ptr + ch, _gelu(y), mask=cm)
         c0 += BC
 
 
 @triton.jit
 def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
-                   b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef, eps, u_scr,
-                   y_scr, o_scr, KIND: tl.constexpr, HAS_FF: tl.constexpr, HP: tl.constexpr,
-                   N2P: tl.constexpr, FP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr,
-                   BM1: tl.constexpr, BM2: tl.constexpr, PREFETCH: tl.constexpr):
-    """The blocks of a pass in chunks (any width): each stage writes its output vector to the
-    row's scratch area and the program reads it back whole after a CTA barrier."""
+                   b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps,
+                   scr, row_scr, scr_stride, cnt_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+                   SPLIT: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr, YS: tl.constexpr,
+                   SP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr, BC: tl.constexpr,
+                   BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
+                   PREFETCH: tl.constexpr):
+    """The blocks of a pass in chunks, program ``j`` of the ``S`` of its row: SSM of channels
+    ``j H/S ..``, products with column slice ``j`` of the gated-output map ``(S, 2H, H/S)`` and
+    of the second feed-forward map ``(S, H, F/S)``, rows ``j F/S ..`` of the first; partial sums
+    go to two alternating regions of the scratch area (a region is rewritten only after the
+    next barrier, when every program has read it)."""
     offs = tl.arange(0, HP)
     hm = offs < H
-    fo = tl.arange(0, FP)
-    fm = fo < F
-    hh = H * H
+    HS = H // S
+    FS = F // S
+    hs = tl.arange(0, HSP)
+    hsm = hs < HS
+    fs = tl.arange(0, FSP)
+    fsm = fs < FS
+    jj = tl.arange(0, SP)[:, None]
+    jm = jj < S
+    u_scr = scr  # (HP,) normalised input
+    y_scr = scr + HP  # (YS,) SSM output / feed-forward hidden
+    p_off = HP + YS  # two regions of 2 HP partial sums
+    k = 0  # barriers passed in this launch
     pair = first
     while pair < first + n_pairs:
         # residual SSM block: x += GLU(W GELU(SSM(LN x) + D LN x) + b)
@@ -196,24 +216,34 @@ def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, f
         tl.store(u_scr + offs, u, mask=hm)
         tl.debug_barrier()
         _ssm(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * H,
-             state_ptr + (pair * batch + b) * 2 * H * N2, u_scr, y_scr, H, N2, KIND, N2P, BC)
+             state_ptr + (pair * batch + b) * 2 * H * N2, u_scr, y_scr, j * HS, j * HS + HS, H,
+             N2, KIND, N2P, BC)
         tl.debug_barrier()
-        g = tl.load(y_scr + offs, mask=hm, other=0.0)  # (HP,)
-        _glu_to(ow_ptr + pair * 2 * hh, ob_ptr + pair * 2 * H, g, offs, hm, H, o_scr, BMG,
-                PREFETCH)
-        tl.debug_barrier()
-        x += tl.load(o_scr + offs, mask=hm, other=0.0)
+        g = tl.load(y_scr + j * HS + hs, mask=hsm, other=0.0)  # (HSP,) this slice
+        region = p_off + (k % 2) * 2 * HP
+        _linear_to(ow_ptr + (pair * S + j) * 2 * H * HS, ob_ptr, g, hs, hsm, HS, 2 * H,
+                   scr + region, BMG, False, False, PREFETCH)
+        k += 1
+        _sync(cnt_ptr, S * k, SPLIT)
+        val = _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
+        gate = _partials(row_scr + region + H, scr_stride, jj, jm, offs, hm, SPLIT)
+        val += tl.load(ob_ptr + pair * 2 * H + offs, mask=hm, other=0.0)
+        gate += tl.load(ob_ptr + pair * 2 * H + H + offs, mask=hm, other=0.0)
+        x += val * tl.sigmoid(gate)
         if HAS_FF:  # feed-forward block: x += W2 GELU(W1 LN x + b1) + b2
             u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
                             H, eps)
-            _linear_to(w1_ptr + pair * F * H, b1_ptr + pair * F, u, offs, hm, H, F, y_scr, BM1,
-                       True, PREFETCH)
+            _linear_to(w1_ptr + pair * F * H + j * FS * H, b1_ptr + pair * F + j * FS, u, offs,
+                       hm, H, FS, y_scr, BM1, True, True, PREFETCH)
             tl.debug_barrier()
-            hv = tl.load(y_scr + fo, mask=fm, other=0.0)  # (FP,)
-            _linear_to(w2_ptr + pair * H * F, b2_ptr + pair * H, hv, fo, fm, F, H, o_scr, BM2,
-                       False, PREFETCH)
-            tl.debug_barrier()
-            x += tl.load(o_scr + offs, mask=hm, other=0.0)
+            hv = tl.load(y_scr + fs, mask=fsm, other=0.0)  # (FSP,) this slice of the hidden
+            region = p_off + (k % 2) * 2 * HP
+            _linear_to(w2_ptr + (pair * S + j) * H * FS, b2_ptr, hv, fs, fsm, FS, H,
+                       scr + region, BM2, False, False, PREFETCH)
+            k += 1
+            _sync(cnt_ptr, S * k, SPLIT)
+            x += _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
+            x += tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
         pair += 1
     return x
 
@@ -275,22 +305,11 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
         bg = tl.load(ob_ptr + pair * 2 * H + H + offs, mask=hm, other=0.0)
         dd = tl.load(d_ptr + pair * H + offs, mask=hm, other=0.0)
         u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
-        u2 = u[:, None]  # (HP, 1)
-        if KIND == 0:  # S4D
-            nr = p0 * sr - p1 * si + p2 * u2
-            ni = p0 * si + p1 * sr + p3 * u2
-            cr, ci = p4, p5
-        else:  # S4, Woodbury (see _ssm)
-            s = tl.sum(p0 * sr - p1 * si, axis=1)[:, None]
-            rr = p2 * sr - p3 * si - p4 * s + p6 * u2
-            ri = p2 * si + p3 * sr - p5 * s + p7 * u2
-            t = tl.sum(p0 * rr - p1 * ri, axis=1)[:, None]
-            nr = rr - p8 * t
-            ni = ri - p9 * t
-            cr, ci = p10, p11
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
+                                u[:, None], KIND)
         tl.store(st + off, nr, mask=m2)
         tl.store(st + hn + off, ni, mask=m2)
-        g = _gelu(tl.sum(cr * nr - ci * ni, axis=1) + dd * u)  # (HP,)
+        g = _gelu(y + dd * u)  # (HP,)
         if HAS_FF:
             w1 = tl.load(w1_ptr + pair * F * H + fo[:, None] * H + cols,
                          mask=fm[:, None] & (cols < H), other=0.0)  # (FP, HP)
@@ -326,21 +345,20 @@ def _tier_pass_kernel(
         # epilogue
         out_ptr, pool_now, pw_ptr, pb_ptr, pz_ptr, ek, er,
         noise_ptr, forced_ptr, codes_ptr, logits_ptr, inv_temp, top_p,
-        # sizes
-        batch, H, N2, F, n_coef, scr_ptr, scr_stride,
+        # sizes, splitting
+        batch, H, N2, F, n_coef, scr_ptr, scr_stride, S, cnt_ptr,
         PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
         HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, SINGLE: tl.constexpr,
-        PREFETCH: tl.constexpr,
+        PREFETCH: tl.constexpr, SPLIT: tl.constexpr,
         HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
-        YS: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
+        YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr,
+        BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
         BME: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
+    j = tl.program_id(1)  # which of the S programs of this row
     offs = tl.arange(0, HP)  # (HP,)
     hm = offs < H
-    scr = scr_ptr + b * scr_stride
-    u_scr = scr  # (HP,) normalised input of an SSM block
-    y_scr = scr + HP  # (YS,) SSM output / feed-forward hidden
-    o_scr = y_scr + YS  # (HP,) output of a block's last linear map
+    row_scr = scr_ptr + b * S * scr_stride
 
     # ---- prologue: the pass input x (HP,) in registers
     if PRO == 0:
@@ -363,25 +381,29 @@ def _tier_pass_kernel(
                           eps, KIND, HAS_FF, HP, N2P, FP)
     else:
         x = _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
-                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
-                           eps, u_scr, y_scr, o_scr, KIND, HAS_FF, HP, N2P, FP, BC, BMG, BM1,
-                           BM2, PREFETCH)
+                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
+                           n_coef, eps, row_scr + j * scr_stride, row_scr, scr_stride,
+                           cnt_ptr + b, KIND, HAS_FF, SPLIT, HP, N2P, YS, SP, HSP, FSP, BC, BMG,
+                           BM1, BM2, PREFETCH)
 
-    # ---- epilogue
-    if EPI == 0:  # ring slot <- x; on pooling steps the down-pool map of the whole ring
+    # ---- epilogue (the pooling maps: program j computes rows j er/S .. of er)
+    rs = er // S
+    if EPI == 0:  # ring slot <- x (same value from every program); the down-pool map of the ring
         tl.store(out_ptr + b * ek + slot * H + offs, x, mask=hm)
         if pool_now != 0:
             tl.debug_barrier()
             ko = tl.arange(0, EKP)
             km = ko < ek
             v = tl.load(out_ptr + b * ek + ko, mask=km, other=0.0)  # (EKP,) the p slots
-            _linear_to(pw_ptr, pb_ptr, v, ko, km, ek, er, pz_ptr + b * er, BME, False, PREFETCH)
+            _linear_to(pw_ptr + j * rs * ek, pb_ptr + j * rs, v, ko, km, ek, rs,
+                       pz_ptr + b * er + j * rs, BME, True, False, PREFETCH)
     elif EPI == 1:  # outer tier's up-pool map: its p unfolded rows
-        _linear_to(pw_ptr, pb_ptr, x, offs, hm, H, er, pz_ptr + b * er, BME, False, PREFETCH)
-    else:  # head and sampling
+        _linear_to(pw_ptr + j * rs * H, pb_ptr + j * rs, x, offs, hm, H, rs,
+                   pz_ptr + b * er + j * rs, BME, True, False, PREFETCH)
+    elif j == 0:  # head and sampling (one program of the row)
         u = _layer_norm(x, hm, pw_ptr, pw_ptr + H, offs, H, eps)
         lrow = logits_ptr + b * er
-        _linear_to(pb_ptr, pb_ptr + er * H, u, offs, hm, H, er, lrow, BME, False, False)
+        _linear_to(pb_ptr, pb_ptr + er * H, u, offs, hm, H, er, lrow, BME, True, False, False)
         tl.debug_barrier()
         co = tl.arange(0, EKP)
         cmask = co < er
@@ -401,8 +423,23 @@ def _tier_pass_kernel(
         tl.store(next_ptr + b, code)  # the next step's input
 
 
+def fits_one_tile(H, N2, F):
+    """Whether a tier's blocks take the one-tile pipelined path (with ``CONFIG["single"]``)."""
+    HP, N2P = triton.next_power_of_2(H), triton.next_power_of_2(N2)
+    FP = triton.next_power_of_2(max(F, 1))
+    tile = CONFIG["tile"]
+    return (bool(CONFIG["single"]) and HP * N2P <= CONFIG["ssm_tile"] and 2 * HP * HP <= tile
+            and FP * HP <= tile)
+
+
+def scratch_width(H, F):
+    """Floats of scratch per program for a tier of width ``H`` and feed-forward width ``F``."""
+    HP, FP = triton.next_power_of_2(H), triton.next_power_of_2(max(F, 1))
+    return 5 * HP + max(FP, HP)  # u (HP), y (max(FP, HP)), two partial regions (2 HP each)
+
+
 def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, state, scratch,
-              inputs, next_codes, emb=None, labels=None, label_emb=None, unfolded=None, slot=0,
+              inputs, next_codes, split=1, counters=None, emb=None, labels=None, label_emb=None, unfolded=None, slot=0,
               out=None, pool_now=False, pool_w=None, pool_b=None, pool_out=None, ek=0, er=0,
               noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0):
     """Launch one tier pass for every batch row (grid ``(batch,)``); see the module docstring.
@@ -412,6 +449,11 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     LayerNorm ``(2, H)`` as ``pool_w`` and the output map ``[W (C, H) | b (C,)]`` flattened as
     ``pool_b``. Unused pointers may be any tensor of the right device. Tensors are used in
     place: the launch has fixed arguments, so it can be captured in a CUDA graph.
+
+    ``split = S > 1`` runs ``S`` programs per row (``H``, ``F`` and the pooling output widths
+    divisible by ``S``; ``out_w`` packed ``(pairs, S, 2H, H/S)``, ``w2`` ``(pairs, S, H, F/S)``;
+    ``scratch`` has ``batch * S`` rows; ``counters`` ``(batch,)`` int32 zeros, counting the
+    barriers of this launch; ``batch * S`` programs must fit on the GPU at once).
     """
     ln, coef, D, ow, ob, fln, w1, b1, w2, b2 = weights
     n_coef = 6 if kind == KIND_S4D else 12
@@ -422,10 +464,16 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     if epi == EPI_UP:
         EKP = max(EKP, HP)
     tile, ssm_tile = CONFIG["tile"], CONFIG["ssm_tile"]
+    S = int(split)
+    HSP, FSP = triton.next_power_of_2(max(H // S, 1)), triton.next_power_of_2(max(F // S, 1))
     YS = max(FP, HP)
-    assert scratch.shape[1] >= 2 * HP + YS, "scratch too small"
+    if scratch.shape[0] < batch * S or scratch.shape[1] < scratch_width(H, F):
+        raise ValueError(f"scratch {tuple(scratch.shape)} too small for batch {batch} x split {S}")
+    if S > 1 and (H % S or F % S or er % S or counters is None):
+        raise ValueError(f"split {S} must divide H {H}, F {F} and {er} and needs counters")
+    single = S == 1 and fits_one_tile(H, N2, F)
     some = ln
-    _tier_pass_kernel[(batch,)](
+    _tier_pass_kernel[(batch, S)](
         inputs, next_codes, some if emb is None else emb, some if labels is None else labels,
         some if label_emb is None else label_emb, some if unfolded is None else unfolded, slot,
         first, n_pairs, ln, coef, D, ow, ob, fln, w1, b1, w2, b2, state, eps,
@@ -434,12 +482,14 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         some if noise is None else noise, some if forced is None else forced,
         some if codes is None else codes, some if logits is None else logits,
         float(inv_temp), float(top_p),
-        batch, H, N2, F, n_coef, scratch, scratch.stride(0),
+        batch, H, N2, F, n_coef, scratch, scratch.stride(0), S,
+        some if counters is None else counters,
         PRO=pro, EPI=epi, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP,
-        PREFETCH=bool(CONFIG["prefetch"]), SINGLE=bool(CONFIG["single"]) and HP * N2P <= ssm_tile
-        and 2 * HP * HP <= tile and FP * HP <= tile, N2P=N2P, FP=FP, EKP=EKP, YS=YS,
-        BC=max(1, min(HP, ssm_tile // N2P)), BMG=max(1, min(HP, tile // 2 // HP)),
-        BM1=max(1, min(FP, tile // HP)), BM2=max(1, min(HP, tile // FP)),
-        BME=max(1, min(triton.next_power_of_2(max(er, 1)), tile // (EKP if epi == EPI_RING else HP))),
+        PREFETCH=bool(CONFIG["prefetch"]), SINGLE=single, SPLIT=S > 1, N2P=N2P, FP=FP, EKP=EKP,
+        YS=YS, SP=triton.next_power_of_2(S), HSP=HSP, FSP=FSP,
+        BC=max(1, min(HSP, ssm_tile // N2P)), BMG=max(1, min(2 * HP, tile // HSP)),
+        BM1=max(1, min(FSP, tile // HP)), BM2=max(1, min(HP, tile // FSP)),
+        BME=max(1, min(triton.next_power_of_2(max(er // S, 1)),
+                       tile // (EKP if epi == EPI_RING else HP))),
         num_warps=CONFIG["num_warps"])

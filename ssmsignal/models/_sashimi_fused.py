@@ -226,8 +226,34 @@ class FusedDecoder:
         self.forced = torch.full((self.block, B), -1, dtype=torch.long, device=device)
         self.codes = torch.zeros(self.block, B, dtype=torch.long, device=device)
         self.logits = zeros(B, C)
-        width = max(2 * _pow2(t.H) + max(_pow2(t.F), _pow2(t.H)) for t in self.tiers)
-        self.scratch = zeros(B, width)
+        from ssmsignal.kernels.triton.sashimi_step import scratch_width
+
+        self.split = [self._split(t, k, device) for k, t in enumerate(self.tiers)]
+        self.weights = [_split_weights(t, S) for t, S in zip(self.tiers, self.split)]
+        width = max(scratch_width(t.H, t.F) for t in self.tiers)
+        self.scratch = zeros(B * max(self.split), width)
+        # barrier counters of the split launches of one block: one row per launch, zeroed when
+        # a block starts (up to 3 split launches per step: two middle-tier passes, the inner)
+        self.counters = torch.zeros(4 * self.block, B, dtype=torch.int32, device=device)
+        self._slot = 0
+
+    def _split(self, tp, k, device):
+        """Programs per row for tier ``k``: 1, or a power of two up to ``CONFIG["split"]``
+        that divides every width the tier's launches split and keeps batch * S <= SMs."""
+        from ssmsignal.kernels.triton.sashimi_step import CONFIG, fits_one_tile
+
+        if device.type != "cuda" or fits_one_tile(tp.H, tp.N2, tp.F):
+            return 1  # the interpreter runs programs one after the other: no barriers
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        widths = [tp.H, tp.F or tp.H, self.n_classes]
+        if tp.pool:
+            widths.append(self.tiers[k + 1].H)
+        if k:
+            widths.append(self.tiers[k - 1].pool * self.tiers[k - 1].H)
+        S = int(CONFIG["split"])
+        while S > 1 and (self.batch * S > sms or any(w % S for w in widths) or tp.H // S < 16):
+            S //= 2
+        return max(S, 1)
 
     def reset(self):
         """Zero every state and feed silence next (the state of ``SaShiMi.initial_state``)."""
@@ -238,6 +264,8 @@ class FusedDecoder:
 
     def run(self, n=None):
         """Launch steps ``0 .. n-1`` (default: the whole block) of the current block."""
+        self.counters.zero_()
+        self._slot = 0
         for i in range(self.block if n is None else n):
             self.step(i)
 
@@ -274,8 +302,15 @@ class FusedDecoder:
             args.update(pool_w=self.head[0], pool_b=self.head[1], er=self.n_classes,
                         noise=self.noise[i], forced=self.forced[i], codes=self.codes[i],
                         logits=self.logits, inv_temp=1.0 / self.temperature, top_p=self.top_p)
+        S = self.split[k]
+        if S > 1:
+            if self._slot == self.counters.shape[0]:  # single steps outside run(): start over
+                self.counters.zero_()
+                self._slot = 0
+            args.update(split=S, counters=self.counters[self._slot])
+            self._slot += 1
         tier_pass(pro=pro, epi=epi, kind=tp.kind, batch=self.batch, H=tp.H, N2=tp.N2, F=tp.F,
-                  eps=self.head[4], first=first, n_pairs=n_pairs, weights=tp.weights,
+                  eps=self.head[4], first=first, n_pairs=n_pairs, weights=self.weights[k],
                   state=self.state[k], scratch=self.scratch, next_codes=self.next_input,
                   emb=self.head[2], labels=self.labels, label_emb=self.head[3], **args)
 
@@ -298,8 +333,15 @@ class FusedDecoder:
         return out
 
 
-def _pow2(n):
-    return 1 << max(0, int(n) - 1).bit_length()
+def _split_weights(tp, S):
+    """The tier's weights with the gated-output map as ``(pairs, S, 2H, H/S)`` column slices and
+    the second feed-forward map as ``(pairs, S, H, F/S)`` (views of the packed ones for S = 1)."""
+    ln, coef, D, ow, ob, fln, w1, b1, w2, b2 = tp.weights
+    P, H = ow.shape[0], tp.H
+    ow = ow.reshape(P, 2 * H, S, H // S).transpose(1, 2).contiguous()  # (P, S, 2H, H/S)
+    if tp.F:
+        w2 = w2.reshape(P, H, S, tp.F // S).transpose(1, 2).contiguous()  # (P, S, H, F/S)
+    return ln, coef, D, ow, ob, fln, w1, b1, w2, b2
 
 
 class _NoiseStream:
