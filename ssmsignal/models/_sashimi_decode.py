@@ -18,17 +18,21 @@ module-by-module path stays the reference and the fallback (CPU, Mamba, ``fused=
 """
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 import torch.nn.functional as F
 
-from ._mulaw import SILENCE_CODE
-from ._sashimi_fused import sample_codes_fused, unsupported_reason
+from ssmsignal.layers._common import dt_scale_tensor
 
-__all__ = ["sample_codes", "gumbel_noise", "graph_state", "pick_codes"]
+from ._mulaw import SILENCE_CODE
+from ._sashimi_fused import unsupported_reason
+
+__all__ = ["sample_codes", "sample_codes_fused", "gumbel_noise", "graph_state", "pick_codes"]
 
 _CHUNK = 512  # steps of noise drawn at once: (chunk, batch, n_classes) floats
+_GRAPH_STEPS = 64  # fused path: steps per CUDA graph (rounded to a multiple of the frame)
 
 
 def gumbel_noise(shape, generator, device):
@@ -229,3 +233,94 @@ def _map_tree(fn, tree, other):
     if isinstance(tree, (list, tuple)):
         return type(tree)(_map_tree(fn, v, o) for v, o in zip(tree, other))
     return tree
+
+
+class _NoiseStream:
+    """Gumbel noise for steps ``0 .. total-1``, drawn in the same chunks as the module path."""
+
+    def __init__(self, total, batch, n_classes, generator, device):
+        self.draw = lambda n: gumbel_noise((n, batch, n_classes), generator, device)
+        self.total, self.start, self.chunk = total, -1, None
+
+    def fill(self, buf, t0, n):
+        """``buf[:n]`` <- noise of steps ``t0 .. t0+n-1``."""
+        done = 0
+        while done < n:
+            t = t0 + done
+            start = t - t % _CHUNK
+            if start != self.start:
+                self.start, self.chunk = start, self.draw(min(_CHUNK, self.total - start))
+            m = min(n - done, self.chunk.shape[0] - (t - start))
+            buf[done:done + m].copy_(self.chunk[t - start:t - start + m])
+            done += m
+
+
+@torch.no_grad()
+def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, dt_scale=1.0,
+                       temperature=1.0, top_p=1.0, generator=None, cuda_graphs=True):
+    """:func:`~ssmsignal.models._sashimi_decode.sample_codes` on the fused kernel.
+
+    Same arguments and result (the same noise draws, so the same codes up to float rounding
+    of the logits). Raises ``RuntimeError`` when :func:`unsupported_reason` names a problem.
+    """
+    from ._sashimi_fused import FusedDecoder
+
+    reason = unsupported_reason(model, dt_scale)
+    if reason:
+        raise RuntimeError(f"the fused SaShiMi step cannot run this model: {reason}")
+    device = model.head.weight.device
+    dt_scale = dt_scale_tensor(dt_scale, batch_size, model.head.weight)  # a float > 0
+    _check_codes(model, batch_size, labels, prompt)
+    graphs = cuda_graphs and device.type == "cuda"
+    block = model.frame * max(1, _GRAPH_STEPS // model.frame) if graphs else model.frame
+    dec = FusedDecoder(model, batch_size, labels, dt_scale, temperature, top_p, block)
+    n_prompt = 0 if prompt is None else prompt.shape[1]
+    total = n_prompt + n_steps
+    noise = _NoiseStream(total, batch_size, model.n_classes, generator, device)
+    run = _capture(dec) if graphs else dec.run
+    out = torch.empty(batch_size, math.ceil(total / block) * block, dtype=torch.long,
+                      device=device)  # (B, steps rounded up to whole blocks)
+    for t0 in range(0, total, block):
+        n = min(block, total - t0)
+        noise.fill(dec.noise, t0, n)
+        dec.forced.fill_(-1)
+        if t0 < n_prompt:
+            m = min(n, n_prompt - t0)
+            dec.forced[:m] = prompt[:, t0:t0 + m].T
+        run() if graphs else run(n)
+        out[:, t0:t0 + block] = dec.codes.T
+    return out[:, n_prompt:total]
+
+
+def _check_codes(model, batch_size, labels, prompt):
+    """The errors the module path raises for labels, and a range check that it leaves to
+    ``nn.Embedding`` (the kernel would read outside the tables)."""
+    if model.label_embed is None and labels is not None:
+        raise ValueError("labels given but the model is unconditional (n_conditions=None)")
+    if model.label_embed is not None:
+        if labels is None:
+            raise ValueError("this model is class-conditional: pass labels of shape (batch,)")
+        if tuple(labels.shape) != (batch_size,) or labels.dtype.is_floating_point:
+            raise ValueError(f"labels must be ({batch_size},) integers, got "
+                             f"{tuple(labels.shape)} {labels.dtype}")
+        if bool(((labels < 0) | (labels >= model.n_conditions)).any()):
+            raise ValueError(f"labels must lie in 0..{model.n_conditions - 1}")
+    if prompt is not None and prompt.numel():
+        if prompt.dim() != 2 or prompt.shape[0] != batch_size:
+            raise ValueError(f"prompt must be ({batch_size}, P) codes, got {tuple(prompt.shape)}")
+        if bool(((prompt < 0) | (prompt >= model.n_classes)).any()):
+            raise ValueError(f"prompt codes must lie in 0..{model.n_classes - 1}")
+
+
+def _capture(dec):
+    """One CUDA graph of a whole block of steps; returns its ``replay``."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture: Triton JIT, allocator
+        dec.run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        dec.run()
+    dec.reset()  # the warm-up advanced the state
+    return graph.replay

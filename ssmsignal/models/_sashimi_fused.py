@@ -4,8 +4,9 @@ The module-by-module step (:meth:`SaShiMi.step`) launches ~130 small kernels per
 one launch of :func:`ssmsignal.kernels.triton.sashimi_step.tier_pass` runs all blocks of one
 tier pass (plus embedding, pooling maps, head and the Gumbel-max draw in its prologue and
 epilogue), so a sample costs 2 launches, 4 on the steps where the middle tier runs and 5 when
-all three tiers of the default (4, 4) pooling run: about 2.6 on average. On the GPU a CUDA graph
-holds a block of steps (64 for the default model) and is replayed.
+all three tiers of the default (4, 4) pooling run: about 2.6 on average. The sampling loop
+(:func:`~ssmsignal.models._sashimi_decode.sample_codes_fused`) captures a block of steps (64 for
+the default model) in one CUDA graph and replays it.
 
 Packing (:func:`packed_model`): each tier's weights and the *discretised* step coefficients of
 its SSM layers (they depend on ``dt_scale``) are stacked once into contiguous float32 buffers,
@@ -20,7 +21,6 @@ falls back to the module path.
 """
 from __future__ import annotations
 
-import math
 import os
 import weakref
 from dataclasses import dataclass
@@ -28,14 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ssmsignal.layers._common import dt_scale_tensor
-
 from ._mulaw import SILENCE_CODE
 
-__all__ = ["FusedDecoder", "packed_model", "sample_codes_fused", "unsupported_reason"]
+__all__ = ["FusedDecoder", "packed_model", "unsupported_reason"]
 
-_NOISE_CHUNK = 512  # steps of Gumbel noise per draw: the same draws as the module path
-_GRAPH_STEPS = 64  # steps per captured CUDA graph (rounded to a multiple of the frame)
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
@@ -342,94 +338,3 @@ def _split_weights(tp, S):
     if tp.F:
         w2 = w2.reshape(P, H, S, tp.F // S).transpose(1, 2).contiguous()  # (P, S, H, F/S)
     return ln, coef, D, ow, ob, fln, w1, b1, w2, b2
-
-
-class _NoiseStream:
-    """Gumbel noise for steps ``0 .. total-1``, drawn in the same chunks as the module path."""
-
-    def __init__(self, total, batch, n_classes, generator, device):
-        from ._sashimi_decode import gumbel_noise
-
-        self.draw = lambda n: gumbel_noise((n, batch, n_classes), generator, device)
-        self.total, self.start, self.chunk = total, -1, None
-
-    def fill(self, buf, t0, n):
-        """``buf[:n]`` <- noise of steps ``t0 .. t0+n-1``."""
-        done = 0
-        while done < n:
-            t = t0 + done
-            start = t - t % _NOISE_CHUNK
-            if start != self.start:
-                self.start, self.chunk = start, self.draw(min(_NOISE_CHUNK, self.total - start))
-            m = min(n - done, self.chunk.shape[0] - (t - start))
-            buf[done:done + m].copy_(self.chunk[t - start:t - start + m])
-            done += m
-
-
-@torch.no_grad()
-def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, dt_scale=1.0,
-                       temperature=1.0, top_p=1.0, generator=None, cuda_graphs=True):
-    """:func:`~ssmsignal.models._sashimi_decode.sample_codes` on the fused kernel.
-
-    Same arguments and result (the same noise draws, so the same codes up to float rounding
-    of the logits). Raises ``RuntimeError`` when :func:`unsupported_reason` names a problem.
-    """
-    reason = unsupported_reason(model, dt_scale)
-    if reason:
-        raise RuntimeError(f"the fused SaShiMi step cannot run this model: {reason}")
-    device = model.head.weight.device
-    dt_scale = dt_scale_tensor(dt_scale, batch_size, model.head.weight)  # a float > 0
-    _check_codes(model, batch_size, labels, prompt)
-    graphs = cuda_graphs and device.type == "cuda"
-    block = model.frame * max(1, _GRAPH_STEPS // model.frame) if graphs else model.frame
-    dec = FusedDecoder(model, batch_size, labels, dt_scale, temperature, top_p, block)
-    n_prompt = 0 if prompt is None else prompt.shape[1]
-    total = n_prompt + n_steps
-    noise = _NoiseStream(total, batch_size, model.n_classes, generator, device)
-    run = _capture(dec) if graphs else dec.run
-    out = torch.empty(batch_size, math.ceil(total / block) * block, dtype=torch.long,
-                      device=device)  # (B, steps rounded up to whole blocks)
-    for t0 in range(0, total, block):
-        n = min(block, total - t0)
-        noise.fill(dec.noise, t0, n)
-        dec.forced.fill_(-1)
-        if t0 < n_prompt:
-            m = min(n, n_prompt - t0)
-            dec.forced[:m] = prompt[:, t0:t0 + m].T
-        run() if graphs else run(n)
-        out[:, t0:t0 + block] = dec.codes.T
-    return out[:, n_prompt:total]
-
-
-def _check_codes(model, batch_size, labels, prompt):
-    """The errors the module path raises for labels, and a range check that it leaves to
-    ``nn.Embedding`` (the kernel would read outside the tables)."""
-    if model.label_embed is None and labels is not None:
-        raise ValueError("labels given but the model is unconditional (n_conditions=None)")
-    if model.label_embed is not None:
-        if labels is None:
-            raise ValueError("this model is class-conditional: pass labels of shape (batch,)")
-        if tuple(labels.shape) != (batch_size,) or labels.dtype.is_floating_point:
-            raise ValueError(f"labels must be ({batch_size},) integers, got "
-                             f"{tuple(labels.shape)} {labels.dtype}")
-        if bool(((labels < 0) | (labels >= model.n_conditions)).any()):
-            raise ValueError(f"labels must lie in 0..{model.n_conditions - 1}")
-    if prompt is not None and prompt.numel():
-        if prompt.dim() != 2 or prompt.shape[0] != batch_size:
-            raise ValueError(f"prompt must be ({batch_size}, P) codes, got {tuple(prompt.shape)}")
-        if bool(((prompt < 0) | (prompt >= model.n_classes)).any()):
-            raise ValueError(f"prompt codes must lie in 0..{model.n_classes - 1}")
-
-
-def _capture(dec):
-    """One CUDA graph of a whole block of steps; returns its ``replay``."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capture: Triton JIT, allocator
-        dec.run()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        dec.run()
-    dec.reset()  # the warm-up advanced the state
-    return graph.replay

@@ -128,7 +128,8 @@ def test_interpreter_fused_step_matches_float64_module_step():
 
 
 def test_unsupported_models_fall_back_to_the_module_path():
-    from ssmsignal.models._sashimi_fused import sample_codes_fused, unsupported_reason
+    from ssmsignal.models._sashimi_decode import sample_codes_fused
+    from ssmsignal.models._sashimi_fused import unsupported_reason
 
     mamba = _model("mamba", None).eval()
     assert "Mamba" in unsupported_reason(mamba)
