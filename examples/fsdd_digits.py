@@ -80,7 +80,8 @@ def run(args, X, y, train, test, name):
            "epoch_seconds": round(float(np.median([h["time"] for h in clf.history_])), 2),
            "augment": args.augment, "dropout": args.dropout,
            "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay}
-    row.update(evaluate(clf, [X[i] for i in test], y[test]))
+    rates = [float(r) for r in args.rates.split(",")]
+    row.update(evaluate(clf, [X[i] for i in test], y[test], rates))
     print(json.dumps(row), flush=True)
     if args.out:
         with open(args.out, "a", encoding="utf-8") as fh:
@@ -105,6 +106,8 @@ def main(argv=None):
     parser.add_argument("--augment", default="null",
                         help='JSON: null, true, or a dict such as {"speed": 0.1, "crop": 0.1}')
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--rates", default="8000,4000,16000",
+                        help="comma-separated test rates in Hz (the audio is resampled)")
     parser.add_argument("--max-time", type=float, default=None,
                         help="training budget in seconds for each fit (estimators' max_time)")
     parser.add_argument("--subset", type=int, default=None,

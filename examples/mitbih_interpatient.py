@@ -59,6 +59,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--rr", action="store_true", help="add the RR-interval channels")
+    parser.add_argument("--class-weight", choices=["balanced", "sqrt", "none"],
+                        default="balanced",
+                        help="sqrt: the square root of the balanced weights (milder)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="subtract each beat window's median from the ECG channel")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-time", type=float, default=None,
@@ -70,6 +75,8 @@ def main(argv=None):
 
     d = np.load(args.data)
     X = d["X"].astype(np.float32)  # (n, 1, 252)
+    if args.baseline:  # per-beat baseline (wander, electrode offset) removed, label-free
+        X = X - np.median(X, axis=2, keepdims=True)
     if args.rr:  # computed over all beats (Q included), before Q is left out
         rr = rr_features(d["r_peak"], d["record"]).astype(np.float32)  # (n, 4)
         X = np.concatenate([X, np.repeat(rr[:, :, None], X.shape[2], axis=2)], axis=1)
@@ -81,10 +88,14 @@ def main(argv=None):
         rng = np.random.default_rng(args.seed)
         for mask in (train, test):
             mask[rng.permutation(np.flatnonzero(mask))[args.subset:]] = False
+    weight = None if args.class_weight == "none" else "balanced"
+    if args.class_weight == "sqrt":
+        labels, counts = np.unique(y[train], return_counts=True)
+        weight = dict(zip(labels, np.sqrt(counts.sum() / (len(labels) * counts))))
     start = time.perf_counter()
     clf = S4Classifier(d_model=args.d_model, n_layers=args.n_layers, d_state=64,
                        max_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       dropout=args.dropout, class_weight="balanced",
+                       dropout=args.dropout, class_weight=weight,
                        random_state=args.seed, verbose=args.verbose, device=args.device,
                        max_time=args.max_time)
     clf.fit(X[train], y[train], sampling_rate=fs)
@@ -92,7 +103,8 @@ def main(argv=None):
     labels = ["N", "S", "V", "F"]
     row = {
         "setting": "MIT-BIH DS1->DS2 (22-record subset)", "rr_features": bool(args.rr),
-        "n_channels": int(X.shape[1]), "n_train": int(train.sum()),
+        "n_channels": int(X.shape[1]), "class_weight": args.class_weight,
+        "baseline_removed": bool(args.baseline), "n_train": int(train.sum()),
         "n_test": int(test.sum()), "epochs_run": len(clf.history_),
         "fit_seconds": round(time.perf_counter() - start, 1),
         "val_best": max((h.get("val_score", float("nan")) for h in clf.history_), default=None),

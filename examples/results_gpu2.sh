@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # docs/results.md "Classification (issue 3)", second campaign: training-time augmentation and
-# RR-interval features, on one GPU machine in <= 9.5 minutes.
+# RR-interval features, on one GPU machine in <= 9.5 minutes per round (ROUND=1 or 2).
 #
-# Two lanes run at the same time on the one GPU (small models leave it mostly idle):
-#   lane A: FSDD standard split, S4D + augmentation    -> leave-one-speaker-out (6 folds)
-#   lane B: FSDD standard split, Mamba + augmentation (+ rate augmentation)
-#           -> MIT-BIH DS1 -> DS2 with RR-interval channels -> an S4D variant (ablation)
+# Two lanes run at the same time on the one GPU (measured in round 1: 1.4x the throughput of
+# running the steps one after the other):
+#   ROUND=1  lane A: FSDD standard split, S4D + augmentation -> S4D leave-one-speaker-out
+#            lane B: FSDD standard split, Mamba + augmentation (+ rate augmentation)
+#                    -> MIT-BIH DS1 -> DS2 with RR-interval channels -> an S4D variant
+#   ROUND=2  lane A: Mamba leave-one-speaker-out, folds 1-3 -> two MIT-BIH variants
+#            lane B: Mamba leave-one-speaker-out, folds 4-6 -> Mamba standard split, seed 1,
+#                    tested at more rates (inside and outside the rate-augmentation range)
 # Every fit has a training budget (the estimators' max_time), every step a hard `timeout`, and
 # the whole script a deadline (TOTAL_SECONDS), so a slow step cannot starve the others.
 # Needs .devdata/results/{fsdd,mitbih}.npz from examples/prepare_results_data.py (the MIT-BIH
@@ -24,10 +28,12 @@ if [ "${SMOKE:-0}" = 1 ]; then
   TINY_F=(--subset 60 --epochs 1 --d-model 8 --n-layers 1 --device cpu)
   TINY_M=(--subset 300 --epochs 1 --d-model 8 --n-layers 1 --device cpu)
   LOSO_SPEAKERS=(--speakers george,jackson)
+  FOLDS_1=(--speakers george); FOLDS_2=(--speakers theo)
 else
   python3 -m pip install -q --no-deps --no-build-isolation -e . > "$D/install.log" 2>&1 \
     || { echo "install failed"; tail -5 "$D/install.log"; }
   TINY_F=(); TINY_M=(); LOSO_SPEAKERS=()
+  FOLDS_1=(--speakers george,jackson,lucas); FOLDS_2=(--speakers nicolas,theo,yweweler)
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 \
     > "$D/gpu.csv" 2>/dev/null &
   SMI=$!
@@ -56,7 +62,7 @@ AUG='{"crop": 0.1, "speed": 0.1, "gain_db": 6, "snr_db": [20, 40]}'
 AUG_RATE='{"crop": 0.1, "speed": 0.1, "rate": 0.5, "gain_db": 6, "snr_db": [20, 40]}'
 AUG_LOSO='{"crop": 0.1, "speed": 0.15, "gain_db": 6, "snr_db": [20, 40]}'
 
-lane_a() {
+round1_a() {
   step 225 fsdd_s4d_aug "${F[@]}" --layer s4d --augment "$AUG" --epochs 80 --patience 15 \
     --dropout 0.15 --weight-decay 0.05 --label-smoothing 0.1 \
     --max-time "$(budget 175)" "${TINY_F[@]}"
@@ -65,7 +71,7 @@ lane_a() {
     --label-smoothing 0.1 --max-time "$(budget 38)" --budget-seconds 270 "${TINY_F[@]}"
 }
 
-lane_b() {
+round1_b() {
   step 225 fsdd_mamba_aug "${F[@]}" --layer mamba --augment "$AUG_RATE" --epochs 60 \
     --patience 15 --label-smoothing 0.1 --max-time "$(budget 175)" "${TINY_F[@]}"
   step 150 mitbih_rr "${M[@]}" --rr --epochs 15 --max-time "$(budget 100)" "${TINY_M[@]}"
@@ -73,8 +79,29 @@ lane_b() {
     --patience 15 --dropout 0.1 --max-time "$(budget 105)" "${TINY_F[@]}"
 }
 
-lane_a & A=$!
-lane_b & B=$!
+MAMBA_LOSO=(--layer mamba --loso --skip-standard --augment "$AUG_LOSO" --epochs 40
+            --patience 40 --label-smoothing 0.1)
+
+round2_a() {
+  step 340 fsdd_loso_mamba_1 "${F[@]}" "${MAMBA_LOSO[@]}" "${FOLDS_1[@]}" \
+    --max-time "$(budget 92)" "${TINY_F[@]}"
+  step 110 mitbih_rr_sqrt "${M[@]}" --rr --class-weight sqrt --epochs 15 \
+    --max-time "$(budget 60)" "${TINY_M[@]}"
+  step 110 mitbih_rr_sqrt_baseline "${M[@]}" --rr --class-weight sqrt --baseline \
+    --epochs 15 --max-time "$(budget 60)" "${TINY_M[@]}"
+}
+
+round2_b() {
+  step 340 fsdd_loso_mamba_2 "${F[@]}" "${MAMBA_LOSO[@]}" "${FOLDS_2[@]}" \
+    --max-time "$(budget 92)" "${TINY_F[@]}"
+  step 200 fsdd_mamba_aug_seed1 "${F[@]}" --layer mamba --augment "$AUG_RATE" --epochs 60 \
+    --patience 15 --label-smoothing 0.1 --seed 1 --rates 8000,4000,5333,6000,12000,16000 \
+    --max-time "$(budget 150)" "${TINY_F[@]}"
+}
+
+ROUND=${ROUND:-2}
+"round${ROUND}_a" & A=$!
+"round${ROUND}_b" & B=$!
 wait "$A" "$B"
 [ -n "${SMI:-}" ] && kill "$SMI" 2>/dev/null
 
@@ -88,15 +115,18 @@ except FileNotFoundError:
     rows = []
 for r in rows:
     if "acc_8000" in r:
+        accs = " ".join(f"{k[4:]} {v:.3f}" for k, v in r.items() if k.startswith("acc_"))
         print(f"{r['setting']:<16} {r['layer']:<6} ep {r['epochs_run']:>3} "
               f"({r['epoch_seconds']} s/ep, fit {r['fit_seconds']} s) val {r['val_best']:.3f} | "
-              f"8k {r['acc_8000']:.3f} 4k {r['acc_4000']:.3f} 16k {r['acc_16000']:.3f} "
-              f"| aug {r['augment']}")
+              f"{accs} | aug {r['augment']}")
     elif "macro_f1" in r:
-        print(f"MIT-BIH rr={r['rr_features']} ep {r['epochs_run']} fit {r['fit_seconds']} s "
+        print(f"MIT-BIH rr={r['rr_features']} weight={r.get('class_weight')} "
+              f"baseline={r.get('baseline_removed')} ep {r['epochs_run']} fit {r['fit_seconds']} s "
               f"val {r['val_best']:.3f} | acc {r['accuracy']:.3f} macro-F1 "
               f"{r['macro_f1']:.3f} recall {r['recall']}")
-loso = [r["acc_8000"] for r in rows if r.get("setting", "").startswith("LOSO") and "acc_8000" in r]
-if loso:
-    print(f"LOSO mean over {len(loso)} folds: {sum(loso) / len(loso):.3f}")
+for layer in ("s4d", "mamba"):
+    loso = [r["acc_8000"] for r in rows
+            if r.get("setting", "").startswith("LOSO") and r.get("layer") == layer]
+    if loso:
+        print(f"LOSO {layer} mean over {len(loso)} folds: {sum(loso) / len(loso):.3f}")
 EOF
