@@ -190,10 +190,17 @@ def compare(device, steps=2000, naive_steps=30, configs=None):
         tag = {"layer": layer, "n_layers": n_layers,
                "params": sum(p.numel() for p in model.parameters())}
         models[layer, n_layers] = model, tag
-        for mode, kw, n in [("fused+graphs", dict(fused=True), steps),
-                            ("module+graphs", dict(fused=False), steps // (2 * n_layers))]:
+        for mode, kw, config, n in [
+                ("fused+graphs", dict(fused=True), {}, steps),
+                ("fused+graphs merge", dict(fused=True), {"merge": True}, steps),
+                ("module+graphs", dict(fused=False), {}, steps // (2 * n_layers))]:
             for batch in (1, 64):
-                rate, setup = steady_rate(model, batch, n, **kw)
+                default = dict(sashimi_step.CONFIG)
+                sashimi_step.CONFIG.update(config)
+                try:
+                    rate, setup = steady_rate(model, batch, n, **kw)
+                finally:
+                    sashimi_step.CONFIG.update(default)
                 add({**tag, "mode": mode, "batch": batch, "steps": n, "samples_per_s": rate,
                      "setup_s": setup, "rtf_16k_per_stream": rate / batch / 16000.0})
         add({**tag, **naive_speed(model, naive_steps)})
@@ -213,7 +220,7 @@ def compare(device, steps=2000, naive_steps=30, configs=None):
 
 
 def print_compare(rows):
-    print(f"{'layer':5s} {'pairs':>5s} {'mode':14s} {'batch':>5s} {'samples/s':>11s} "
+    print(f"{'layer':5s} {'pairs':>5s} {'mode':18s} {'batch':>5s} {'samples/s':>11s} "
           f"{'RTF@16k/str':>11s} {'x module':>8s}")
     ref = {(r["layer"], r["n_layers"], r["batch"]): r["samples_per_s"] for r in rows
            if r["mode"] == "module+graphs"}
@@ -221,7 +228,7 @@ def print_compare(rows):
         if r["mode"] == "pass":
             continue
         base = ref.get((r["layer"], r["n_layers"], r["batch"]))
-        print(f"{r['layer']:5s} {r['n_layers']:5d} {r['mode']:14s} {r['batch']:5d} "
+        print(f"{r['layer']:5s} {r['n_layers']:5d} {r['mode']:18s} {r['batch']:5d} "
               f"{r['samples_per_s']:11.1f} {r['rtf_16k_per_stream']:11.4f} "
               f"{r['samples_per_s'] / base if base else float('nan'):8.2f}")
     print(f"{'layer':5s} {'pairs':>5s} {'config':26s} tier    H  S pairs pro epi {'us':>8s} "

@@ -48,9 +48,10 @@ KIND_S4D, KIND_S4 = 0, 1
 #: pipelined block path where a tier fits (``single``), and loading the next chunk before the
 #: current one's arithmetic (``prefetch``). Register counts: kernels/NOTES.md; the benchmark
 #: sweeps these. ``split``: the most programs per batch row the host may use for a chunked
-#: tier (a power of two; only while ``batch * split`` fits on the GPU).
+#: tier (a power of two; only while ``batch * split`` fits on the GPU). ``merge``: the host
+#: runs tier 0's head pass and the next step's down pass as one launch.
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
-          "split": 1}
+          "split": 1, "merge": False}
 
 
 @triton.jit
@@ -335,46 +336,14 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
     return x
 
 
-@triton.jit(do_not_specialize=["slot", "first", "n_pairs", "pool_now", "batch"])
-def _tier_pass_kernel(
-        # prologue
-        in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
-        # blocks: pairs [first, first + n_pairs) of the tier's packed weights
-        first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr,
-        fln_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, eps,
-        # epilogue
-        out_ptr, pool_now, pw_ptr, pb_ptr, pz_ptr, ek, er,
-        noise_ptr, forced_ptr, codes_ptr, logits_ptr, inv_temp, top_p,
-        # sizes, splitting
-        batch, H, N2, F, n_coef, scr_ptr, scr_stride, S, cnt_ptr,
-        PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
-        HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, SINGLE: tl.constexpr,
-        PREFETCH: tl.constexpr, SPLIT: tl.constexpr,
-        HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
-        YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr,
-        BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
-        BME: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    j = tl.program_id(1)  # which of the S programs of this row
-    offs = tl.arange(0, HP)  # (HP,)
-    hm = offs < H
-    row_scr = scr_ptr + b * S * scr_stride
-
-    # ---- prologue: the pass input x (HP,) in registers
-    if PRO == 0:
-        code = tl.load(next_ptr + b)
-        x = tl.load(emb_ptr + code * H + offs, mask=hm, other=0.0)
-        if HAS_LABEL:
-            lab = tl.load(label_ptr + b)
-            x += tl.load(label_emb_ptr + lab * H + offs, mask=hm, other=0.0)
-    elif PRO == 1:
-        x = tl.load(in_ptr + b * H + offs, mask=hm, other=0.0)
-    else:
-        row = b * ek + slot * H  # ek = p H here: the ring and unfolded rows are (p, H)
-        x = tl.load(in_ptr + row + offs, mask=hm, other=0.0)
-        x += tl.load(unf_ptr + row + offs, mask=hm, other=0.0)
-
-    # ---- blocks
+@triton.jit
+def _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr, b1_ptr,
+            w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps, row_scr,
+            scr_stride, cnt_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+            SINGLE: tl.constexpr, SPLIT: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr,
+            FP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
+            FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
+            BM2: tl.constexpr, PREFETCH: tl.constexpr):
     if SINGLE:
         x = _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
@@ -385,19 +354,86 @@ def _tier_pass_kernel(
                            n_coef, eps, row_scr + j * scr_stride, row_scr, scr_stride,
                            cnt_ptr + b, KIND, HAS_FF, SPLIT, HP, N2P, YS, SP, HSP, FSP, BC, BMG,
                            BM1, BM2, PREFETCH)
+    return x
+
+
+@triton.jit
+def _embed(next_ptr, emb_ptr, label_ptr, label_emb_ptr, b, offs, hm, H,
+           HAS_LABEL: tl.constexpr):
+    """Embedding of the row's next input code (+ its label embedding)."""
+    code = tl.load(next_ptr + b)
+    x = tl.load(emb_ptr + code * H + offs, mask=hm, other=0.0)
+    if HAS_LABEL:
+        lab = tl.load(label_ptr + b)
+        x += tl.load(label_emb_ptr + lab * H + offs, mask=hm, other=0.0)
+    return x
+
+
+@triton.jit
+def _ring(x, ring_ptr, slot, pool_now, pw_ptr, pb_ptr, pz_ptr, b, j, offs, hm, H, ek, er, S,
+          EKP: tl.constexpr, BME: tl.constexpr, PREFETCH: tl.constexpr):
+    """Ring slot <- x (the same value from every program of the row); on pooling steps the
+    down-pool map of the whole ring (program j: rows j er/S ..) into the inner tier's input."""
+    tl.store(ring_ptr + b * ek + slot * H + offs, x, mask=hm)
+    if pool_now != 0:
+        tl.debug_barrier()
+        rs = er // S
+        ko = tl.arange(0, EKP)
+        km = ko < ek
+        v = tl.load(ring_ptr + b * ek + ko, mask=km, other=0.0)  # (EKP,) the p slots
+        _linear_to(pw_ptr + j * rs * ek, pb_ptr + j * rs, v, ko, km, ek, rs,
+                   pz_ptr + b * er + j * rs, BME, True, False, PREFETCH)
+
+
+@triton.jit(do_not_specialize=["slot", "first", "n_pairs", "pool_now", "batch", "slot2",
+                               "pool_now2", "n_pairs2"])
+def _tier_pass_kernel(
+        # prologue
+        in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
+        # blocks: pairs [first, first + n_pairs) of the tier's packed weights
+        first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr,
+        fln_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, eps,
+        # epilogue
+        out_ptr, pool_now, pw_ptr, pb_ptr, pz_ptr, ek, er,
+        noise_ptr, forced_ptr, codes_ptr, logits_ptr, inv_temp, top_p,
+        # MERGE: after the head, the next step's down pass (pairs [0, n_pairs2), ring slot2)
+        n_pairs2, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, der,
+        # sizes, splitting
+        batch, H, N2, F, n_coef, scr_ptr, scr_stride, S, cnt_ptr,
+        PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+        HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, SINGLE: tl.constexpr,
+        PREFETCH: tl.constexpr, SPLIT: tl.constexpr, MERGE: tl.constexpr,
+        HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
+        DKP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
+        FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
+        BM2: tl.constexpr, BME: tl.constexpr, BMD: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    j = tl.program_id(1)  # which of the S programs of this row
+    offs = tl.arange(0, HP)  # (HP,)
+    hm = offs < H
+    row_scr = scr_ptr + b * S * scr_stride
+
+    # ---- prologue: the pass input x (HP,) in registers
+    if PRO == 0:
+        x = _embed(next_ptr, emb_ptr, label_ptr, label_emb_ptr, b, offs, hm, H, HAS_LABEL)
+    elif PRO == 1:
+        x = tl.load(in_ptr + b * H + offs, mask=hm, other=0.0)
+    else:
+        row = b * ek + slot * H  # ek = p H here: the ring and unfolded rows are (p, H)
+        x = tl.load(in_ptr + row + offs, mask=hm, other=0.0)
+        x += tl.load(unf_ptr + row + offs, mask=hm, other=0.0)
+
+    x = _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
+                b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps,
+                row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT, HP, N2P, FP, YS, SP,
+                HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
 
     # ---- epilogue (the pooling maps: program j computes rows j er/S .. of er)
-    rs = er // S
-    if EPI == 0:  # ring slot <- x (same value from every program); the down-pool map of the ring
-        tl.store(out_ptr + b * ek + slot * H + offs, x, mask=hm)
-        if pool_now != 0:
-            tl.debug_barrier()
-            ko = tl.arange(0, EKP)
-            km = ko < ek
-            v = tl.load(out_ptr + b * ek + ko, mask=km, other=0.0)  # (EKP,) the p slots
-            _linear_to(pw_ptr + j * rs * ek, pb_ptr + j * rs, v, ko, km, ek, rs,
-                       pz_ptr + b * er + j * rs, BME, True, False, PREFETCH)
+    if EPI == 0:
+        _ring(x, out_ptr, slot, pool_now, pw_ptr, pb_ptr, pz_ptr, b, j, offs, hm, H, ek, er, S,
+              EKP, BME, PREFETCH)
     elif EPI == 1:  # outer tier's up-pool map: its p unfolded rows
+        rs = er // S
         _linear_to(pw_ptr + j * rs * H, pb_ptr + j * rs, x, offs, hm, H, rs,
                    pz_ptr + b * er + j * rs, BME, True, False, PREFETCH)
     elif j == 0:  # head and sampling (one program of the row)
@@ -421,6 +457,15 @@ def _tier_pass_kernel(
         code = tl.where(forced >= 0, forced, code)
         tl.store(codes_ptr + b, code)
         tl.store(next_ptr + b, code)  # the next step's input
+        if MERGE:  # S == 1: the next step's down pass of this tier, in the same launch
+            tl.debug_barrier()
+            x = _embed(next_ptr, emb_ptr, label_ptr, label_emb_ptr, b, offs, hm, H, HAS_LABEL)
+            x = _blocks(x, 0, n_pairs2, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                        w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
+                        n_coef, eps, row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT,
+                        HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
+            _ring(x, in_ptr, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, b, j, offs, hm, H, ek,
+                  der, S, DKP, BMD, PREFETCH)
 
 
 def fits_one_tile(H, N2, F):
@@ -441,7 +486,8 @@ def scratch_width(H, F):
 def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, state, scratch,
               inputs, next_codes, split=1, counters=None, emb=None, labels=None, label_emb=None, unfolded=None, slot=0,
               out=None, pool_now=False, pool_w=None, pool_b=None, pool_out=None, ek=0, er=0,
-              noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0):
+              noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0,
+              merge=None):
     """Launch one tier pass for every batch row (grid ``(batch,)``); see the module docstring.
 
     ``weights`` is the tier's packed tuple ``(ln, coef, D, out_w, out_b, ff_ln, w1, b1, w2,
@@ -454,6 +500,10 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     divisible by ``S``; ``out_w`` packed ``(pairs, S, 2H, H/S)``, ``w2`` ``(pairs, S, H, F/S)``;
     ``scratch`` has ``batch * S`` rows; ``counters`` ``(batch,)`` int32 zeros, counting the
     barriers of this launch; ``batch * S`` programs must fit on the GPU at once).
+
+    ``merge = (n_pairs2, slot2, pool_now2, down_w, down_b, down_out, down_rows)`` (head passes
+    of a pooled tier 0 with ``S = 1``): after the draw, the next step's down pass (pairs
+    ``0 .. n_pairs2``) with the drawn code, its ring slot and down-pool map, in this launch.
     """
     ln, coef, D, ow, ob, fln, w1, b1, w2, b2 = weights
     n_coef = 6 if kind == KIND_S4D else 12
@@ -473,6 +523,10 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         raise ValueError(f"split {S} must divide H {H}, F {F} and {er} and needs counters")
     single = S == 1 and fits_one_tile(H, N2, F)
     some = ln
+    n2, slot2, now2, dpw, dpb, dpz, der = merge or (0, 0, 0, some, some, some, 0)
+    if merge is not None and (S != 1 or epi != EPI_HEAD or pro != PRO_UNFOLD):
+        raise ValueError("merge needs a head pass (PRO_UNFOLD, EPI_HEAD) with split 1")
+    DKP = triton.next_power_of_2(max(ek, 1))
     _tier_pass_kernel[(batch, S)](
         inputs, next_codes, some if emb is None else emb, some if labels is None else labels,
         some if label_emb is None else label_emb, some if unfolded is None else unfolded, slot,
@@ -481,12 +535,14 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         some if pool_b is None else pool_b, some if pool_out is None else pool_out, ek, er,
         some if noise is None else noise, some if forced is None else forced,
         some if codes is None else codes, some if logits is None else logits,
-        float(inv_temp), float(top_p),
+        float(inv_temp), float(top_p), n2, slot2, int(bool(now2)), dpw, dpb, dpz, der,
         batch, H, N2, F, n_coef, scratch, scratch.stride(0), S,
         some if counters is None else counters,
         PRO=pro, EPI=epi, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP,
-        PREFETCH=bool(CONFIG["prefetch"]), SINGLE=single, SPLIT=S > 1, N2P=N2P, FP=FP, EKP=EKP,
+        PREFETCH=bool(CONFIG["prefetch"]), SINGLE=single, SPLIT=S > 1, MERGE=merge is not None,
+        N2P=N2P, FP=FP, EKP=EKP, DKP=DKP, BMD=max(1, min(triton.next_power_of_2(max(der, 1)),
+                                                       tile // DKP)),
         YS=YS, SP=triton.next_power_of_2(S), HSP=HSP, FSP=FSP,
         BC=max(1, min(HSP, ssm_tile // N2P)), BMG=max(1, min(2 * HP, tile // HSP)),
         BM1=max(1, min(FSP, tile // HP)), BM2=max(1, min(HP, tile // FSP)),

@@ -278,6 +278,7 @@ def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, 
     total = n_prompt + n_steps
     noise = _NoiseStream(total, batch_size, model.n_classes, generator, device)
     run = _capture(dec) if graphs else dec.run
+    dec.start()
     out = torch.empty(batch_size, math.ceil(total / block) * block, dtype=torch.long,
                       device=device)  # (B, steps rounded up to whole blocks)
     for t0 in range(0, total, block):

@@ -200,7 +200,9 @@ class FusedDecoder:
     teacher forcing) and ``codes (G, B)`` are fixed buffers for a block of ``G`` steps (a
     multiple of ``model.frame``); ``next_input (B,)`` holds the code fed at the next step and
     ``logits (B, C)`` the last step's logits. :meth:`run` launches steps ``0 .. n-1`` of a block
-    that starts at a multiple of the frame.
+    that starts at a multiple of the frame; :meth:`start` comes first (``merge``: then tier 0's
+    down pass of step ``t + 1`` runs in step ``t``'s head launch, so :meth:`module_state` is
+    one tier-0 down pass ahead).
     """
 
     def __init__(self, model, batch_size, labels=None, dt_scale=1.0, temperature=1.0,
@@ -222,7 +224,7 @@ class FusedDecoder:
         self.forced = torch.full((self.block, B), -1, dtype=torch.long, device=device)
         self.codes = torch.zeros(self.block, B, dtype=torch.long, device=device)
         self.logits = zeros(B, C)
-        from ssmsignal.kernels.triton.sashimi_step import scratch_width
+        from ssmsignal.kernels.triton.sashimi_step import CONFIG, scratch_width
 
         self.split = [self._split(t, k, device) for k, t in enumerate(self.tiers)]
         self.weights = [_split_weights(t, S) for t, S in zip(self.tiers, self.split)]
@@ -232,6 +234,7 @@ class FusedDecoder:
         # a block starts (up to 3 split launches per step: two middle-tier passes, the inner)
         self.counters = torch.zeros(4 * self.block, B, dtype=torch.int32, device=device)
         self._slot = 0
+        self.merge = bool(CONFIG["merge"]) and bool(self.tiers[0].pool) and self.split[0] == 1
 
     def _split(self, tp, k, device):
         """Programs per row for tier ``k``: 1, or a power of two up to ``CONFIG["split"]``
@@ -269,6 +272,12 @@ class FusedDecoder:
         """Launch step ``t``: pooling phase ``t % frame``, buffer row ``t % block``."""
         self._tier(0, t % self.frame, t % self.block)
 
+    def start(self):
+        """With ``merge``: launch step 0's tier-0 down pass (every later one runs inside the
+        previous step's head launch). Call once before the first step; no-op otherwise."""
+        if self.merge:
+            self._pass(0, 0, 0, 0, 0, self.tiers[0].n_down, slot=0)
+
     def _tier(self, k, t_k, i):
         tp = self.tiers[k]
         pro = 0 if k == 0 else 1  # PRO_EMBED, PRO_Z
@@ -276,12 +285,19 @@ class FusedDecoder:
             self._pass(k, i, pro, 2 if k == 0 else 1, 0, tp.n_up)
             return
         slot = t_k % tp.pool
-        self._pass(k, i, pro, 0, 0, tp.n_down, slot=slot)  # EPI_RING
+        merged = self.merge and k == 0
+        if not merged:  # (merged: this down pass ran in the previous step's head launch)
+            self._pass(k, i, pro, 0, 0, tp.n_down, slot=slot)  # EPI_RING
         if slot == 0:
             self._tier(k + 1, t_k // tp.pool, i)
-        self._pass(k, i, 2, 2 if k == 0 else 1, tp.n_down, tp.n_up, slot=slot)
+        nxt = None
+        if merged:
+            after = (t_k + 1) % tp.pool
+            nxt = (tp.n_down, after, after == 0, tp.down[0], tp.down[1], self.z[1],
+                   self.tiers[1].H)
+        self._pass(k, i, 2, 2 if k == 0 else 1, tp.n_down, tp.n_up, slot=slot, merge=nxt)
 
-    def _pass(self, k, i, pro, epi, first, n_pairs, slot=0):
+    def _pass(self, k, i, pro, epi, first, n_pairs, slot=0, merge=None):
         from ssmsignal.kernels.triton.sashimi_step import tier_pass
 
         tp = self.tiers[k]
@@ -297,7 +313,8 @@ class FusedDecoder:
         else:
             args.update(pool_w=self.head[0], pool_b=self.head[1], er=self.n_classes,
                         noise=self.noise[i], forced=self.forced[i], codes=self.codes[i],
-                        logits=self.logits, inv_temp=1.0 / self.temperature, top_p=self.top_p)
+                        logits=self.logits, inv_temp=1.0 / self.temperature, top_p=self.top_p,
+                        merge=merge)
         S = self.split[k]
         if S > 1:
             if self._slot == self.counters.shape[0]:  # single steps outside run(): start over
