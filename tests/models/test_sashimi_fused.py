@@ -183,8 +183,8 @@ def test_gpu_graphs_equal_eager_fused_and_module_path(layer):
 
 @cuda
 @pytest.mark.parametrize("layer", ["s4", "s4d"])
-@pytest.mark.parametrize("config", [dict(single=False, prefetch=False), dict(split=8)],
-                         ids=["chunked", "split8"])
+@pytest.mark.parametrize("config", [dict(single=False, prefetch=False), dict(merge=True),
+                                    dict(split=8)], ids=["chunked", "merge", "split8"])
 def test_gpu_other_kernel_paths_match_float64(layer, config):
     from ssmsignal.kernels.triton import sashimi_step
 
