@@ -46,7 +46,8 @@ def recurrent_speed(model, batch_size, n_steps, cuda_graphs, dt_scale=1.0, fused
     """
     device = model.head.weight.device
     gen = torch.Generator(device=device).manual_seed(0)
-    kw = dict(generator=gen, cuda_graphs=cuda_graphs, dt_scale=dt_scale, fused=fused)
+    kw = dict(generator=gen, cuda_graphs=cuda_graphs, dt_scale=dt_scale, fused=fused,
+              labels=_labels(model, batch_size))
     sample_codes(model, model.frame * 2, batch_size, **kw)  # warm-up: allocator, Triton JIT
     _sync(device)
     started = time.perf_counter()
@@ -67,16 +68,24 @@ def recurrent_speed(model, batch_size, n_steps, cuda_graphs, dt_scale=1.0, fused
             "rtf_16k_per_stream": n_steps / elapsed / 16000.0}
 
 
+def _labels(model, batch_size):
+    """One label per row for a class-conditional model (0, 1, ..), else None."""
+    if not model.n_conditions:
+        return None
+    return torch.arange(batch_size, device=model.head.weight.device) % model.n_conditions
+
+
 @torch.no_grad()
 def naive_speed(model, n_steps, batch_size=1):
     """Samples per second when each new sample reruns the convolution mode on the prefix."""
     device = model.head.weight.device
+    labels = _labels(model, batch_size)
     codes = torch.full((batch_size, 1), SILENCE_CODE, dtype=torch.long, device=device)
-    model(codes)  # warm-up
+    model(codes, labels)  # warm-up
     _sync(device)
     started = time.perf_counter()
     for _ in range(n_steps):
-        logits = model(codes)[:, -1]  # (B, C): everything recomputed from scratch
+        logits = model(codes, labels)[:, -1]  # (B, C): everything recomputed from scratch
         nxt = torch.distributions.Categorical(logits=logits.float()).sample()  # (B,)
         codes = torch.cat([codes, nxt[:, None]], dim=1)  # (B, t + 1)
     _sync(device)
@@ -91,11 +100,12 @@ def naive_at_length(model, length, batch_size=1, repeats=3):
     """Seconds for ONE naive sample when the prefix is ``length`` long (end of a clip)."""
     device = model.head.weight.device
     codes = torch.full((batch_size, length), SILENCE_CODE, dtype=torch.long, device=device)
-    model(codes)
+    labels = _labels(model, batch_size)
+    model(codes, labels)
     _sync(device)
     started = time.perf_counter()
     for _ in range(repeats):
-        model(codes)
+        model(codes, labels)
     _sync(device)
     return (time.perf_counter() - started) / repeats
 
@@ -107,6 +117,7 @@ def steady_rate(model, batch_size, n_steps, **kwargs):
     cancels; returns ``(samples_per_s, setup_seconds)``.
     """
     device = model.head.weight.device
+    kwargs.setdefault("labels", _labels(model, batch_size))
     times = []
     for n in (model.frame, n_steps, 2 * n_steps):  # the first call: JIT and allocator warm-up
         gen = torch.Generator(device=device).manual_seed(0)
@@ -144,7 +155,7 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
     for config in configs:
         sashimi_step.CONFIG.update(config)
         try:
-            dec = FusedDecoder(model, batch_size)
+            dec = FusedDecoder(model, batch_size, _labels(model, batch_size))
             calls, launch = [], dec._pass
             dec._pass = lambda *a, **k: calls.append((a, k))
             dec.step(0)
@@ -186,7 +197,8 @@ def compare(device, steps=2000, naive_steps=30, configs=None):
 
     for layer, n_layers in configs or [("s4", 8), ("s4d", 8), ("s4", 2), ("s4d", 2)]:
         torch.manual_seed(0)
-        model = SaShiMi(d_model=64, n_layers=n_layers, layer=layer).to(device).eval()
+        model = SaShiMi(d_model=64, n_layers=n_layers, layer=layer, n_conditions=10)
+        model = model.to(device).eval()  # class-conditional (10 digits), as AudioGenerator
         tag = {"layer": layer, "n_layers": n_layers,
                "params": sum(p.numel() for p in model.parameters())}
         models[layer, n_layers] = model, tag
