@@ -127,14 +127,15 @@ SCAN_CONFIG_OVERRIDE = None
 SCAN_CONFIG_OVERRIDE_BWD = None
 
 
-def scan_config(batch, dim, N, backward=False):
+def scan_config(batch, dim, N, backward=False, max_lanes=16):
     """Block shape ``(NI, NO, W, DL)`` for a problem of this size.
 
     ``NO`` (lanes per channel along the states) grows from 4 while there are few channels, so
     that the GPU still gets about 8 warps per multiprocessor (H100: 132 of them); capped at 16.
     ``W`` (warps per program): 4 for the forward pass, 2 for the register-heavy backward pass.
     Chosen from the block-shape sweep of ``kernels/bench/bench_selective_scan.py --sweep``
-    (``kernels/NOTES.md``).
+    (``kernels/NOTES.md``). ``max_lanes`` caps ``NO`` (4: the selective scan splits the
+    sequence into segments instead).
     """
     NP = max(1, triton.next_power_of_2(N))
     if backward and SCAN_CONFIG_OVERRIDE_BWD is not None:
@@ -143,7 +144,7 @@ def scan_config(batch, dim, N, backward=False):
         NO, W = SCAN_CONFIG_OVERRIDE
     else:
         NO = 4
-        while NO < 16 and batch * dim * NO < 132 * 8 * 32:
+        while NO < max_lanes and batch * dim * NO < 132 * 8 * 32:
             NO *= 2
         W = 2 if backward else 4
     NO = min(NO, NP)

@@ -98,16 +98,24 @@ def _chunk_inputs(c, t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
 def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr, len_ptr,
                dout_ptr, dlast_ptr, ck_ptr,
                du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
-               L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck, n_blocks,
+               L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck, n_blocks, seg_chunks, n_seg,
                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
-               HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr):
+               HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
+               SEG: tl.constexpr):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
+    # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks) backwards;
+    # SEG: the adjoint carry entering the segment's last step is dlast_ptr (b, d, n_seg, N).
+    # dA, dD, d(bias) partials are per (row, segment): (b * n_seg, d, ...).
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
+    c0 = pid_s * seg_chunks
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    prow = pid_b * n_seg + pid_s  # row of the dA, dD, d(bias) partials
     t = axis_t(T)  # (1, 1, 1, 1, T)
     n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
     rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1) lane repeat index
@@ -135,20 +143,23 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     # p = a_s g_s: what the adjoint g at the first step s of the chunk after the current one
     # sends back to the current chunk's last step (its d loss / d x_{s-1}); starts as d last_state
     p = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
-    if HAS_DLAST:
+    if SEG:
+        p += load_or_zero(dlast_ptr + ((pid_b * dim + ch) * n_seg + pid_s) * N + nh, state_mask,
+                          EVEN)
+    elif HAS_DLAST:
         p += load_or_zero(dlast_ptr + (pid_b * dim + ch) * N + nh, state_mask, EVEN)
     dA_acc = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
     dD_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
     dbias_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
-    c = n_chunks - 1
+    c = c1 - 1
     u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
         tl.maximum(c, 0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr, B_ptr, C_ptr, ck_ptr,
         L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
-    while c >= 0:
+    while c >= c0:
         u, raw, dout, yv, zz, Bt, Ct, h0 = u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx
-        # the next (earlier) chunk's loads go out now; chunk 0 re-reads itself at the end
+        # the next (earlier) chunk's loads go out now; the first chunk re-reads itself at the end
         u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
-            tl.maximum(c - 1, 0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
+            tl.maximum(c - 1, c0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
             z_ptr, B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
         tt = c * T + t  # (1, 1, 1, 1, T)
         valid = tt < seq_len  # steps past the end (or padding) have dt = 0: state unchanged
@@ -208,7 +219,74 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
         store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
         c -= 1
-    store_masked(dA_ptr + (pid_b * dim + ch) * N + n, dA_acc, state_mask, EVEN)
+    store_masked(dA_ptr + (prow * dim + ch) * N + n, dA_acc, state_mask, EVEN)
     out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)
-    tl.store(dD_ptr + pid_b * dim + ch + rep * 0, dD_acc, mask=out_mask)
-    tl.store(dbias_ptr + pid_b * dim + ch + rep * 0, dbias_acc, mask=out_mask)
+    tl.store(dD_ptr + prow * dim + ch + rep * 0, dD_acc, mask=out_mask)
+    tl.store(dbias_ptr + prow * dim + ch + rep * 0, dbias_acc, mask=out_mask)
+
+
+@triton.jit
+def adjoint_local_kernel(dt_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, len_ptr, dout_ptr, pl_ptr, sdt_ptr,
+                         L, dim, N, G, ch_per_group, block_ch, n_chunks, seg_chunks, n_seg,
+                         T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
+                         DL: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                         SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr, EVEN: tl.constexpr,
+                         FAST: tl.constexpr):
+    """Pass 1 of a segmented backward: for segment s, what its first step sends back (``a g``
+    at that step) when nothing enters its last step, to pl (b, d, n_seg, N), and the segment's
+    sum of steps to sdt (b, d, n_seg). The carry entering segment s - 1 is then
+    ``pl[s] + exp(A sdt[s]) * carry[s]`` (combined on the host)."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
+    c0 = pid_s * seg_chunks
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    t = axis_t(T)  # (1, 1, 1, 1, T)
+    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
+    rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1)
+    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
+    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
+    ch_ok = (off_c < block_ch) & (ch < dim)
+    n_ok = n < N
+    nh = (n * N) // N  # n, contiguity hidden (see _common)
+    row_off = (pid_b * dim + ch) * L + rep * 0  # (DL, NO, W, 1, 1)
+    grp = (pid_d * block_ch) // ch_per_group
+    bc_off = ((pid_b * G + grp) * N + n) * L + off_c * 0  # (DL, NO, W, NI, 1), repeated
+    bias = 0.0
+    if HAS_BIAS:
+        bias = load_or_zero(bias_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
+    seq_len = L
+    if HAS_LEN:
+        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
+    A2 = load_or_zero(A_ptr + ch * N + nh, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
+    p = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
+    sdt = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
+    c = c1 - 1
+    while c >= c0:
+        tt = c * T + t  # (1, 1, 1, 1, T)
+        valid = tt < seq_len
+        in_mask = valid & ch_ok
+        raw = load_or_zero(dt_ptr + row_off + tt, in_mask, EVEN).to(tl.float32)
+        dy = load_or_zero(dout_ptr + row_off + tt, (tt < L) & ch_ok, EVEN).to(tl.float32)
+        Ct = load_or_zero(C_ptr + bc_off + tt, valid & n_ok, EVEN).to(tl.float32)
+        if SOFTPLUS:
+            dt, _ = softplus_sigmoid(raw + bias, FAST)  # (DL, NO, W, 1, T)
+        else:
+            dt = raw + bias
+        if HAS_Z:
+            zf = load_or_zero(z_ptr + row_off + tt, in_mask, EVEN).to(tl.float32)
+            dy = dy * zf * sigmoid(zf, FAST)
+        if not EVEN:
+            dt = tl.where(valid, dt, 0.0)
+            dy = tl.where(valid, dy, 0.0)
+        sdt += tl.sum(dt, axis=4, keep_dims=True)
+        a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
+        cg = Ct * dy  # (DL, NO, W, NI, T)
+        cg = tl.where(t == T - 1, cg + p, cg)
+        ones = tl.full(a.shape, 1.0, tl.float32)
+        _, gs, _ = tl.associative_scan((tl.flip(a, 4), tl.flip(cg, 4), ones), 4, adjoint_combine)
+        p = row(a, t, 0) * row(tl.flip(gs, 4), t, 0)  # (DL, NO, W, NI, 1)
+        c -= 1
+    seg_off = ((pid_b * dim + ch) * n_seg + pid_s) * N + n  # (DL, NO, W, NI, 1)
+    tl.store(pl_ptr + seg_off, p, mask=ch_ok & n_ok)
+    tl.store(sdt_ptr + (pid_b * dim + ch) * n_seg + pid_s + rep * 0, sdt, mask=ch_ok & (rep == 0))

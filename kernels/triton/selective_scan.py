@@ -27,7 +27,7 @@ import triton.language as tl
 from ..reference import expand_groups
 from ._common import (LOG2E, axis_c, axis_n, axis_t, block_channels, check_device_dtypes, dummy,
                       new_buffer, prepare_dt, row, scan_combine, scan_config, sum_states)
-from ._selective_scan_bwd import bwd_kernel, load_or_zero, store_masked
+from ._selective_scan_bwd import adjoint_local_kernel, bwd_kernel, load_or_zero, store_masked
 
 __all__ = ["selective_scan"]
 
@@ -42,22 +42,46 @@ CHUNK_BWD = 8
 #: softplus and sigmoids (see ``_selective_scan_bwd.softplus_sigmoid``); never under
 #: ``TRITON_INTERPRET=1`` (no libdevice there).
 FAST_MATH = True
+#: Time segments: when the (rows x channel blocks) programs give fewer warps than this, the
+#: sequence is split into segments run in parallel (an extra pass computes the state, or the
+#: adjoint, entering each segment; see _link_segments). None: never split.
+SEGMENT_WARPS = 132 * 12
+#: Shortest segment (steps).
+SEGMENT_MIN_STEPS = 1024
+#: Register caps (``maxnreg``) of the forward and backward kernels on the GPU; None: the
+#: compiler's choice. Fewer registers, more warps per multiprocessor (65536 registers each).
+FWD_MAXNREG = None
+BWD_MAXNREG = None
+
+
+def _cap(maxnreg):
+    """Launch option capping the registers (not under the interpreter)."""
+    if maxnreg is None or os.environ.get("TRITON_INTERPRET", "") == "1":
+        return {}
+    return dict(maxnreg=maxnreg)
 
 
 @triton.jit
 def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_ptr,
-                out_ptr, last_ptr, ck_ptr, y_ptr,
-                L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck,
+                out_ptr, last_ptr, ck_ptr, y_ptr, h0_ptr, sdt_ptr,
+                L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck, seg_chunks, n_seg,
                 T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
                 DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                 SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
-                EVEN: tl.constexpr):
-    # SAVE_CK: the state before every CK steps goes to ck (b, d, n_ck, N) (CK divides T); with
-    # z, y before the gate goes to y_ptr too (the backward pass reads it). EVEN: L % T == 0,
-    # the channel blocks tile ``dim``, N is a power of two and no seq_lengths: no masks.
+                EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr):
+    # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
+    # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
+    # segmented forward): start from 0, write nothing but the state after the segment (to h0)
+    # and its sum of steps (to sdt (b, d, n_seg)). SAVE_CK: the state before every CK steps goes
+    # to ck (b, d, n_ck, N) (CK divides T); with z, y before the gate goes to y_ptr too (the
+    # backward pass reads it). EVEN: L % T == 0, the channel blocks tile ``dim``, N is a power
+    # of two and no seq_lengths: no masks.
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
+    c0 = pid_s * seg_chunks
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
     t = axis_t(T)  # (1, 1, 1, 1, T)
     n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
     off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
@@ -79,14 +103,18 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     if HAS_LEN:
         seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
     h = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)  # state before the chunk
-    # chunk 0's inputs; inside the loop the next chunk's loads are issued before the current
-    # chunk's arithmetic, so their latency overlaps it. Inputs are read only below seq_len
-    # (<= L): padding, whatever it holds (NaN included), enters as 0.
-    u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(0, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
-                                                 B_ptr, C_ptr, seq_len, ch_ok, n_ok, T, HAS_Z,
-                                                 EVEN)
-    c = 0
-    while c < n_chunks:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
+    seg_off = ((pid_b * dim + ch) * n_seg + pid_s) * N + n  # (DL, NO, W, NI, 1) in h0
+    if SEG and not LOCAL:
+        h += load_or_zero(h0_ptr + seg_off, ch_ok & n_ok, EVEN)
+    sdt = tl.zeros((DL, 1, W, 1, 1), dtype=tl.float32)
+    # the first chunk's inputs; inside the loop the next chunk's loads are issued before the
+    # current chunk's arithmetic, so their latency overlaps it. Inputs are read only below
+    # seq_len (<= L): padding, whatever it holds (NaN included), enters as 0.
+    u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(c0, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
+                                                 B_ptr, C_ptr, seq_len, ch_ok, n_ok, T,
+                                                 HAS_Z and not LOCAL, EVEN, LOCAL)
+    c = c0
+    while c < c1:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
         if SAVE_CK:
             store_masked(ck_ptr + ck_off + c * (T // CK) * N, h, ch_ok & n_ok, EVEN)
         tt = c * T + t  # (1, 1, 1, 1, T)
@@ -95,8 +123,8 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         u, raw, Bt, Ct, zz = u_nx, raw_nx, B_nx, C_nx, z_nx
         # the next chunk's loads go out now (the last chunk re-reads itself)
         u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
-            tl.minimum(c + 1, n_chunks - 1), t, row_off, bc_off, u_ptr,
-            dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok, n_ok, T, HAS_Z, EVEN)
+            tl.minimum(c + 1, c1 - 1), t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
+            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL)
         u = u.to(tl.float32)
         dt = prepare_dt(raw.to(tl.float32), bias, SOFTPLUS)  # (DL, 1, W, 1, T)
         if not EVEN:
@@ -107,30 +135,36 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
         _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
-        y = sum_states(hs * Ct.to(tl.float32))  # (DL, 1, W, 1, T)
         h = row(hs, t, T - 1)  # (DL, NO, W, NI, 1) state after the chunk
-        if SAVE_CK:
-            for s in tl.static_range(1, T // CK):  # states inside the chunk, every CK steps
-                store_masked(ck_ptr + ck_off + (c * (T // CK) + s) * N, row(hs, t, s * CK - 1),
-                             ch_ok & n_ok, EVEN)
-        if HAS_D:
-            y += Dv * u
-        if HAS_Z:
+        if LOCAL:
+            sdt += tl.sum(dt, axis=4, keep_dims=True)
+        else:
+            y = sum_states(hs * Ct.to(tl.float32))  # (DL, 1, W, 1, T)
             if SAVE_CK:
-                store_masked(y_ptr + row_off + tt, y.to(y_ptr.dtype.element_ty), io_mask, EVEN)
-            zf = zz.to(tl.float32)
-            y *= zf * tl.sigmoid(zf)
-        if HAS_LEN:
-            y = tl.where(valid, y, 0.0)
-        store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN)
+                for s in tl.static_range(1, T // CK):  # states inside the chunk, every CK steps
+                    store_masked(ck_ptr + ck_off + (c * (T // CK) + s) * N, row(hs, t, s * CK - 1),
+                                 ch_ok & n_ok, EVEN)
+            if HAS_D:
+                y += Dv * u
+            if HAS_Z:
+                if SAVE_CK:
+                    store_masked(y_ptr + row_off + tt, y.to(y_ptr.dtype.element_ty), io_mask, EVEN)
+                zf = zz.to(tl.float32)
+                y *= zf * tl.sigmoid(zf)
+            if HAS_LEN:
+                y = tl.where(valid, y, 0.0)
+            store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN)
         c += 1
+    if LOCAL:
+        tl.store(h0_ptr + seg_off, h, mask=ch_ok & n_ok)
+        tl.store(sdt_ptr + (pid_b * dim + ch) * n_seg + pid_s, sdt, mask=ch_ok)
     if SAVE_LAST:
-        store_masked(last_ptr + (pid_b * dim + ch) * N + n, h, ch_ok & n_ok, EVEN)
+        tl.store(last_ptr + (pid_b * dim + ch) * N + n, h, mask=ch_ok & n_ok & (pid_s == n_seg - 1))
 
 
 @triton.jit
 def _fwd_inputs(c, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok, n_ok,
-                T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr):
+                T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr, NO_C: tl.constexpr):
     """Forward inputs of chunk ``c`` (raw dtypes), read only below ``seq_len`` (<= L):
     padding, whatever it holds (NaN included), enters as 0."""
     tt = c * T + t  # (1, 1, 1, 1, T)
@@ -138,7 +172,9 @@ def _fwd_inputs(c, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_l
     u = load_or_zero(u_ptr + row_off + tt, io, EVEN)
     raw = load_or_zero(dt_ptr + row_off + tt, io, EVEN)
     Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
-    Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    Ct = Bt
+    if not NO_C:
+        Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     zz = u
     if HAS_Z:
         zz = load_or_zero(z_ptr + row_off + tt, io, EVEN)
@@ -146,15 +182,23 @@ def _fwd_inputs(c, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_l
 
 
 def _geometry(u, A, B, T, seq_lengths, backward=False):
-    """Sizes and the block shape of a forward or backward launch."""
+    """Sizes, block shape and time segments of a forward or backward launch."""
     b, d, L = u.shape
     N, G = A.shape[1], B.shape[1]
-    NI, NO, W, DL = scan_config(b, d, N, backward)
+    seg = SEGMENT_WARPS is not None
+    NI, NO, W, DL = scan_config(b, d, N, backward, max_lanes=4 if seg else 16)
     block_ch = block_channels(W * DL, d // G, G)
     even = (L % T == 0 and L > 0 and block_ch == W * DL and d % block_ch == 0 and N == NI * NO
             and seq_lengths is None)
+    n_chunks = triton.cdiv(L, T)
+    n_seg = 1
+    if seg:  # split the sequence when (rows x channels x states) alone leave the GPU idle
+        warps = b * triton.cdiv(d, block_ch) * W
+        n_seg = max(1, min(SEGMENT_WARPS // max(warps, 1), L // SEGMENT_MIN_STEPS))
+    seg_chunks = triton.cdiv(n_chunks, n_seg)
     return dict(b=b, d=d, L=L, N=N, G=G, NI=NI, NO=NO, W=W, DL=DL, block_ch=block_ch,
-                n_blocks=triton.cdiv(d, block_ch), n_chunks=triton.cdiv(L, T), T=T, EVEN=even)
+                n_blocks=triton.cdiv(d, block_ch), n_chunks=n_chunks, T=T, EVEN=even,
+                seg_chunks=seg_chunks, n_seg=triton.cdiv(n_chunks, seg_chunks) if L else 1)
 
 
 def _flags(D, z, delta_bias, softplus, seq_lengths):
@@ -162,50 +206,91 @@ def _flags(D, z, delta_bias, softplus, seq_lengths):
                 SOFTPLUS=bool(softplus), HAS_LEN=seq_lengths is not None)
 
 
+def _opt(t, ref):
+    return t if t is not None else dummy(ref)
+
+
+def _link_segments(A, local, sdt, first, reverse):
+    """Carries between time segments: ``x[s] = exp(A sdt[s']) x[s'] + local[s']`` with
+    ``s' = s - 1`` (forward states) or ``s + 1`` (``reverse``: backward adjoints), ``x`` at the
+    first segment = ``first``. local: (b, d, n_seg, N), sdt: (b, d, n_seg); returns x."""
+    x = torch.empty_like(local)  # (b, d, n_seg, N)
+    n_seg = local.shape[2]
+    order = range(n_seg - 1, -1, -1) if reverse else range(n_seg)
+    prev = None
+    for s in order:
+        if prev is None:
+            x[:, :, s] = first
+        else:
+            x[:, :, s] = torch.exp(A * sdt[:, :, prev, None]) * x[:, :, prev] + local[:, :, prev]
+        prev = s
+    return x
+
+
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck, want_last):
     g = _geometry(u, A, B, CHUNK_CK if save_ck else CHUNK_FWD, seq_lengths)
-    b, d, N = g["b"], g["d"], g["N"]
+    b, d, N, n_seg = g["b"], g["d"], g["N"], g["n_seg"]
     out = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
     f32 = dict(device=u.device, dtype=torch.float32)
     last = new_buffer((b, d, N), **f32) if want_last else dummy(u)  # (b, d, N)
     n_ck = g["n_chunks"] * (g["T"] // CHUNK_BWD)  # checkpoints: every CHUNK_BWD steps
     ck = new_buffer((b, d, n_ck, N), **f32) if save_ck else dummy(u)  # (b, d, L/T, N)
     y = new_buffer(u.shape, u.dtype, u.device) if save_ck and z is not None else dummy(u)
-    _fwd_kernel[(g["n_blocks"], b)](
-        u, delta, A, B, C, D if D is not None else dummy(u), z if z is not None else dummy(u),
-        delta_bias if delta_bias is not None else dummy(u),
-        seq_lengths if seq_lengths is not None else dummy(u), out, last, ck, y,
-        g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"], n_ck,
-        T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
-        **_flags(D, z, delta_bias, softplus, seq_lengths), SAVE_CK=save_ck, CK=CHUNK_BWD,
-        SAVE_LAST=want_last, EVEN=g["EVEN"], num_warps=g["W"])
+    args = (u, delta, A, B, C, _opt(D, u), _opt(z, u), _opt(delta_bias, u), _opt(seq_lengths, u))
+    sizes = (g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"], n_ck,
+             g["seg_chunks"], n_seg)
+    meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
+                **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
+                num_warps=g["W"], **_cap(FWD_MAXNREG))
+    h0 = sdt = dummy(u)
+    if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
+        h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
+        sdt = torch.empty((b, d, n_seg), **f32)
+        _fwd_kernel[(g["n_blocks"], b, n_seg - 1)](
+            *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=False, SAVE_LAST=False,
+            SEG=True, LOCAL=True, **meta)
+        h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
+    _fwd_kernel[(g["n_blocks"], b, n_seg)](
+        *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=save_ck, SAVE_LAST=want_last,
+        SEG=n_seg > 1, LOCAL=False, **meta)
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
 
 
 def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, ck, y):
     g = _geometry(u, A, B, CHUNK_BWD, seq_lengths, backward=True)
-    b, d, L, N, G = g["b"], g["d"], g["L"], g["N"], g["G"]
+    b, d, L, N, G, n_seg = g["b"], g["d"], g["L"], g["N"], g["G"], g["n_seg"]
     f32 = dict(device=u.device, dtype=torch.float32)
     du = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
     ddelta = new_buffer(delta.shape, delta.dtype, u.device)  # (b, d, L)
     dz = new_buffer(z.shape, z.dtype, u.device) if z is not None else dummy(u)  # (b, d, L)
     dB_part = new_buffer((b, g["n_blocks"], N, L), **f32)  # per channel block, summed below
     dC_part = new_buffer((b, g["n_blocks"], N, L), **f32)
-    dA_part = new_buffer((b, d, N), **f32)  # per batch row, summed below
-    dD_part = new_buffer((b, d), **f32)
-    dbias_part = new_buffer((b, d), **f32)
-    bwd_kernel[(g["n_blocks"], b)](
-        u, delta, A, B, C, D if D is not None else dummy(u), z if z is not None else dummy(u),
-        y if y is not None else dummy(u), delta_bias if delta_bias is not None else dummy(u),
-        seq_lengths if seq_lengths is not None else dummy(u), dout,
-        dlast if dlast is not None else dummy(u), ck,
+    dA_part = new_buffer((b * n_seg, d, N), **f32)  # per batch row and segment, summed below
+    dD_part = new_buffer((b * n_seg, d), **f32)
+    dbias_part = new_buffer((b * n_seg, d), **f32)
+    fast = FAST_MATH and os.environ.get("TRITON_INTERPRET", "") != "1"
+    meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
+                **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"], FAST=fast,
+                num_warps=g["W"])
+    sizes = (L, d, N, G, d // G, g["block_ch"], g["n_chunks"])
+    seg = (g["seg_chunks"], n_seg)
+    carry = dlast
+    if n_seg > 1:  # pass 1: what each segment sends back from a zero carry, and its sum of steps
+        pl = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
+        sdt = torch.empty((b, d, n_seg), **f32)
+        meta1 = {k: v for k, v in meta.items() if k != "HAS_D"}
+        adjoint_local_kernel[(g["n_blocks"], b, n_seg)](
+            delta, A, C, _opt(z, u), _opt(delta_bias, u), _opt(seq_lengths, u), dout, pl, sdt,
+            *sizes, *seg, **meta1)
+        first = dlast if dlast is not None else 0.0
+        carry = _link_segments(A, pl, sdt, first, reverse=True)  # entering each segment's end
+    bwd_kernel[(g["n_blocks"], b, n_seg)](
+        u, delta, A, B, C, _opt(D, u), _opt(z, u), _opt(y, u), _opt(delta_bias, u),
+        _opt(seq_lengths, u), dout, _opt(carry, u), ck,
         du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
-        L, d, N, G, d // G, g["block_ch"], g["n_chunks"], ck.shape[2], g["n_blocks"],
-        T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
-        **_flags(D, z, delta_bias, softplus, seq_lengths), HAS_DLAST=dlast is not None,
-        EVEN=g["EVEN"], FAST=FAST_MATH and os.environ.get("TRITON_INTERPRET", "") != "1",
-        num_warps=g["W"])
+        *sizes, ck.shape[2], g["n_blocks"], *seg, HAS_DLAST=dlast is not None, SEG=n_seg > 1,
+        **meta, **_cap(BWD_MAXNREG))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = g["n_blocks"] // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)

@@ -171,13 +171,19 @@ INTERPRET_CASES = [(2, 5, 1, 4, 0, True, False, True, None),
                    (2, 37, 17, 6, 1, True, True, True, None),
                    (1, 8, 33, 16, 2, False, False, False, None),
                    (3, 4, 20, 3, 2, True, True, True, None),
-                   (1, 8, 20, 16, 0, True, True, True, (4, 2)),
-                   (1, 16, 32, 16, 0, True, False, True, (4, 2))]  # no masks (EVEN)
+                   (1, 8, 20, 16, 0, True, True, True, (4, 2))]
+
+
+#: Tiny cases split into time segments (each segment's start state and adjoint carry from an
+#: extra pass): (b, d, L, N, G, lengths, block shape); segments of at least 16 steps. The
+#: first has no masks at all (EVEN: L % 16 == 0, d fills the block, N a power of two).
+SEGMENT_CASES = [(1, 16, 48, 16, 0, False, (4, 2)), (1, 4, 40, 3, 2, True, None)]
 
 
 def _interpret_main():
     """Subprocess body (TRITON_INTERPRET=1): every tiny case, errors as JSON on stdout."""
     from ssmsignal.kernels.triton import _common
+    from ssmsignal.kernels.triton import selective_scan as mod
     from ssmsignal.kernels.triton.selective_scan import selective_scan as tri
 
     results = []
@@ -191,6 +197,15 @@ def _interpret_main():
         errs["out_vs_naive"] = rel_err(out, n_out)
         errs["last_vs_naive"] = rel_err(last, n_last)
         results.append(errs)
+    mod.SEGMENT_MIN_STEPS, mod.SEGMENT_WARPS = 16, 10 ** 6  # split even tiny problems
+    for i, (b, d, L, N, G, lengths, config) in enumerate(SEGMENT_CASES):
+        _common.SCAN_CONFIG_OVERRIDE = config
+        geo = mod._geometry(torch.empty(b, d, L), torch.empty(d, N), torch.empty(b, 1, N, L),
+                            mod.CHUNK_BWD, None, backward=True)
+        assert geo["n_seg"] > 1, geo
+        results.append(compare(b, d, L, N, G, torch.float32, "cpu", 400 + i, lengths=lengths))
+    mod.SEGMENT_MIN_STEPS, mod.SEGMENT_WARPS = 1024, 132 * 12
+    _common.SCAN_CONFIG_OVERRIDE = None
     # NaN in the padding (last entry of the results)
     results.append(compare(3, 6, 21, 4, 2, torch.float32, "cpu", 300, lengths=True,
                            pad_value=float("nan")))
@@ -222,8 +237,8 @@ def run_interpreted(path):
 @pytest.mark.slow
 def test_interpreter_matches_float64_references():
     results = run_interpreted(__file__)
-    assert len(results) == len(INTERPRET_CASES) + 1  # + the NaN-padding case
-    for errs in results[:-1]:
+    assert len(results) == len(INTERPRET_CASES) + len(SEGMENT_CASES) + 1  # + NaN padding
+    for errs in results[:len(INTERPRET_CASES)]:
         errs["out"] = max(errs["out"], errs.pop("out_vs_naive"))
         errs["last_state"] = max(errs["last_state"], errs.pop("last_vs_naive"))
     for errs in results:
