@@ -23,16 +23,16 @@ from mamba_anchor import load_mamba; load_mamba('.anchors')" > "$LOG/anchor_buil
 BUILD=$!
 WARM=()
 for v in ${VARIANTS//,/ }; do
-    (timeout 150 python3 -m ssmsignal.kernels.bench.bench_selective_scan --warm "$v" \
+    (timeout 120 python3 -m ssmsignal.kernels.bench.bench_selective_scan --warm "$v" \
         > "$LOG/warm_$v.log" 2>&1) &
     WARM+=($!)
 done
 wait "${WARM[@]}"; grep -h "warm" "$LOG"/warm_*.log
-timeout 100 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE -x \
+timeout 70 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE -x \
     tests/kernels/test_triton_selective_scan.py > "$LOG/pytest_cuda.log" 2>&1
 echo "pytest rc=$?"; tail -3 "$LOG/pytest_cuda.log"
 wait $BUILD; echo "anchor build rc=$?"; tail -1 "$LOG/anchor_build.log"
-timeout 170 python3 -m ssmsignal.kernels.bench.bench_selective_scan --variants "$VARIANTS" \
+timeout 150 python3 -m ssmsignal.kernels.bench.bench_selective_scan --variants "$VARIANTS" \
     --json "$LOG/variants.json" > "$LOG/variants.log" 2>&1
 echo "bench rc=$?"
 tail -9 "$LOG/variants.log"
