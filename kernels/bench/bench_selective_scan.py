@@ -227,6 +227,7 @@ VARIANTS = {
     "bwdW4": dict(bwd=(None, 4)),
     "bwdNO8": dict(bwd=(8, 2), seg=None),
     "fwdcap128": dict(fwd_cap=128, fwd_only=True),
+    "fwdnocap": dict(fwd_cap=None, fwd_only=True),
     "fwdNO8": dict(fwd=(8, 4), seg=None, fwd_only=True),
 }
 
@@ -236,7 +237,7 @@ def apply_variant(v, b, d, N):
     ours_mod.CHUNK_CK = v.get("ck", 16)
     ours_mod.FAST_MATH = v.get("fast", True)
     ours_mod.SEGMENT_WARPS = v.get("seg", 132 * 12)
-    ours_mod.FWD_MAXNREG = v.get("fwd_cap")
+    ours_mod.FWD_MAXNREG = v.get("fwd_cap", 168)
     ours_mod.BWD_MAXNREG = v.get("bwd_cap")
     _common.SCAN_CONFIG_OVERRIDE = v.get("fwd")
     _common.SCAN_CONFIG_OVERRIDE_BWD = None

@@ -10,7 +10,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/scan"
 mkdir -p "$LOG"
-VARIANTS=${1:-base,noseg,bwdcap168,fwdcap128,ck8,bwdNO8,bwdW4,bwdcap128,precise,fwdNO8}
+VARIANTS=${1:-base,noseg,bwdcap168,fwdcap128,fwdnocap,ck8,bwdNO8,bwdW4,bwdcap128,precise,fwdNO8}
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site

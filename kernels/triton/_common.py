@@ -34,8 +34,13 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 @triton.jit
 def scan_combine(a1, b1, a2, b2):
-    """Compose two steps ``x -> a x + b`` (first ``(a1, b1)``, then ``(a2, b2)``)."""
-    return a1 * a2, a2 * b1 + b2
+    """Compose two steps ``x -> a x + b`` (first ``(a1, b1)``, then ``(a2, b2)``).
+
+    ``tl.fma(a2, b1, b2)``: the product with the running value goes into the fused multiply-add,
+    so each step of the in-register scan costs one dependent instruction (left to itself the
+    compiler fused the other product, ``b2 = dt u B``, and put a multiply plus a multiply-add on
+    the dependency chain)."""
+    return a1 * a2, tl.fma(a2, b1, b2)
 
 
 @triton.jit
@@ -48,7 +53,7 @@ def adjoint_combine(a_late, k_late, m_late, a_early, k_early, m_early):
     so the accumulated (later) segment comes first.
     """
     m = m_early * a_late
-    return a_early, k_early + m * k_late, m * m_late
+    return a_early, tl.fma(m, k_late, k_early), m * m_late
 
 
 @triton.jit
