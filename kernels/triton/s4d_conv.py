@@ -98,10 +98,14 @@ def _program(tab_ptr, D_ptr, L, H, N, tab_b, tab_plane, NI: tl.constexpr, NO: tl
     ci = tl.load(tab_ptr + 3 * tab_plane + p_off, mask=p_ok, other=0.0)
     hr = tl.load(tab_ptr + 4 * tab_plane + p_off, mask=p_ok, other=0.0)
     hi = tl.load(tab_ptr + 5 * tab_plane + p_off, mask=p_ok, other=0.0)
+    # the channel index with its contiguity hidden too: otherwise (H, L and the pointers
+    # divisible by 16, as Triton specialises them) the sequence loads get a vectorised layout
+    # of their own and every chunk goes through shared-memory layout conversions
+    chh = (ch * H) // H  # (DL, 1, W, 1)
     Dv = 0.0
     if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1)
-    io_off = pid_b * L * H + ch + rep * 0  # (DL, NO, W, 1): (b, 0, h) in u, y, dy, du
+        Dv = tl.load(D_ptr + chh, mask=ch_ok, other=0.0).to(tl.float32)  # (DL, 1, W, 1)
+    io_off = pid_b * L * H + chh + rep * 0  # (DL, NO, W, 1): (b, 0, h) in u, y, dy, du
     return pid_b, ch, ch_ok, rep, nh, p_ok, io_off, zr, zi, cr, ci, hr, hi, Dv
 
 

@@ -233,13 +233,25 @@ def test_cuda_bf16_input_and_determinism():
         assert torch.equal(g1, g2)
 
 
+def rel_err(got, want):
+    """Relative Frobenius error; inf when ``got`` has NaN/inf (so it never passes)."""
+    got = torch.view_as_real(got) if got.is_complex() else got
+    want = torch.view_as_real(want) if want.is_complex() else want
+    if not torch.isfinite(got).all():
+        return math.inf
+    return ((got.double() - want).norm() / want.norm()).item()
+
+
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("per_sequence", [False, True])
-def test_cuda_layer_fused_vs_fft_path(per_sequence):
-    """S4D on CUDA (auto: fused kernel) vs the same layer in float64 (FFT path), grads too."""
-    from ssmsignal.layers import S4D
+def test_cuda_layer_fused_vs_fft_path(per_sequence, monkeypatch):
+    """S4D on CUDA (auto: fused kernel) vs the same layer in float64, output and every gradient:
+    at most 2e-5 relative, or twice the error of the float32 FFT path it replaces (the float32
+    discretisation prologue, shared by both paths, costs ~1e-5 on slow modes at dt_scale 0.25)."""
+    from ssmsignal.layers import S4D, s4d
 
+    poison(monkeypatch)
     torch.manual_seed(1)
     layer = S4D(64).cuda()
     wide = S4D(64).cuda().double()
@@ -247,11 +259,18 @@ def test_cuda_layer_fused_vs_fft_path(per_sequence):
     x = torch.randn(3, 3000, 64, device="cuda")
     scale = torch.tensor([0.5, 1.0, 3.0], device="cuda") if per_sequence else 0.25
     grad = torch.randn_like(x)
-    xs = x.clone().requires_grad_()
-    got = torch.autograd.grad(layer(xs, dt_scale=scale), [xs, *layer.parameters()], grad)
-    xw = x.double().requires_grad_()
-    want_y = wide(xw, dt_scale=scale.double() if per_sequence else scale)
-    want = torch.autograd.grad(want_y, [xw, *wide.parameters()], grad.double())
-    names = ["x"] + [n for n, _ in layer.named_parameters()]
-    for name, g, w in zip(names, got, want):
-        assert_close(f"d{name}", g, w)
+
+    def run(module, inputs, scale):
+        inputs = inputs.clone().requires_grad_()
+        y = module(inputs, dt_scale=scale)
+        return [y.detach(), *torch.autograd.grad(y, [inputs, *module.parameters()],
+                                                 grad.to(y.dtype))]
+
+    fused = run(layer, x, scale)
+    monkeypatch.setattr(s4d, "FUSED_CONV", False)
+    fft = run(layer, x, scale)
+    want = run(wide, x.double(), scale.double() if per_sequence else scale)
+    names = ["y", "x"] + [n for n, _ in layer.named_parameters()]
+    for name, f, o, w in zip(names, fused, fft, want):
+        err, err_fft = rel_err(f, w), rel_err(o, w)
+        assert err <= max(2e-5, 2.0 * err_fft), f"{name}: fused {err:.2e}, FFT path {err_fft:.2e}"
