@@ -219,16 +219,17 @@ def sweep_configs(b, d, L, N):
 #: never), register caps (``fwd_cap``, ``bwd_cap``).
 VARIANTS = {
     "base": {},
-    "noseg": dict(seg=None),
+    "bcap": dict(bwd_cap=168),
+    "bcapwp": dict(bwd_cap=168, warp_parts=True),
+    "wp": dict(warp_parts=True),
+    "bcap128wp": dict(bwd_cap=128, warp_parts=True),
+    "bcapW4wp": dict(bwd_cap=168, warp_parts=True, bwd=(None, 4)),
+    "noseg8": dict(seg=None, fwd=(8, 4), bwd=(8, 2)),
+    "segf8": dict(fwd=(8, 4), fwd_only=True),
     "precise": dict(fast=False),
     "ck8": dict(ck=8),
-    "bwdcap168": dict(bwd_cap=168),
-    "bwdcap128": dict(bwd_cap=128),
-    "bwdW4": dict(bwd=(None, 4)),
-    "bwdNO8": dict(bwd=(8, 2), seg=None),
-    "fwdcap128": dict(fwd_cap=128, fwd_only=True),
-    "fwdnocap": dict(fwd_cap=None, fwd_only=True),
-    "fwdNO8": dict(fwd=(8, 4), seg=None, fwd_only=True),
+    "fcap128": dict(fwd_cap=128, fwd_only=True),
+    "fnocap": dict(fwd_cap=None, fwd_only=True),
 }
 
 
@@ -239,12 +240,17 @@ def apply_variant(v, b, d, N):
     ours_mod.SEGMENT_WARPS = v.get("seg", 132 * 12)
     ours_mod.FWD_MAXNREG = v.get("fwd_cap", 168)
     ours_mod.BWD_MAXNREG = v.get("bwd_cap")
-    _common.SCAN_CONFIG_OVERRIDE = v.get("fwd")
+    ours_mod.WARP_PARTIALS = v.get("warp_parts", False)
+    _common.SCAN_CONFIG_OVERRIDE = None
     _common.SCAN_CONFIG_OVERRIDE_BWD = None
+    lanes = 4 if ours_mod.SEGMENT_WARPS else 16
+    if "fwd" in v:  # the forward's block shape (and the backward's unless "bwd" says)
+        _common.SCAN_CONFIG_OVERRIDE = v["fwd"]
+        _common.SCAN_CONFIG_OVERRIDE_BWD = (
+            _common.scan_config(b, d, N, backward=True, max_lanes=lanes)[1], 2)
     if "bwd" in v:
         NO, W = v["bwd"]
-        NO = NO or _common.scan_config(b, d, N, backward=True,
-                                       max_lanes=4 if ours_mod.SEGMENT_WARPS else 16)[1]
+        NO = NO or _common.scan_config(b, d, N, backward=True, max_lanes=lanes)[1]
         _common.SCAN_CONFIG_OVERRIDE_BWD = (NO, W)
 
 
@@ -254,7 +260,8 @@ def check_variant(v, test_mod):
     worst = 0.0
     for (b, d, L, N, G, dtype, lengths) in [(2, 37, 1000, 16, 0, torch.float32, True),
                                              (2, 37, 3001, 16, 0, torch.float32, True),
-                                             (2, 128, 2048, 16, 0, torch.bfloat16, False)]:
+                                             (2, 128, 2048, 16, 0, torch.bfloat16, False),
+                                             (3, 64, 600, 5, 2, torch.float16, False)]:
         apply_variant(v, b, d, N)
         errs = test_mod.compare(b, d, L, N, G, dtype, "cuda", seed=L + d, lengths=lengths)
         test_mod.check_errors(errs, dtype)
@@ -281,9 +288,9 @@ def warm_variant(name):
         print(f"warm {name}: max rel err {check_variant(v, load_test_module()):.2e}", flush=True)
     except Exception as e:  # noqa: BLE001  (the main run reports it again)
         print(f"warm {name}: check FAILED {str(e)[:200]}", flush=True)
-    for b, d in ((8, 1536), (4, 1024)):  # the block shapes of SHAPES (NO = 4 and 16)
+    for b, d, L in ((8, 1536, 256), (4, 1024, 2048)):  # as SHAPES: whole rows, and segments
         for grad in (False, True):
-            ins = make_inputs(b, d, 256, 16, grad)
+            ins = make_inputs(b, d, L, 16, grad)
             apply_variant(v, b, d, 16)
             out = ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7], True)
             if grad:
@@ -328,6 +335,34 @@ def run_variants(names, mamba, json_path, n_shapes):
                 save_json(json_path, res)
             del ins
             torch.cuda.empty_cache()
+    breakdown([n for n in ("base", "bcapwp", "bcap") if n in ok], res, json_path)
+
+
+def breakdown(names, res, json_path):
+    """Forward with checkpoints, backward kernel(s) and the whole step, separately, at the first
+    shape (ms), for the variants named (the autograd step also holds the torch sums)."""
+    b, d, L, N = SHAPES[0]
+    for name in names:
+        if name not in VARIANTS:
+            continue
+        apply_variant(VARIANTS[name], b, d, N)
+        u, delta, A, B, C, D, z, bias = [t.detach() for t in make_inputs(b, d, L, N, False)]
+        B4, C4 = B[:, None].contiguous(), C[:, None].contiguous()
+        args = (u, delta, A, B4, C4, D, z, bias, True, None)
+        _, _, ck, y = ours_mod._forward(*args, True, False)
+        dout = torch.randn_like(u)
+        t_f = do_bench(lambda: ours_mod._forward(*args, True, False), warmup=10, rep=100,
+                       return_mode="median")
+        t_b = do_bench(lambda: ours_mod._backward(dout, None, *args, ck, y), warmup=10, rep=100,
+                       return_mode="median")
+        res.setdefault("breakdown", {})[name] = dict(fwd_ck=t_f, bwd=t_b)
+        print(f"breakdown {name} {SHAPES[0]}: forward with checkpoints {t_f:.3f} ms, backward "
+              f"(kernels + torch sums) {t_b:.3f} ms", flush=True)
+        if json_path:
+            save_json(json_path, res)
+        del ck, y
+        torch.cuda.empty_cache()
+    apply_variant({}, b, d, N)
 
 
 def save_json(path, data):

@@ -98,18 +98,20 @@ def _chunk_inputs(c, t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
 def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr, len_ptr,
                dout_ptr, dlast_ptr, ck_ptr,
                du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
-               L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck, n_blocks, seg_chunks, n_seg,
+               L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck, n_parts, seg_chunks, n_seg,
                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
-               SEG: tl.constexpr):
+               SEG: tl.constexpr, WARP_PARTS: tl.constexpr):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks) backwards;
     # SEG: the adjoint carry entering the segment's last step is dlast_ptr (b, d, n_seg, N).
-    # dA, dD, d(bias) partials are per (row, segment): (b * n_seg, d, ...).
+    # dA, dD, d(bias) partials are per (row, segment): (b * n_seg, d, ...). dB, dC partials
+    # (b, n_parts, N, L): one per program, or one per warp (WARP_PARTS: the sum over channels
+    # stays inside each warp, no exchange through shared memory and its barriers).
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     pid_s = tl.program_id(2)
@@ -128,7 +130,11 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     row_off = (pid_b * dim + ch) * L + rep * 0  # (DL, NO, W, 1, 1)
     grp = (pid_d * block_ch) // ch_per_group
     bc_off = ((pid_b * G + grp) * N + n) * L + off_c * 0  # (DL, NO, W, NI, 1), repeated
-    part_off = ((pid_b * n_blocks + pid_d) * N + n) * L  # (1, NO, 1, NI, 1): dB, dC partials
+    if WARP_PARTS:
+        wi = tl.arange(0, W)[None, None, :, None, None]  # (1, 1, W, 1, 1)
+        part_off = ((pid_b * n_parts + pid_d * W + wi) * N + n) * L  # (1, NO, W, NI, 1)
+    else:
+        part_off = ((pid_b * n_parts + pid_d) * N + n) * L  # (1, NO, 1, NI, 1)
     ck_off = (pid_b * dim + ch) * n_ck * N + nh  # (DL, NO, W, NI, 1): checkpoint every T steps
     bias = 0.0
     if HAS_BIAS:
@@ -214,8 +220,12 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         dbias_acc += sum_time(ddt)
         tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask)
         tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty), mask=io_mask)
-        dB = sum_channels(gs * dtu)  # (1, NO, 1, NI, T)
-        dC = sum_channels(hs * dy)  # (1, NO, 1, NI, T)
+        if WARP_PARTS:
+            dB = tl.sum(gs * dtu, axis=0, keep_dims=True)  # (1, NO, W, NI, T)
+            dC = tl.sum(hs * dy, axis=0, keep_dims=True)
+        else:
+            dB = sum_channels(gs * dtu)  # (1, NO, 1, NI, T)
+            dC = sum_channels(hs * dy)
         store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
         store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
         c -= 1

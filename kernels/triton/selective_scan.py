@@ -54,6 +54,9 @@ SEGMENT_MIN_STEPS = 1024
 #: instead of three at 168 (5 spilled registers, sm_90 SASS).
 FWD_MAXNREG = 168
 BWD_MAXNREG = None
+#: dB, dC partial sums per warp instead of per program (no cross-warp reduction in the
+#: backward kernel; W times the partial buffers, summed by torch).
+WARP_PARTIALS = False
 
 
 def _cap(maxnreg):
@@ -266,8 +269,9 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     du = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
     ddelta = new_buffer(delta.shape, delta.dtype, u.device)  # (b, d, L)
     dz = new_buffer(z.shape, z.dtype, u.device) if z is not None else dummy(u)  # (b, d, L)
-    dB_part = new_buffer((b, g["n_blocks"], N, L), **f32)  # per channel block, summed below
-    dC_part = new_buffer((b, g["n_blocks"], N, L), **f32)
+    n_parts = g["n_blocks"] * (g["W"] if WARP_PARTIALS else 1)
+    dB_part = new_buffer((b, n_parts, N, L), **f32)  # per channel block (or warp), summed below
+    dC_part = new_buffer((b, n_parts, N, L), **f32)
     dA_part = new_buffer((b * n_seg, d, N), **f32)  # per batch row and segment, summed below
     dD_part = new_buffer((b * n_seg, d), **f32)
     dbias_part = new_buffer((b * n_seg, d), **f32)
@@ -291,10 +295,10 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         u, delta, A, B, C, _opt(D, u), _opt(z, u), _opt(y, u), _opt(delta_bias, u),
         _opt(seq_lengths, u), dout, _opt(carry, u), ck,
         du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
-        *sizes, ck.shape[2], g["n_blocks"], *seg, HAS_DLAST=dlast is not None, SEG=n_seg > 1,
-        **meta, **_cap(BWD_MAXNREG))
+        *sizes, ck.shape[2], n_parts, *seg, HAS_DLAST=dlast is not None, SEG=n_seg > 1,
+        WARP_PARTS=WARP_PARTIALS, **meta, **_cap(BWD_MAXNREG))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
-    per_group = g["n_blocks"] // G
+    per_group = n_parts // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
     dC = dC_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
     return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0), dz if z is not None else None,
