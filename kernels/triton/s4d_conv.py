@@ -244,12 +244,16 @@ def _tables(log_z, coef, T):
     return torch.stack([p for t in planes for p in (t.real, t.imag)]).contiguous()
 
 
-def _forward(u, log_z, coef, D):
+def _rho_every(T):
+    """Chunks of ``T`` steps between two rho corrections (``RHO_SPAN // T``, at least 1)."""
+    return max(1, RHO_SPAN // T)
+
+
+def _forward(u, tab, D):
     b, L, H = u.shape
-    P, _, N = log_z.shape
+    _, P, _, N = tab.shape
     NI, NO, W, DL = _config(b, H, N, "fwd")
-    every = max(1, RHO_SPAN // CHUNK_FWD)
-    tab = _tables(log_z, coef, every * CHUNK_FWD)  # (6, P, H, N)
+    every = _rho_every(CHUNK_FWD)
     y = new_buffer(u.shape, u.dtype, u.device)  # (b, L, H)
     _fwd_kernel[(triton.cdiv(H, W * DL), b)](
         u, tab, D if D is not None else dummy(u), y, L, H, N, H * N if P > 1 else 0, P * H * N,
@@ -259,12 +263,13 @@ def _forward(u, log_z, coef, D):
     return y
 
 
-def _backward(dy, u, log_z, coef, D):
+def _backward(dy, u, tab, log_z, coef, D):
     b, L, H = u.shape
     P, _, N = log_z.shape
     NI, NO, W, DL = _config(b, H, N, "bwd")
-    every = max(1, RHO_SPAN // CHUNK_BWD)
-    tab = _tables(log_z, coef, every * CHUNK_BWD)  # (6, P, H, N)
+    every = _rho_every(CHUNK_BWD)
+    if every * CHUNK_BWD != _rho_every(CHUNK_FWD) * CHUNK_FWD:  # other span: other rho
+        tab = _tables(log_z, coef, every * CHUNK_BWD)  # (6, P, H, N)
     du = new_buffer(u.shape, u.dtype, u.device)  # (b, L, H)
     sums = new_buffer((4, b, H, N), torch.float32, u.device)  # Re/Im of S1, S2 per row
     dD = new_buffer((b, H), torch.float32, u.device)  # per row
@@ -287,13 +292,14 @@ def _backward(dy, u, log_z, coef, D):
 class _S4DConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, log_z, coef, D):
-        ctx.save_for_backward(u, log_z, coef, D)
-        return _forward(u, log_z, coef, D)
+        tab = _tables(log_z, coef, _rho_every(CHUNK_FWD) * CHUNK_FWD)  # (6, P, H, N)
+        ctx.save_for_backward(u, tab, log_z, coef, D)
+        return _forward(u, tab, D)
 
     @staticmethod
     def backward(ctx, dy):
-        u, log_z, coef, D = ctx.saved_tensors
-        du, dlog_z, dcoef, dD = _backward(dy.contiguous(), u, log_z, coef, D)
+        u, tab, log_z, coef, D = ctx.saved_tensors
+        du, dlog_z, dcoef, dD = _backward(dy.contiguous(), u, tab, log_z, coef, D)
         return du, dlog_z, dcoef, None if D is None else dD.to(D.dtype)
 
 
