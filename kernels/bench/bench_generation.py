@@ -110,50 +110,60 @@ def naive_at_length(model, length, batch_size=1, repeats=3):
     return (time.perf_counter() - started) / repeats
 
 
-def steady_rate(model, batch_size, n_steps, **kwargs):
+def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
     """Samples/s of :func:`sample_codes` from the difference of an ``n``- and a ``2n``-step call.
 
     Setup (packing, allocation, graph warm-up and capture) is the same in both calls and
-    cancels; returns ``(samples_per_s, setup_seconds)``.
+    cancels. ``n`` is ``n_steps``, raised so that the ``n``-step call takes about ``seconds``
+    (setup time varies by ~10-30 ms between calls; round 1 of the GPU runs showed it when the
+    timed part was only ~60 ms). Returns ``(samples_per_s, setup_seconds, n)``.
     """
     device = model.head.weight.device
     kwargs.setdefault("labels", _labels(model, batch_size))
-    times = []
-    for n in (model.frame, n_steps, 2 * n_steps):  # the first call: JIT and allocator warm-up
+
+    def timed(n):
         gen = torch.Generator(device=device).manual_seed(0)
         _sync(device)
         started = time.perf_counter()
         sample_codes(model, n, batch_size, generator=gen, **kwargs)
         _sync(device)
-        times.append(time.perf_counter() - started)
-    per_step = (times[2] - times[1]) / n_steps
-    return batch_size / per_step, times[1] - n_steps * per_step
+        return time.perf_counter() - started
+
+    timed(model.frame)  # JIT and allocator warm-up
+    probe = timed(n_steps)
+    n = max(n_steps, int(n_steps * seconds / max(probe, 1e-9)))
+    n -= n % model.frame
+    t1, t2 = timed(n), timed(2 * n)
+    per_step = (t2 - t1) / n
+    return batch_size / per_step, t1 - n * per_step, n
 
 
-#: launch configurations (``sashimi_step.CONFIG``) timed by :func:`pass_times`: ``single``, the
-#: one-tile pipelined block path where a tier fits (tier 0 of the defaults); ``prefetch``;
-#: ``split``, programs per batch row for the wider tiers
-_BASE = dict(num_warps=8, tile=8192, ssm_tile=2048, single=True, prefetch=True, split=1)
-PASS_CONFIGS = [_BASE, {**_BASE, "single": False}, {**_BASE, "num_warps": 16},
-                {**_BASE, "split": 4}, {**_BASE, "split": 8}]
+#: launch configurations (``sashimi_step.CONFIG`` overrides) of the fused rows of
+#: :func:`compare`; ``num_warps_wide``: warps of the passes too wide for one register tile;
+#: ``merge``: tier 0's head pass and the next step's down pass in one launch
+FUSED_CONFIGS = {"fused": {}, "fused w16": {"num_warps_wide": 16},
+                 "fused w16 merge": {"num_warps_wide": 16, "merge": True}}
+PASS_CONFIGS = [{}, {"num_warps_wide": 16}]
 
 
 def _config_name(c):
-    return (f"w{c['num_warps']} t{c['tile']} " + ("pipe" if c["single"] else "chunk")
-            + (" pf" if c["prefetch"] else "") + f" S{c['split']}")
+    return (f"w{c['num_warps']}/{c['num_warps_wide']} " + ("pipe" if c["single"] else "chunk")
+            + (" regs" if c["regs"] else " scratch") + f" S{c['split']}")
 
 
 def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
-    """Time (us, ``triton.testing.do_bench`` median) and weight bytes of every fused tier pass
-    that the all-tiers step (phase 0) launches, for each launch configuration."""
+    """Time (us; ``triton.testing.do_bench`` median of a CUDA graph of 10 launches, / 10) and
+    weight bytes of every fused tier pass that the all-tiers step (phase 0) launches, for each
+    launch configuration (``sashimi_step.CONFIG`` overrides)."""
     import triton.testing
 
     from ssmsignal.kernels.triton import sashimi_step
     from ssmsignal.models._sashimi_fused import FusedDecoder
 
     rows, default = [], dict(sashimi_step.CONFIG)
-    for config in configs:
-        sashimi_step.CONFIG.update(config)
+    for overrides in configs:
+        sashimi_step.CONFIG.update(overrides)
+        config = dict(sashimi_step.CONFIG)
         try:
             dec = FusedDecoder(model, batch_size, _labels(model, batch_size))
             calls, launch = [], dec._pass
@@ -171,7 +181,13 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
                         dec._slot = 0
                     launch(*args, **kwargs)
 
-                ms = triton.testing.do_bench(once, warmup=20, rep=60, return_mode="median")
+                once()  # compile, then 10 launches in one CUDA graph: no host overhead
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    for _ in range(10):
+                        once()
+                ms = triton.testing.do_bench(graph.replay, warmup=20, rep=60,
+                                             return_mode="median") / 10
                 rows.append({"config": _config_name(config), "tier": k, "H": tp.H,
                              "split": dec.split[k], "pairs": n_pairs, "prologue": pro,
                              "epilogue": epi, "us": ms * 1e3,
@@ -202,31 +218,31 @@ def compare(device, steps=2000, naive_steps=30, configs=None):
         tag = {"layer": layer, "n_layers": n_layers,
                "params": sum(p.numel() for p in model.parameters())}
         models[layer, n_layers] = model, tag
-        for mode, kw, config, n in [
-                ("fused+graphs", dict(fused=True), {}, steps),
-                ("fused+graphs merge", dict(fused=True), {"merge": True}, steps),
-                ("module+graphs", dict(fused=False), {}, steps // (2 * n_layers))]:
+        runs = [(mode, dict(fused=True), config, steps) for mode, config in FUSED_CONFIGS.items()]
+        runs.append(("module+graphs", dict(fused=False), {}, steps // (4 * n_layers)))
+        for mode, kw, config, n in runs:
             for batch in (1, 64):
                 default = dict(sashimi_step.CONFIG)
                 sashimi_step.CONFIG.update(config)
                 try:
-                    rate, setup = steady_rate(model, batch, n, **kw)
+                    rate, setup, n_timed = steady_rate(model, batch, n, **kw)
                 finally:
                     sashimi_step.CONFIG.update(default)
-                add({**tag, "mode": mode, "batch": batch, "steps": n, "samples_per_s": rate,
+                add({**tag, "mode": mode, "batch": batch, "steps": n_timed, "samples_per_s": rate,
                      "setup_s": setup, "rtf_16k_per_stream": rate / batch / 16000.0})
         add({**tag, **naive_speed(model, naive_steps)})
-    for (layer, n_layers), (model, tag) in models.items():
-        sweep = PASS_CONFIGS if (layer, n_layers) == ("s4", 8) else PASS_CONFIGS[:1]
-        for r in pass_times(model, configs=sweep):
-            add({**tag, "mode": "pass", **r})
+    model, tag = models.get(("s4", 8), next(iter(models.values())))
+    for r in pass_times(model, configs=PASS_CONFIGS):
+        add({**tag, "mode": "pass", **r})
     for (layer, n_layers), (model, tag) in models.items():  # wide tiers over 8 SMs per row
+        if n_layers != 8:
+            continue
         sashimi_step.CONFIG["split"] = 8
         try:
-            rate, setup = steady_rate(model, 1, steps, fused=True)
+            rate, setup, n_timed = steady_rate(model, 1, steps, fused=True)
         finally:
             sashimi_step.CONFIG["split"] = 1
-        add({**tag, "mode": "fused+graphs S8", "batch": 1, "steps": steps,
+        add({**tag, "mode": "fused split8", "batch": 1, "steps": n_timed,
              "samples_per_s": rate, "setup_s": setup, "rtf_16k_per_stream": rate / 16000.0})
     return rows
 
@@ -268,7 +284,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.compare:
-        rows = compare(device, args.steps // 2, min(args.naive_steps, 30))
+        rows = compare(device, 512, min(args.naive_steps, 10))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)

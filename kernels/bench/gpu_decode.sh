@@ -15,7 +15,7 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$D/device.txt"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$D/device.txt" || true
 date -u | tee -a "$D/device.txt"
-timeout 100 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE \
+timeout 150 python3 -m pytest -m cuda -v --tb=short -p no:cacheprovider -o addopts="" -rfE \
     tests/models/test_sashimi_fused.py 2>&1 | tee "$D/pytest_cuda.log" | tail -15
-timeout 170 python3 -m ssmsignal.kernels.bench.bench_generation --device cuda --compare \
+timeout 150 python3 -m ssmsignal.kernels.bench.bench_generation --device cuda --compare \
     --json "$D/bench_decode.json" 2>&1 | tee "$D/bench_decode.log" | tail -40

@@ -49,9 +49,11 @@ KIND_S4D, KIND_S4 = 0, 1
 #: current one's arithmetic (``prefetch``). Register counts: kernels/NOTES.md; the benchmark
 #: sweeps these. ``split``: the most programs per batch row the host may use for a chunked
 #: tier (a power of two; only while ``batch * split`` fits on the GPU). ``merge``: the host
-#: runs tier 0's head pass and the next step's down pass as one launch.
+#: runs tier 0's head pass and the next step's down pass as one launch. ``regs``: wide tiers
+#: with one program per row assemble chunk outputs in registers instead of scratch memory;
+#: ``num_warps_wide``: warps for the passes that do not take the one-tile path.
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
-          "split": 1, "merge": False}
+          "split": 1, "merge": False, "regs": True, "num_warps_wide": 8}
 
 
 @triton.jit
@@ -250,6 +252,100 @@ def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, f
 
 
 @triton.jit
+def _rows_regs(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, RP: tl.constexpr, BM: tl.constexpr,
+               GELU: tl.constexpr, PREFETCH: tl.constexpr):
+    """``act(W v + b)`` for ``W (n_out, n_in)`` in chunks of ``BM`` rows, assembled in
+    registers: chunk ``c`` lands in row ``c`` of an ``(RP/BM, BM)`` accumulator through a select
+    (no memory round trip), returned as ``(RP,)``."""
+    rid = tl.arange(0, RP // BM)[:, None]  # (NCH, 1)
+    acc = tl.zeros((RP // BM, BM), tl.float32)
+    w = _tile(w_ptr, n_in, 0, n_out, cols, cmask, BM)
+    c = 0
+    while c < RP // BM:
+        r0 = c * BM
+        if PREFETCH:
+            w_next = _tile(w_ptr, n_in, r0 + BM, n_out, cols, cmask, BM)
+        rows = r0 + tl.arange(0, BM)
+        out = tl.sum(w * v[None, :], axis=1) + tl.load(b_ptr + rows, mask=rows < n_out,
+                                                       other=0.0)
+        if GELU:
+            out = _gelu(out)
+        acc += tl.where(rid == c, out[None, :], 0.0)
+        c += 1
+        if PREFETCH:
+            w = w_next
+        else:
+            w = _tile(w_ptr, n_in, c * BM, n_out, cols, cmask, BM)
+    return tl.reshape(acc, (RP,))
+
+
+@triton.jit
+def _ssm_regs(coef_ptr, d_ptr, st_ptr, u, H, N2, KIND: tl.constexpr, HP: tl.constexpr,
+              N2P: tl.constexpr, BC: tl.constexpr):
+    """:func:`_ssm` with the input ``u (HP,)`` and the output ``GELU(y + D u) (HP,)`` in
+    registers: channel chunk ``c`` is selected from / added to row ``c`` of an ``(HP/BC, BC)``
+    view."""
+    hn = H * N2
+    n = tl.arange(0, N2P)[None, :]  # (1, N2P)
+    rid = tl.arange(0, HP // BC)[:, None]  # (NCH, 1)
+    u2 = tl.reshape(u, (HP // BC, BC))
+    y2 = tl.zeros((HP // BC, BC), tl.float32)
+    c = 0
+    while c < HP // BC:
+        uc = tl.sum(tl.where(rid == c, u2, 0.0), axis=0)  # (BC,) this chunk of u
+        ch = c * BC + tl.arange(0, BC)
+        cm = ch < H
+        m2 = cm[:, None] & (n < N2)  # (BC, N2P)
+        off = ch[:, None] * N2 + n
+        sr = tl.load(st_ptr + off, mask=m2, other=0.0)
+        si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)
+        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(coef_ptr, off, m2, hn, KIND)
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
+                                uc[:, None], KIND)
+        tl.store(st_ptr + off, nr, mask=m2)
+        tl.store(st_ptr + hn + off, ni, mask=m2)
+        y = _gelu(y + tl.load(d_ptr + ch, mask=cm, other=0.0) * uc)
+        y2 += tl.where(rid == c, y[None, :], 0.0)
+        c += 1
+    return tl.reshape(y2, (HP,))
+
+
+@triton.jit
+def _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
+                b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef, eps,
+                KIND: tl.constexpr, HAS_FF: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr,
+                FP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
+                BM2: tl.constexpr, PREFETCH: tl.constexpr):
+    """The blocks of a pass too wide for one tile, one program per row: every stage in chunks
+    whose outputs are assembled in registers (:func:`_rows_regs`, :func:`_ssm_regs`), so no
+    activation goes through memory."""
+    offs = tl.arange(0, HP)
+    hm = offs < H
+    fo = tl.arange(0, FP)
+    fm = fo < F
+    hh = H * H
+    pair = first
+    while pair < first + n_pairs:
+        u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
+        g = _ssm_regs(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * H,
+                      state_ptr + (pair * batch + b) * 2 * H * N2, u, H, N2, KIND, HP, N2P, BC)
+        wo = ow_ptr + pair * 2 * hh
+        val = _rows_regs(wo, ob_ptr + pair * 2 * H, g, offs, hm, H, H, HP, BMG, False, PREFETCH)
+        gate = _rows_regs(wo + hh, ob_ptr + pair * 2 * H + H, g, offs, hm, H, H, HP, BMG, False,
+                          PREFETCH)
+        x += val * tl.sigmoid(gate)
+        if HAS_FF:
+            u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
+                            H, eps)
+            hid = _rows_regs(w1_ptr + pair * F * H, b1_ptr + pair * F, u, offs, hm, H, F, FP,
+                             BM1, True, PREFETCH)
+            x += _rows_regs(w2_ptr + pair * H * F, b2_ptr + pair * H, hid, fo, fm, F, H, HP, BM2,
+                            False, PREFETCH)
+        pair += 1
+    return x
+
+
+@triton.jit
 def _planes(coef_ptr, off, m2, hn, KIND: tl.constexpr):
     """The block's step-coefficient planes ``(HP, N2P)`` each (S4D: 6, the rest zeros; S4: 12)."""
     p0 = tl.load(coef_ptr + off, mask=m2, other=0.0)
@@ -340,14 +436,18 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
 def _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr, b1_ptr,
             w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps, row_scr,
             scr_stride, cnt_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
-            SINGLE: tl.constexpr, SPLIT: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr,
-            FP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
+            SINGLE: tl.constexpr, SPLIT: tl.constexpr, REGS: tl.constexpr, HP: tl.constexpr,
+            N2P: tl.constexpr, FP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
             FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
             BM2: tl.constexpr, PREFETCH: tl.constexpr):
     if SINGLE:
         x = _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
                           eps, KIND, HAS_FF, HP, N2P, FP)
+    elif not SPLIT and REGS:
+        x = _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                        w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
+                        eps, KIND, HAS_FF, HP, N2P, FP, BC, BMG, BM1, BM2, PREFETCH)
     else:
         x = _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                            w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
@@ -402,7 +502,7 @@ def _tier_pass_kernel(
         batch, H, N2, F, n_coef, scr_ptr, scr_stride, S, cnt_ptr,
         PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
         HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, SINGLE: tl.constexpr,
-        PREFETCH: tl.constexpr, SPLIT: tl.constexpr, MERGE: tl.constexpr,
+        PREFETCH: tl.constexpr, SPLIT: tl.constexpr, MERGE: tl.constexpr, REGS: tl.constexpr,
         HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
         DKP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
         FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
@@ -425,8 +525,8 @@ def _tier_pass_kernel(
 
     x = _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
                 b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps,
-                row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT, HP, N2P, FP, YS, SP,
-                HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
+                row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT, REGS, HP, N2P, FP, YS,
+                SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
 
     # ---- epilogue (the pooling maps: program j computes rows j er/S .. of er)
     if EPI == 0:
@@ -463,7 +563,7 @@ def _tier_pass_kernel(
             x = _blocks(x, 0, n_pairs2, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                         w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
                         n_coef, eps, row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT,
-                        HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
+                        REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
             _ring(x, in_ptr, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, b, j, offs, hm, H, ek,
                   der, S, DKP, BMD, PREFETCH)
 
@@ -522,6 +622,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     if S > 1 and (H % S or F % S or er % S or counters is None):
         raise ValueError(f"split {S} must divide H {H}, F {F} and {er} and needs counters")
     single = S == 1 and fits_one_tile(H, N2, F)
+    regs = S == 1 and bool(CONFIG["regs"])
     some = ln
     n2, slot2, now2, dpw, dpb, dpz, der = merge or (0, 0, 0, some, some, some, 0)
     if merge is not None and (S != 1 or epi != EPI_HEAD or pro != PRO_UNFOLD):
@@ -544,8 +645,9 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         N2P=N2P, FP=FP, EKP=EKP, DKP=DKP, BMD=max(1, min(triton.next_power_of_2(max(der, 1)),
                                                        tile // DKP)),
         YS=YS, SP=triton.next_power_of_2(S), HSP=HSP, FSP=FSP,
-        BC=max(1, min(HSP, ssm_tile // N2P)), BMG=max(1, min(2 * HP, tile // HSP)),
+        REGS=regs, BC=max(1, min(HSP, ssm_tile // N2P)),
+        BMG=max(1, min(HP if regs else 2 * HP, tile // HSP)),
         BM1=max(1, min(FSP, tile // HP)), BM2=max(1, min(HP, tile // FSP)),
         BME=max(1, min(triton.next_power_of_2(max(er // S, 1)),
                        tile // (EKP if epi == EPI_RING else HP))),
-        num_warps=CONFIG["num_warps"])
+        num_warps=CONFIG["num_warps"] if single else CONFIG["num_warps_wide"])

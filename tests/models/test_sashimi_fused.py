@@ -103,19 +103,20 @@ def _interpret_main():
 
     out = []
     for i, case in enumerate(CASES):
-        # odd cases: the chunked path with tiles small enough for several chunks per stage
-        # (tiers of width 8 and 16), without and with prefetch; even: the one-tile path
-        # cases 0 and 3 also merge tier 0's head pass with the next step's down pass
-        chunked = dict(tile=256, ssm_tile=16, single=False, prefetch=i == 3) if i % 2 else {}
-        sashimi_step.CONFIG.update(chunked or dict(tile=8192, ssm_tile=2048, single=True,
-                                                   prefetch=True), merge=i in (0, 3))
+        # even cases: the one-tile pipelined path; odd: tiles small enough for several chunks
+        # per stage (tiers of width 16 and 32), case 1 through scratch memory (the split path
+        # with one program per row), case 3 assembled in registers; 0 and 2 also merge tier
+        # 0's head pass with the next step's down pass
+        config = dict(tile=8192, ssm_tile=2048, single=True, prefetch=True, regs=True)
+        if i == 1:
+            config.update(tile=256, ssm_tile=16, single=False, prefetch=False, regs=False)
+        if i == 3:
+            config.update(tile=128, ssm_tile=16, single=False)
+        sashimi_step.CONFIG.update(config, merge=i in (0, 2))
         out.append(step_errors(*case, N_STEPS, seed=i))
     prompt = torch.tensor([[3, 250], [128, 7]])
-    sashimi_step.CONFIG.update(merge=False)
-    codes = [sampling_agreement("s4d")]
     sashimi_step.CONFIG.update(merge=True)
-    codes.append(sampling_agreement("s4", temperature=0.7, top_p=0.8, prompt=prompt,
-                                    dt_scale=0.5))
+    codes = [sampling_agreement("s4", temperature=0.7, top_p=0.8, prompt=prompt, dt_scale=0.5)]
     out.append({"codes_equal": [bool(torch.equal(a, b)) for a, b in codes],
                 "codes_shape": [list(a.shape) for a, _ in codes]})
     print(json.dumps(out))
@@ -130,8 +131,8 @@ def test_interpreter_fused_step_matches_float64_module_step():
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     for case, errs in zip(CASES, results[:-1]):
         assert errs.pop("split") == 1 and max(errs.values()) < TOL, (case, errs)
-    assert results[-1]["codes_equal"] == [True, True], results[-1]
-    assert results[-1]["codes_shape"] == [[2, 4], [2, 4]]
+    assert results[-1]["codes_equal"] == [True], results[-1]
+    assert results[-1]["codes_shape"] == [[2, 4]]
 
 
 def test_unsupported_models_fall_back_to_the_module_path():
@@ -157,19 +158,35 @@ def test_unsupported_models_fall_back_to_the_module_path():
 cuda = pytest.mark.cuda
 
 
+def _with_config(config, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with ``sashimi_step.CONFIG`` updated by ``config``."""
+    from ssmsignal.kernels.triton import sashimi_step
+
+    before = dict(sashimi_step.CONFIG)
+    sashimi_step.CONFIG.update(config)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        sashimi_step.CONFIG.update(before)
+
+
+#: launch configurations of the benchmark (kernels/bench/bench_generation.py FUSED_CONFIGS)
+WIDE16_MERGE = {"num_warps_wide": 16, "merge": True}
+
+
 @cuda
-@pytest.mark.parametrize("layer", ["s4", "s4d"])
-@pytest.mark.parametrize("dt_scale", [1.0, 0.5])
-def test_gpu_default_model_step_matches_float64(layer, dt_scale):
-    errs = step_errors(layer, dt_scale, True, 40, device="cuda", d_model=64, n_layers=8,
-                       pool=(4, 4), d_state=64)
+@pytest.mark.parametrize("layer,dt_scale,config", [
+    ("s4", 0.5, {}), ("s4d", 1.0, {}), ("s4", 1.0, WIDE16_MERGE), ("s4d", 0.5, WIDE16_MERGE)],
+    ids=["s4-base", "s4d-base", "s4-w16merge", "s4d-w16merge"])
+def test_gpu_default_model_step_matches_float64(layer, dt_scale, config):
+    errs = _with_config(config, step_errors, layer, dt_scale, True, 40, device="cuda",
+                        d_model=64, n_layers=8, pool=(4, 4), d_state=64)
     assert errs.pop("split") == 1 and max(errs.values()) < TOL, errs
 
 
 @cuda
-@pytest.mark.parametrize("layer", ["s4", "s4d"])
-def test_gpu_graphs_equal_eager_fused_and_module_path(layer):
-    model = _model(layer, 3, d_model=64, n_layers=2, pool=(4, 4), d_state=64).cuda().eval()
+def test_gpu_graphs_equal_eager_fused_and_module_path():
+    model = _model("s4", 3, d_model=64, n_layers=2, pool=(4, 4), d_state=64).cuda().eval()
     labels = torch.tensor([1, 2], device="cuda")
     runs = {}
     for name, kw in {"graphs": dict(fused=True), "eager": dict(fused=True, cuda_graphs=False),
@@ -182,21 +199,11 @@ def test_gpu_graphs_equal_eager_fused_and_module_path(layer):
 
 
 @cuda
-@pytest.mark.parametrize("layer", ["s4", "s4d"])
-@pytest.mark.parametrize("config", [dict(single=False, prefetch=False), dict(merge=True),
-                                    dict(split=8)], ids=["chunked", "merge", "split8"])
-def test_gpu_other_kernel_paths_match_float64(layer, config):
-    from ssmsignal.kernels.triton import sashimi_step
-
-    before = dict(sashimi_step.CONFIG)
-    sashimi_step.CONFIG.update(config)
+def test_gpu_split_tiers_match_float64():
     # last in the file: a split launch that hung would stop the tests after it
-    try:  # tiers 1, 2 over 8 programs per row (batch 3: 24 programs); or tier 0 chunked too
-        errs = step_errors(layer, 0.5, True, 20, device="cuda", d_model=64, n_layers=2,
-                           pool=(4, 4), d_state=64)
-    finally:
-        sashimi_step.CONFIG.update(before)
-    assert errs.pop("split") == config.get("split", 1) and max(errs.values()) < TOL, errs
+    errs = _with_config({"split": 8}, step_errors, "s4", 0.5, True, 20, device="cuda",
+                        d_model=64, n_layers=2, pool=(4, 4), d_state=64)
+    assert errs.pop("split") == 8 and max(errs.values()) < TOL, errs  # tiers 1, 2: 8 per row
 
 
 if __name__ == "__main__" and "--interpret" in sys.argv:
