@@ -143,7 +143,7 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
 #: ``merge``: tier 0's head pass and the next step's down pass in one launch
 FUSED_CONFIGS = {"fused": {}, "fused w16": {"num_warps_wide": 16},
                  "fused w16 merge": {"num_warps_wide": 16, "merge": True}}
-PASS_CONFIGS = [{}, {"num_warps_wide": 16}]
+PASS_CONFIGS = [{}, {"num_warps_wide": 16}, {"num_warps": 16, "num_warps_wide": 16}]
 
 
 def _config_name(c):
