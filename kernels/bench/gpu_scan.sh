@@ -12,7 +12,7 @@ OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
-VARIANTS=${1:-base,bcap,bcapwp,wp,bcap128wp,noseg8,segf8,fcap128}
+VARIANTS=${1:-base,bcap,bcapwp,wp,bcap128wp,noseg8,segf8,fcap128,precise}
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site

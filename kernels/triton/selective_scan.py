@@ -26,8 +26,9 @@ import triton.language as tl
 
 from ..reference import expand_groups
 from ._common import (LOG2E, axis_c, axis_n, axis_t, block_channels, check_device_dtypes, dummy,
-                      new_buffer, prepare_dt, row, scan_combine, scan_config, sum_states)
-from ._selective_scan_bwd import adjoint_local_kernel, bwd_kernel, load_or_zero, store_masked
+                      new_buffer, row, scan_combine, scan_config, sum_states)
+from ._selective_scan_bwd import (adjoint_local_kernel, bwd_kernel, load_or_zero, sigmoid,
+                                  softplus_sigmoid, store_masked)
 
 __all__ = ["selective_scan"]
 
@@ -38,10 +39,14 @@ CHUNK_CK = 16
 #: Time steps per chunk of the backward pass; the forward pass stores the state before every
 #: CHUNK_BWD steps. 8 bf16 steps = one 16-byte load.
 CHUNK_BWD = 8
-#: Hardware approximations (``lg2.approx``, ``div.approx``) for the backward pass's per-step
-#: softplus and sigmoids (see ``_selective_scan_bwd.softplus_sigmoid``); never under
+#: Hardware approximations (``lg2.approx``, ``div.approx``) for the per-step softplus and
+#: sigmoids of both passes (see ``_selective_scan_bwd.softplus_sigmoid``); never under
 #: ``TRITON_INTERPRET=1`` (no libdevice there).
 FAST_MATH = True
+
+
+def _fast():
+    return FAST_MATH and os.environ.get("TRITON_INTERPRET", "") != "1"
 #: Time segments: when the (rows x channel blocks) programs give fewer warps than this, the
 #: sequence is split into segments run in parallel (an extra pass computes the state, or the
 #: adjoint, entering each segment; see _link_segments). None: never split.
@@ -74,7 +79,8 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
                 DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                 SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
-                EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr):
+                EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
+                FAST: tl.constexpr):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -131,7 +137,9 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
             tl.minimum(c + 1, c1 - 1), t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
             seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL)
         u = u.to(tl.float32)
-        dt = prepare_dt(raw.to(tl.float32), bias, SOFTPLUS)  # (DL, 1, W, 1, T)
+        dt = raw.to(tl.float32) + bias  # (DL, 1, W, 1, T)
+        if SOFTPLUS:
+            dt, _ = softplus_sigmoid(dt, FAST)
         if not EVEN:
             dt = tl.where(valid, dt, 0.0)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
@@ -155,7 +163,7 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
                 if SAVE_CK:
                     store_masked(y_ptr + row_off + tt, y.to(y_ptr.dtype.element_ty), io_mask, EVEN)
                 zf = zz.to(tl.float32)
-                y *= zf * tl.sigmoid(zf)
+                y *= zf * sigmoid(zf, FAST)
             if HAS_LEN:
                 y = tl.where(valid, y, 0.0)
             store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN)
@@ -245,7 +253,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     sizes = (g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"], n_ck,
              g["seg_chunks"], n_seg)
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
-                **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
+                **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"], FAST=_fast(),
                 num_warps=g["W"], **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
@@ -275,9 +283,8 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     dA_part = new_buffer((b * n_seg, d, N), **f32)  # per batch row and segment, summed below
     dD_part = new_buffer((b * n_seg, d), **f32)
     dbias_part = new_buffer((b * n_seg, d), **f32)
-    fast = FAST_MATH and os.environ.get("TRITON_INTERPRET", "") != "1"
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
-                **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"], FAST=fast,
+                **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"], FAST=_fast(),
                 num_warps=g["W"])
     sizes = (L, d, N, G, d // G, g["block_ch"], g["n_chunks"])
     seg = (g["seg_chunks"], n_seg)
