@@ -328,9 +328,10 @@ def run_variants(names, mamba, json_path, n_shapes):
                                                                 True), grad, reps)
             apply_variant({}, b, d, N)
             res["rows"].append(r)
-            print(f"{str(r['shape']):>22} {r['mode']:>8} mamba {r['mamba_cuda']:7.3f} | " + " ".join(
-                f"{k} {v:.3f} ({r['mamba_cuda'] / v:.2f}x)" for k, v in r.items()
-                if k not in ("shape", "mode", "mamba_cuda")), flush=True)
+            cells = [f"{k} {v:.3f} ({r['mamba_cuda'] / v:.2f}x)" for k, v in r.items()
+                     if k not in ("shape", "mode", "mamba_cuda")]
+            print(f"{str(r['shape']):>22} {r['mode']:>8} mamba {r['mamba_cuda']:7.3f} | "
+                  + " ".join(cells), flush=True)
             if json_path:
                 save_json(json_path, res)
             del ins

@@ -85,6 +85,59 @@ def axis_c(W: tl.constexpr, DL: tl.constexpr):
 
 
 @triton.jit
+def load_or_zero(ptr, mask, EVEN: tl.constexpr):
+    """``tl.load`` with ``mask`` (0 elsewhere), or unmasked when ``EVEN`` says every index is
+    in range (no bounds arithmetic then)."""
+    if EVEN:
+        x = tl.load(ptr)
+    else:
+        x = tl.load(ptr, mask=mask, other=0.0)
+    return x
+
+
+@triton.jit
+def store_masked(ptr, x, mask, EVEN: tl.constexpr):
+    """``tl.store`` with ``mask``, or unmasked under ``EVEN``."""
+    if EVEN:
+        tl.store(ptr, x)
+    else:
+        tl.store(ptr, x, mask=mask)
+
+
+@triton.jit
+def scan_program(block_ch, dim, N, seg_chunks, n_chunks, NI: tl.constexpr, NO: tl.constexpr,
+                 W: tl.constexpr, DL: tl.constexpr):
+    """Where a scan program works: grid axes (channel block, batch row, time segment) give
+    ``pid_d``, ``pid_b`` (int64), ``pid_s`` and its chunks ``[c0, c1)``; with the channel offset
+    in the block ``off_c`` and channel ``ch`` (DL, 1, W, 1, 1), the state ``n`` (1, NO, 1, NI, 1)
+    and their masks ``ch_ok``, ``n_ok``."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
+    c0 = pid_s * seg_chunks
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
+    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
+    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
+    ch_ok = (off_c < block_ch) & (ch < dim)
+    return pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n < N
+
+
+@triton.jit
+def row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS: tl.constexpr,
+               HAS_LEN: tl.constexpr, EVEN: tl.constexpr):
+    """The channels' ``delta_bias`` (float32, (DL, 1, W, 1, 1), or 0.0) and the row's length
+    (``seq_lengths`` clipped to L, or L)."""
+    bias = 0.0
+    if HAS_BIAS:
+        bias = load_or_zero(bias_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
+    seq_len = L
+    if HAS_LEN:
+        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
+    return bias, seq_len
+
+
+@triton.jit
 def sum_states(x):
     """Sum over the state axes (3, in registers, then 1, across lanes), keeping dims."""
     return tl.sum(tl.sum(x, axis=3, keep_dims=True), axis=1, keep_dims=True)

@@ -15,28 +15,9 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from ._common import (LN2, LOG2E, adjoint_combine, axis_c, axis_n, axis_t, row, scan_combine,
-                      sum_channels, sum_states, sum_time)
-
-
-@triton.jit
-def load_or_zero(ptr, mask, EVEN: tl.constexpr):
-    """``tl.load`` with ``mask`` (0 elsewhere), or unmasked when ``EVEN`` says every index is
-    in range (no bounds arithmetic then)."""
-    if EVEN:
-        x = tl.load(ptr)
-    else:
-        x = tl.load(ptr, mask=mask, other=0.0)
-    return x
-
-
-@triton.jit
-def store_masked(ptr, x, mask, EVEN: tl.constexpr):
-    """``tl.store`` with ``mask``, or unmasked under ``EVEN``."""
-    if EVEN:
-        tl.store(ptr, x)
-    else:
-        tl.store(ptr, x, mask=mask)
+from ._common import (LN2, LOG2E, adjoint_combine, axis_t, load_or_zero, row, row_params,
+                      scan_combine, scan_program, store_masked, sum_channels, sum_states,
+                      sum_time)
 
 
 @triton.jit
@@ -112,19 +93,11 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     # dA, dD, d(bias) partials are per (row, segment): (b * n_seg, d, ...). dB, dC partials
     # (b, n_parts, N, L): one per program, or one per warp (WARP_PARTS: the sum over channels
     # stays inside each warp, no exchange through shared memory and its barriers).
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_s = tl.program_id(2)
-    c0 = pid_s * seg_chunks
-    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
+        block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
     prow = pid_b * n_seg + pid_s  # row of the dA, dD, d(bias) partials
     t = axis_t(T)  # (1, 1, 1, 1, T)
-    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
     rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1) lane repeat index
-    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
-    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
-    ch_ok = (off_c < block_ch) & (ch < dim)
-    n_ok = n < N
     state_mask = ch_ok & n_ok  # (DL, NO, W, NI, 1)
     nh = (n * N) // N  # n, contiguity hidden (see _common)
     row_off = (pid_b * dim + ch) * L + rep * 0  # (DL, NO, W, 1, 1)
@@ -136,16 +109,12 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     else:
         part_off = ((pid_b * n_parts + pid_d) * N + n) * L  # (1, NO, 1, NI, 1)
     ck_off = (pid_b * dim + ch) * n_ck * N + nh  # (DL, NO, W, NI, 1): checkpoint every T steps
-    bias = 0.0
-    if HAS_BIAS:
-        bias = load_or_zero(bias_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
+    bias, seq_len = row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS, HAS_LEN, EVEN)
     Dv = 0.0
     if HAS_D:
         Dv = load_or_zero(D_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
-    seq_len = L
-    if HAS_LEN:
-        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
-    A2 = load_or_zero(A_ptr + ch * N + nh, state_mask, EVEN).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
+    A2 = load_or_zero(A_ptr + ch * N + nh, state_mask, EVEN).to(tl.float32) * LOG2E
+    # A2: (DL, NO, W, NI, 1)
     # p = a_s g_s: what the adjoint g at the first step s of the chunk after the current one
     # sends back to the current chunk's last step (its d loss / d x_{s-1}); starts as d last_state
     p = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
@@ -159,8 +128,8 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     dbias_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
     c = c1 - 1
     u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
-        tl.maximum(c, 0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr, B_ptr, C_ptr, ck_ptr,
-        L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
+        tl.maximum(c, 0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr,
+        B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
     while c >= c0:
         u, raw, dout, yv, zz, Bt, Ct, h0 = u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx
         # the next (earlier) chunk's loads go out now; the first chunk re-reads itself at the end
@@ -246,29 +215,17 @@ def adjoint_local_kernel(dt_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, len_ptr, dout_pt
     at that step) when nothing enters its last step, to pl (b, d, n_seg, N), and the segment's
     sum of steps to sdt (b, d, n_seg). The carry entering segment s - 1 is then
     ``pl[s] + exp(A sdt[s]) * carry[s]`` (combined on the host)."""
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_s = tl.program_id(2)
-    c0 = pid_s * seg_chunks
-    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
+        block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
     t = axis_t(T)  # (1, 1, 1, 1, T)
-    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
     rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1)
-    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
-    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
-    ch_ok = (off_c < block_ch) & (ch < dim)
-    n_ok = n < N
     nh = (n * N) // N  # n, contiguity hidden (see _common)
     row_off = (pid_b * dim + ch) * L + rep * 0  # (DL, NO, W, 1, 1)
     grp = (pid_d * block_ch) // ch_per_group
     bc_off = ((pid_b * G + grp) * N + n) * L + off_c * 0  # (DL, NO, W, NI, 1), repeated
-    bias = 0.0
-    if HAS_BIAS:
-        bias = load_or_zero(bias_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
-    seq_len = L
-    if HAS_LEN:
-        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
-    A2 = load_or_zero(A_ptr + ch * N + nh, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
+    bias, seq_len = row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS, HAS_LEN, EVEN)
+    A2 = load_or_zero(A_ptr + ch * N + nh, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
+    # A2: (DL, NO, W, NI, 1)
     p = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)
     sdt = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
     c = c1 - 1

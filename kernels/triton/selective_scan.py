@@ -25,10 +25,10 @@ import triton
 import triton.language as tl
 
 from ..reference import expand_groups
-from ._common import (LOG2E, axis_c, axis_n, axis_t, block_channels, check_device_dtypes, dummy,
-                      new_buffer, row, scan_combine, scan_config, sum_states)
-from ._selective_scan_bwd import (adjoint_local_kernel, bwd_kernel, load_or_zero, sigmoid,
-                                  softplus_sigmoid, store_masked)
+from ._common import (LOG2E, axis_t, block_channels, check_device_dtypes, dummy, load_or_zero,
+                      new_buffer, row, row_params, scan_combine, scan_config, scan_program,
+                      store_masked, sum_states)
+from ._selective_scan_bwd import adjoint_local_kernel, bwd_kernel, sigmoid, softplus_sigmoid
 
 __all__ = ["selective_scan"]
 
@@ -88,31 +88,18 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     # to ck (b, d, n_ck, N) (CK divides T); with z, y before the gate goes to y_ptr too (the
     # backward pass reads it). EVEN: L % T == 0, the channel blocks tile ``dim``, N is a power
     # of two and no seq_lengths: no masks.
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_s = tl.program_id(2)
-    c0 = pid_s * seg_chunks
-    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
+        block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
     t = axis_t(T)  # (1, 1, 1, 1, T)
-    n = axis_n(NI, NO)  # (1, NO, 1, NI, 1)
-    off_c = axis_c(W, DL)  # (DL, 1, W, 1, 1)
-    ch = pid_d * block_ch + off_c  # (DL, 1, W, 1, 1)
-    ch_ok = (off_c < block_ch) & (ch < dim)
-    n_ok = n < N
     # ``(n * N) // N``: an offset whose contiguity the compiler cannot see (see _common)
     A_off = ch * N + (n * N) // N  # (DL, NO, W, NI, 1)
     row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1): (b, c, 0) in u, dt, z, out
     grp = (pid_d * block_ch) // ch_per_group  # every channel of a block is in one group
     bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1): (b, g, n, 0) in B, C
     ck_off = (pid_b * dim + ch) * n_ck * N + n  # (DL, NO, W, NI, 1)
-    bias = 0.0
-    if HAS_BIAS:
-        bias = load_or_zero(bias_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
+    bias, seq_len = row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS, HAS_LEN, EVEN)
     if HAS_D:
         Dv = load_or_zero(D_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
-    seq_len = L
-    if HAS_LEN:
-        seq_len = tl.minimum(tl.load(len_ptr + pid_b).to(tl.int32), L)
     h = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)  # state before the chunk
     seg_off = ((pid_b * dim + ch) * n_seg + pid_s) * N + n  # (DL, NO, W, NI, 1) in h0
     if SEG and not LOCAL:
@@ -143,7 +130,8 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         if not EVEN:
             dt = tl.where(valid, dt, 0.0)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
-        A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E  # (DL, NO, W, NI, 1)
+        A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
+        # A2: (DL, NO, W, NI, 1)
         a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
         b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
