@@ -259,8 +259,7 @@ CONV_SWEEP = [{"CONFIG": {"fwd": (4, 2), "bwd": (4, 2)}},
               {"CONFIG": {"fwd": (4, 1), "bwd": (4, 1)}},
               {"CONFIG": {"fwd": (8, 4), "bwd": (8, 4)}},
               {"CONFIG": {"fwd": (8, 2), "bwd": (8, 2)}},
-              {"CHUNK_FWD": 8, "CHUNK_BWD": 4},
-              {"CHUNK_FWD": 32}]
+              {"CHUNK_FWD": 32, "CHUNK_BWD": 4}]
 
 
 def conv_rows(batch, H, L, N, bw, quick):
@@ -273,9 +272,11 @@ def conv_rows(batch, H, L, N, bw, quick):
     D = torch.randn(H, generator=g).cuda()
     grad = torch.randn(batch, L, H, generator=g).cuda()
     leaves = [t.detach().clone().requires_grad_() for t in (u, log_z, coef, D)]
-    with torch.no_grad():
-        truth = reference.s4d_conv(u.double(), log_z.to(torch.complex128),
-                                   coef.to(torch.complex128), D.double())  # (b, L, H)
+    wide = [t.detach().to(torch.complex128 if t.is_complex() else torch.float64).requires_grad_()
+            for t in (u, log_z, coef, D)]
+    truth = reference.s4d_conv(*wide)  # (b, L, H) float64
+    truth_grads = torch.autograd.grad(truth, wide, grad.double())
+    truth = truth.detach()
     k = vandermonde(coef, log_z, L).detach()  # (H, L)
     ut = u.transpose(1, 2).contiguous().requires_grad_()  # (b, H, L)
     fused = lambda: s4d_conv(*leaves, backend="triton")  # noqa: E731
@@ -295,10 +296,16 @@ def conv_rows(batch, H, L, N, bw, quick):
             if err_f is None and "alone" not in name:
                 err = ((make().double() - truth).norm() / truth.norm()).item()
         ms_b, mem_b, err_b = measure(fwd_bwd(make, leaf, out_grad), rep=100)
+        grad_err = None
+        if err_b is None and "alone" not in name:  # worst gradient (u, log_z, coef, D)
+            grads = torch.autograd.grad(make(), leaf, out_grad)
+            grad_err = max(_rel(gr, want) for gr, want in zip(grads, truth_grads))
         with_overrides(convmod, saved)
         rows.append(dict(op="s4d_conv", shape=f"b{batch} L{L} H{H} N{N}", impl=name,
                          fwd_ms=ms_f, fwd_peak_MB=_mb(mem_f), fwdbwd_ms=ms_b,
-                         fwdbwd_peak_MB=_mb(mem_b), rel_err=err, note=err_f or err_b,
+                         fwdbwd_peak_MB=_mb(mem_b), rel_err=err, grad_err=grad_err,
+                         note=err_f or err_b or (None if grad_err is None else
+                                                 f"grads rel err <= {grad_err:.1e}"),
                          overrides=overrides if name.startswith("fused") else None))
         torch.cuda.empty_cache()
     steps = batch * L * H * N  # complex mode-steps
@@ -310,6 +317,30 @@ def conv_rows(batch, H, L, N, bw, quick):
                            f"6 FP32 ops per mode-step -> {6 * steps / FMA_PER_S * 1e3:.3f} ms; "
                            f"bwd adds 14 ops per mode-step, u, dy in, du out")))
     return rows
+
+
+def _rel(got, want):
+    """Relative Frobenius error of ``got`` against ``want`` (complex as real pairs)."""
+    got = torch.view_as_real(got) if got.is_complex() else got
+    want = torch.view_as_real(want) if want.is_complex() else want
+    return ((got.to(want.dtype) - want).norm() / want.norm()).item()
+
+
+def best_fused(rows):
+    """Fastest forward settings and fastest backward settings (fwd+bwd minus fwd) among the
+    timed fused variants, combined into one set of overrides of the fused kernels' module."""
+    timed = [r for r in rows if r.get("overrides") is not None and r["fwd_ms"] is not None
+             and r["fwdbwd_ms"] is not None]
+    if not timed:
+        return {}
+    fwd = min(timed, key=lambda r: r["fwd_ms"])["overrides"]
+    bwd = min(timed, key=lambda r: r["fwdbwd_ms"] - r["fwd_ms"])["overrides"]
+    config = lambda o: o.get("CONFIG", convmod.CONFIG)  # noqa: E731
+    return {"CONFIG": {"fwd": config(fwd)["fwd"], "bwd": config(bwd)["bwd"]},
+            "CHUNK_FWD": fwd.get("CHUNK_FWD", convmod.CHUNK_FWD),
+            "CHUNK_BWD": bwd.get("CHUNK_BWD", convmod.CHUNK_BWD)}
+
+
 def profile(label, fn, steps=10):
     """Print the CUDA kernels behind ``fn`` (ms per call), to split GPU work from launch cost."""
     fn()
@@ -366,8 +397,8 @@ def main():
         rows += cauchy_rows(*((64, 32, 2048) if args.quick else CAUCHY_SHAPE), args.quick)
     layer_shape = (2, 64, 2048) if args.quick else LAYER_SHAPE
     conv = conv_rows(*layer_shape, 32, bw, args.quick)
-    timed = [r for r in conv if r.get("overrides") is not None and r["fwdbwd_ms"] is not None]
-    best = min(timed, key=lambda r: r["fwdbwd_ms"])["overrides"] if timed else {}
+    best = best_fused(conv)
+    print(f"fastest fused settings (fwd from the best forward, bwd from the best backward): {best}")
     rows += conv + layer_rows(*layer_shape, best)
     if args.s4d_conv and args.profile_layer:
         saved = with_overrides(convmod, best)

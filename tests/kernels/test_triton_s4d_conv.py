@@ -198,13 +198,16 @@ def test_cuda_s4d_nodes_long():
 
 @pytest.mark.cuda
 @needs_cuda
-@pytest.mark.parametrize("NO,W", [(8, 4), (4, 2), (16, 2)])
-def test_cuda_every_block_shape(NO, W, monkeypatch):
-    """The block shapes the benchmark sweeps, forward and backward."""
+@pytest.mark.parametrize("NO,W,chunks", [(8, 4, None), (4, 2, None), (4, 1, (32, 4))])
+def test_cuda_every_block_shape(NO, W, chunks, monkeypatch):
+    """The block shapes and chunk lengths the benchmark sweeps, forward and backward."""
     from ssmsignal.kernels.triton import s4d_conv as module
 
     poison(monkeypatch)
     monkeypatch.setattr(module, "CONFIG", {"fwd": (NO, W), "bwd": (NO, W)})
+    if chunks is not None:
+        monkeypatch.setattr(module, "CHUNK_FWD", chunks[0])
+        monkeypatch.setattr(module, "CHUNK_BWD", chunks[1])
     gen = torch.Generator().manual_seed(NO * W)
     check_op(*make_inputs(8, 2000, 300, 32, False, "cuda", gen), gen)
 
