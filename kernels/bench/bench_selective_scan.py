@@ -222,10 +222,14 @@ VARIANTS = {
     "bcap": dict(bwd_cap=168),
     "bcapwp": dict(bwd_cap=168, warp_parts=True),
     "wp": dict(warp_parts=True),
+    "bcapwp16": dict(bwd_cap=168, warp_parts=True, parts16=True),
+    "bcap16": dict(bwd_cap=168, parts16=True),
     "bcap128wp": dict(bwd_cap=128, warp_parts=True),
     "bcapW4wp": dict(bwd_cap=168, warp_parts=True, bwd=(None, 4)),
     "noseg8": dict(seg=None, fwd=(8, 4), bwd=(8, 2)),
     "segf8": dict(fwd=(8, 4), fwd_only=True),
+    "fW2": dict(fwd=(4, 2), fwd_only=True),
+    "fW8": dict(fwd=(4, 8), fwd_only=True),
     "precise": dict(fast=False),
     "ck8": dict(ck=8),
     "fcap128": dict(fwd_cap=128, fwd_only=True),
@@ -241,6 +245,7 @@ def apply_variant(v, b, d, N):
     ours_mod.FWD_MAXNREG = v.get("fwd_cap", 168)
     ours_mod.BWD_MAXNREG = v.get("bwd_cap")
     ours_mod.WARP_PARTIALS = v.get("warp_parts", False)
+    ours_mod.PARTIALS_BF16 = v.get("parts16", False)
     _common.SCAN_CONFIG_OVERRIDE = None
     _common.SCAN_CONFIG_OVERRIDE_BWD = None
     lanes = 4 if ours_mod.SEGMENT_WARPS else 16
@@ -258,8 +263,9 @@ def check_variant(v, test_mod):
     """Max relative error of each case (forward and all gradients) against float64; raises if
     any case is over the test suite's tolerance."""
     worst = 0.0
+    # masks and padding; time segments without masks; float16 with groups and N = 5 (the
+    # GPU tests add segments with padding, every dtype and L, for the default settings)
     for (b, d, L, N, G, dtype, lengths) in [(2, 37, 1000, 16, 0, torch.float32, True),
-                                             (2, 37, 3001, 16, 0, torch.float32, True),
                                              (2, 128, 2048, 16, 0, torch.bfloat16, False),
                                              (3, 64, 600, 5, 2, torch.float16, False)]:
         apply_variant(v, b, d, N)
@@ -336,7 +342,12 @@ def run_variants(names, mamba, json_path, n_shapes):
                 save_json(json_path, res)
             del ins
             torch.cuda.empty_cache()
-    breakdown([n for n in ("base", "bcapwp", "bcap") if n in ok], res, json_path)
+    first = next((r for r in res["rows"] if r["mode"] == "fwd+bwd"), {})  # first shape
+    fastest = sorted((v, k) for k, v in first.items() if k in ok and v == v)
+    try:
+        breakdown(["base"] + [k for _, k in fastest if k != "base"][:2], res, json_path)
+    except Exception as e:  # noqa: BLE001  (the table above is what matters)
+        print(f"breakdown failed: {str(e)[:300]}", flush=True)
 
 
 def breakdown(names, res, json_path):

@@ -12,7 +12,7 @@ OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
-VARIANTS=${1:-base,bcap,bcapwp,wp,bcap128wp,noseg8,segf8,fcap128,precise}
+VARIANTS=${1:-base,bcap,bcapwp,bcapwp16,bcap16,noseg8,segf8,fcap128,precise}
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
@@ -25,13 +25,13 @@ from mamba_anchor import load_mamba; load_mamba('.anchors')" > /tmp/scan_anchor.
 BUILD=$!
 WARM=()
 for v in ${VARIANTS//,/ }; do
-    (timeout 100 python3 -m ssmsignal.kernels.bench.bench_selective_scan --warm "$v" \
+    (timeout 110 python3 -m ssmsignal.kernels.bench.bench_selective_scan --warm "$v" \
         > "/tmp/scan_warm_$v.log" 2>&1) &
     WARM+=($!)
 done
 wait "${WARM[@]}"
 for v in ${VARIANTS//,/ }; do tail -3 "/tmp/scan_warm_$v.log"; done >> "$SETUP"
-timeout 80 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE -x \
+timeout 70 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE -x \
     -k "not every_block_shape" tests/kernels/test_triton_selective_scan.py \
     > "$LOG/pytest_cuda.log" 2>&1
 echo "pytest rc=$?" | tee -a "$SETUP"; tail -3 "$LOG/pytest_cuda.log"

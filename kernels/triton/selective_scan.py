@@ -62,6 +62,9 @@ BWD_MAXNREG = None
 #: dB, dC partial sums per warp instead of per program (no cross-warp reduction in the
 #: backward kernel; W times the partial buffers, summed by torch).
 WARP_PARTIALS = False
+#: dB, dC partial sums stored in bfloat16 when the inputs are 16-bit (half the bytes; each
+#: partial then carries a 2^-9 relative rounding, below the bfloat16/float16 output's own).
+PARTIALS_BF16 = False
 
 
 def _cap(maxnreg):
@@ -266,8 +269,10 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     ddelta = new_buffer(delta.shape, delta.dtype, u.device)  # (b, d, L)
     dz = new_buffer(z.shape, z.dtype, u.device) if z is not None else dummy(u)  # (b, d, L)
     n_parts = g["n_blocks"] * (g["W"] if WARP_PARTIALS else 1)
-    dB_part = new_buffer((b, n_parts, N, L), **f32)  # per channel block (or warp), summed below
-    dC_part = new_buffer((b, n_parts, N, L), **f32)
+    part = dict(device=u.device, dtype=torch.bfloat16 if PARTIALS_BF16 and u.element_size() == 2
+                else torch.float32)
+    dB_part = new_buffer((b, n_parts, N, L), **part)  # per channel block (or warp), summed below
+    dC_part = new_buffer((b, n_parts, N, L), **part)
     dA_part = new_buffer((b * n_seg, d, N), **f32)  # per batch row and segment, summed below
     dD_part = new_buffer((b * n_seg, d), **f32)
     dbias_part = new_buffer((b * n_seg, d), **f32)
@@ -294,8 +299,8 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         WARP_PARTS=WARP_PARTIALS, **meta, **_cap(BWD_MAXNREG))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = n_parts // G
-    dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
-    dC = dC_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
+    dB = dB_part.view(b, G, per_group, N, L).sum(2, dtype=torch.float32)  # (b, G, N, L)
+    dC = dC_part.view(b, G, per_group, N, L).sum(2, dtype=torch.float32)  # (b, G, N, L)
     return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0), dz if z is not None else None,
             dbias_part.sum(0))
 
