@@ -224,6 +224,7 @@ VARIANTS = {
     "wp": dict(warp_parts=True),
     "bcapwp16": dict(bwd_cap=168, warp_parts=True, parts16=True),
     "bcap16": dict(bwd_cap=168, parts16=True),
+    "bcapW4": dict(bwd_cap=168, bwd=(None, 4)),
     "bcap128wp": dict(bwd_cap=128, warp_parts=True),
     "bcapW4wp": dict(bwd_cap=168, warp_parts=True, bwd=(None, 4)),
     "noseg8": dict(seg=None, fwd=(8, 4), bwd=(8, 2)),

@@ -12,7 +12,7 @@ OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
-VARIANTS=${1:-base,bcap,bcapwp,bcapwp16,bcap16,noseg8,segf8,fcap128,precise}
+VARIANTS=${1:-base,bcap,bcapwp,bcapwp16,bcap16,bcapW4,noseg8,segf8,fcap128}
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
