@@ -310,6 +310,12 @@ def run_variants(names, mamba, json_path, n_shapes):
     test_mod = load_test_module()
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 device=torch.cuda.get_device_name(), command=" ".join(sys.argv))
+    try:  # the two ceilings of the floors, measured in this run
+        meta["copy_bw"], meta["exp2_rate"] = measure_ceilings()
+        print(f"copy {meta['copy_bw'] / 1e12:.2f} TB/s; exp2 {meta['exp2_rate'] / 1e12:.2f} T/s",
+              flush=True)
+    except Exception as e:  # noqa: BLE001
+        print(f"ceilings failed: {str(e)[:200]}", flush=True)
     res = dict(meta=meta, check={}, rows=[])
     ok = []
     for name in names:
