@@ -13,7 +13,8 @@
 # Every fit has a training budget (the estimators' max_time), every step a hard `timeout`, and
 # the whole script a deadline (TOTAL_SECONDS), so a slow step cannot starve the others.
 # Needs .devdata/results/{fsdd,mitbih}.npz from examples/prepare_results_data.py (the MIT-BIH
-# file must hold r_peak). Output: $OUT/results/{*.log, results.jsonl, steps.txt, gpu.csv}.
+# file must hold r_peak). Output (4 files, the device tool returns only a few): $OUT/results/
+# results.jsonl (one JSON row per fit), summary.txt (device, steps, table), lane_{a,b}.log.
 # SMOKE=1 runs every step on a tiny subset on the CPU (a crash check, not a result).
 set -u
 T0=$(date +%s)
@@ -30,18 +31,17 @@ if [ "${SMOKE:-0}" = 1 ]; then
   LOSO_SPEAKERS=(--speakers george,jackson)
   FOLDS_1=(--speakers george); FOLDS_2=(--speakers theo)
 else
-  python3 -m pip install -q --no-deps --no-build-isolation -e . > "$D/install.log" 2>&1 \
-    || { echo "install failed"; tail -5 "$D/install.log"; }
+  python3 -m pip install -q --no-deps --no-build-isolation -e . > /tmp/install.log 2>&1 \
+    || { echo "install failed"; tail -5 /tmp/install.log; }
   TINY_F=(); TINY_M=(); LOSO_SPEAKERS=()
   FOLDS_1=(--speakers george,jackson,lucas); FOLDS_2=(--speakers nicolas,theo,yweweler)
-  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 \
-    > "$D/gpu.csv" 2>/dev/null &
-  SMI=$!
 fi
+S="$D/summary.txt"
+STEPS=$(mktemp /tmp/results_steps.XXXXXX)
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) \
-  if torch.cuda.is_available() else 'cpu')" | tee "$D/device.txt"
-git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$D/device.txt"
-date -u +"%Y-%m-%dT%H:%MZ" | tee -a "$D/device.txt"
+  if torch.cuda.is_available() else 'cpu')" | tee "$S"
+git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$S"
+date -u +"%Y-%m-%dT%H:%MZ" | tee -a "$S"
 
 budget() { python3 -c "print(round($1 * $SCALE, 1))"; }
 
@@ -49,10 +49,11 @@ step() {  # step LIMIT_SECONDS NAME command...: runs under min(LIMIT, time to th
   local limit=$1 name=$2; shift 2
   local left=$((DEADLINE - $(date +%s) - 3))
   [ "$left" -lt "$limit" ] && limit=$left
-  if [ "$limit" -le 15 ]; then echo "$name: skipped, no time left" >> "$D/steps.txt"; return; fi
+  if [ "$limit" -le 15 ]; then echo "$name: skipped, no time left" >> "$STEPS"; return; fi
   local t0=$(date +%s)
-  timeout -k 5 "$limit" "$@" > "$D/$name.log" 2>&1
-  echo "$name: exit $? after $(( $(date +%s) - t0 )) s (limit $limit s)" >> "$D/steps.txt"
+  echo "=== $name" >> "$LOG"
+  timeout -k 5 "$limit" "$@" >> "$LOG" 2>&1
+  echo "$name: exit $? after $(( $(date +%s) - t0 )) s (limit $limit s)" >> "$STEPS"
 }
 
 F=(python3 examples/fsdd_digits.py --data .devdata/results/fsdd.npz --out "$D/results.jsonl")
@@ -100,14 +101,14 @@ round2_b() {
 }
 
 ROUND=${ROUND:-2}
-"round${ROUND}_a" & A=$!
-"round${ROUND}_b" & B=$!
+LOG="$D/lane_a.log" "round${ROUND}_a" & A=$!
+LOG="$D/lane_b.log" "round${ROUND}_b" & B=$!
 wait "$A" "$B"
-[ -n "${SMI:-}" ] && kill "$SMI" 2>/dev/null
 
-echo "== steps"; cat "$D/steps.txt"
-echo "== results ($(( $(date +%s) - T0 )) s in all)"
-python3 - "$D/results.jsonl" <<'EOF'
+{ echo "== steps"; cat "$STEPS"; echo "== results ($(( $(date +%s) - T0 )) s in all)"
+} | tee -a "$S"
+rm -f "$STEPS"
+python3 - "$D/results.jsonl" <<'EOF' | tee -a "$S"
 import json, sys
 try:
     rows = [json.loads(line) for line in open(sys.argv[1])]
