@@ -12,7 +12,8 @@ Applied to each training mini-batch on its device, never to validation or predic
 ``rate``
     Rate augmentation, the continuous-time counterpart: the whole batch is resampled to
     ``q · fs`` with ``q`` log-uniform in ``[1 / (1 + rate), 1 + rate]`` and the model is called
-    with ``dt_scale = 1 / q``, exactly as ``predict(..., sampling_rate=q · fs)`` would do. The
+    with ``dt_scale = 1 / q`` (``q`` rounded to two decimals, so that Mamba's cache of
+    resampled convolution taps stays small), as ``predict(..., sampling_rate=q · fs)`` would. The
     content is the same; only its discretisation changes, which teaches the layers whose
     behaviour depends on the grid (Mamba's input-dependent Δ, its short convolution) to follow
     the rate.
