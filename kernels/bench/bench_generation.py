@@ -114,9 +114,10 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
     """Samples/s of :func:`sample_codes` from the difference of an ``n``- and a ``2n``-step call.
 
     Setup (packing, allocation, graph warm-up and capture) is the same in both calls and
-    cancels. ``n`` is ``n_steps``, raised so that the ``n``-step call takes about ``seconds``
-    (setup time varies by ~10-30 ms between calls; round 1 of the GPU runs showed it when the
-    timed part was only ~60 ms). Returns ``(samples_per_s, setup_seconds, n)``.
+    cancels, up to its jitter (10-30 ms on the H100 machine): ``n`` starts at ``n_steps`` and
+    doubles until the difference of the two calls is at least ``seconds`` (GPU round 2 took
+    one probe call instead, which left 16-step windows for the slowest rows, inside the jitter:
+    a negative rate). Returns ``(samples_per_s, setup_seconds, n)``.
     """
     device = model.head.weight.device
     kwargs.setdefault("labels", _labels(model, batch_size))
@@ -130,20 +131,22 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
         return time.perf_counter() - started
 
     timed(model.frame)  # JIT and allocator warm-up
-    probe = timed(n_steps)
-    n = max(n_steps, int(n_steps * seconds / max(probe, 1e-9)))
-    n -= n % model.frame
-    t1, t2 = timed(n), timed(2 * n)
+    n = max(model.frame, n_steps - n_steps % model.frame)
+    while True:
+        t1, t2 = timed(n), timed(2 * n)
+        if t2 - t1 >= seconds or n >= 1 << 20:
+            break
+        n *= 2
     per_step = (t2 - t1) / n
     return batch_size / per_step, t1 - n * per_step, n
 
 
 #: launch configurations (``sashimi_step.CONFIG`` overrides) of the fused rows of
-#: :func:`compare`; ``num_warps_wide``: warps of the passes too wide for one register tile;
-#: ``merge``: tier 0's head pass and the next step's down pass in one launch
-FUSED_CONFIGS = {"fused": {}, "fused w16": {"num_warps_wide": 16},
-                 "fused w16 merge": {"num_warps_wide": 16, "merge": True}}
-PASS_CONFIGS = [{}, {"num_warps_wide": 16}, {"num_warps": 16, "num_warps_wide": 16}]
+#: :func:`compare` ("fused" = the shipped default); ``num_warps_wide``: warps of the passes too
+#: wide for one register tile; ``merge``: tier 0's head pass and the next step's down pass in
+#: one launch. The last rows of :func:`compare` split the wide tiers over 8 SMs per row.
+FUSED_CONFIGS = {"fused": {}, "fused w8": {"num_warps_wide": 8}, "fused merge": {"merge": True}}
+PASS_CONFIGS = [{}, {"num_warps_wide": 8}, {"num_warps": 16}]
 
 
 def _config_name(c):

@@ -238,7 +238,10 @@ class FusedDecoder:
 
     def _split(self, tp, k, device):
         """Programs per row for tier ``k``: 1, or a power of two up to ``CONFIG["split"]``
-        that divides every width the tier's launches split and keeps batch * S <= SMs."""
+        that divides every width the tier's launches split and keeps batch * S within half
+        the multiprocessors (the split passes spin on a counter until every program of a row
+        has arrived, so all of them must be resident at once; the margin leaves room for
+        kernels of other streams). One-tile tiers and the CPU interpreter never split."""
         from ssmsignal.kernels.triton.sashimi_step import CONFIG, fits_one_tile
 
         if device.type != "cuda" or fits_one_tile(tp.H, tp.N2, tp.F):
@@ -250,7 +253,8 @@ class FusedDecoder:
         if k:
             widths.append(self.tiers[k - 1].pool * self.tiers[k - 1].H)
         S = int(CONFIG["split"])
-        while S > 1 and (self.batch * S > sms or any(w % S for w in widths) or tp.H // S < 16):
+        while S > 1 and (2 * self.batch * S > sms or any(w % S for w in widths)
+                         or tp.H // S < 16):
             S //= 2
         return max(S, 1)
 

@@ -1,0 +1,424 @@
+"""Block pairs of one SaShiMi tier pass for :mod:`ssmsignal.kernels.triton.sashimi_step`.
+
+A pair is a residual SSM block (LayerNorm -> S4 or S4D step on the state -> + D u -> GELU ->
+linear to ``2 H`` -> GLU -> residual add) and, with ``HAS_FF``, a feed-forward block (LayerNorm
+-> linear -> GELU -> linear -> residual add); the math is that of :mod:`ssmsignal.layers.s4`,
+:mod:`ssmsignal.layers.s4d` and :mod:`ssmsignal.layers.blocks`. Three ways to run the pairs of
+a pass, chosen by the launcher (:func:`_blocks`):
+
+* :func:`_pairs_single`: every stage fits one register tile (tier 0 of the defaults); the
+  weights of each stage are loaded one stage ahead, nothing goes through memory;
+* :func:`_pairs_regs`: wider tiers, one program per batch row; stages in chunks whose outputs
+  are assembled in registers;
+* :func:`_pairs_chunked`: ``S`` programs per row (``S = 1`` on the CPU tests): each runs a
+  channel/column slice, partial sums go through a scratch area and a barrier (:func:`_sync`).
+
+The residual stream ``x (HP,)`` is in registers throughout; the state ``(pairs, batch, 2, H,
+N/2)`` (real and imaginary planes) is updated in place.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _gelu(x):
+    """Exact GELU (``torch.nn.GELU()``), float32."""
+    return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def _layer_norm(x, mask, w_ptr, b_ptr, offs, n, eps):
+    """LayerNorm of the ``(P,)`` vector ``x`` (``n`` valid entries, zeros elsewhere)."""
+    mean = tl.sum(x, axis=0) / n
+    d = tl.where(mask, x - mean, 0.0)
+    var = tl.sum(d * d, axis=0) / n
+    w = tl.load(w_ptr + offs, mask=mask, other=0.0)
+    b = tl.load(b_ptr + offs, mask=mask, other=0.0)
+    return d / tl.sqrt(var + eps) * w + b  # (P,)
+
+
+@triton.jit
+def _tile(w_ptr, ld, r0, n_rows, cols, cmask, BM: tl.constexpr):
+    """Rows ``r0 .. r0 + BM`` of the row-major ``W`` (leading dimension ``ld``); rows past
+    ``n_rows`` are masked (no memory access)."""
+    rows = r0 + tl.arange(0, BM)  # (BM,)
+    return tl.load(w_ptr + rows[:, None] * ld + cols[None, :],
+                   mask=(rows < n_rows)[:, None] & cmask[None, :], other=0.0)  # (BM, K)
+
+
+@triton.jit
+def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.constexpr,
+               HAS_BIAS: tl.constexpr, GELU: tl.constexpr, PREFETCH: tl.constexpr):
+    """``out[:n_out] = act(W v (+ b))`` for ``W (n_out, n_in)``, in chunks of ``BM`` rows; with
+    ``PREFETCH`` the next chunk's load is issued before this chunk's arithmetic."""
+    w = _tile(w_ptr, n_in, 0, n_out, cols, cmask, BM)
+    r0 = 0
+    while r0 < n_out:
+        if PREFETCH:
+            w_next = _tile(w_ptr, n_in, r0 + BM, n_out, cols, cmask, BM)
+        rows = r0 + tl.arange(0, BM)
+        rmask = rows < n_out
+        out = tl.sum(w * v[None, :], axis=1)  # (BM,)
+        if HAS_BIAS:
+            out += tl.load(b_ptr + rows, mask=rmask, other=0.0)
+        if GELU:
+            out = _gelu(out)
+        tl.store(out_ptr + rows, out, mask=rmask)
+        r0 += BM
+        if PREFETCH:
+            w = w_next
+        else:
+            w = _tile(w_ptr, n_in, r0, n_out, cols, cmask, BM)
+
+
+@triton.jit
+def _sync(cnt_ptr, target, SPLIT: tl.constexpr):
+    """Barrier of the CTA, and with ``SPLIT`` of the ``S`` programs of a batch row: each adds
+    1 to the row's counter (release) and waits until it reaches ``target`` (acquire). The
+    programs of a row are co-resident (the host keeps ``batch * S`` <= multiprocessors)."""
+    tl.debug_barrier()
+    if SPLIT:
+        tl.atomic_add(cnt_ptr, 1, sem="release", scope="gpu")
+        seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+        while seen < target:
+            seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+        tl.debug_barrier()
+
+
+@triton.jit
+def _partials(row_scr, scr_stride, jj, jm, offs, hm, SPLIT: tl.constexpr):
+    """Sum over the ``S`` programs of a row of their partial vectors at ``row_scr + j *
+    scr_stride`` (fixed order: the same result in every program). ``.cg`` loads bypass L1,
+    which may hold an older copy written by another multiprocessor."""
+    ptrs = row_scr + jj * scr_stride + offs[None, :]  # (SP, HP)
+    if SPLIT:
+        part = tl.load(ptrs, mask=jm & hm[None, :], other=0.0, cache_modifier=".cg")
+    else:
+        part = tl.load(ptrs, mask=jm & hm[None, :], other=0.0)
+    return tl.sum(part, axis=0)  # (HP,)
+
+
+@triton.jit
+def _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si, u,
+                KIND: tl.constexpr):
+    """One recurrent step on ``(C, N2P)`` state planes ``sr + i si`` with input ``u (C, 1)``;
+    returns the new state and ``Re(2 C x)`` summed over the stored modes ``(C,)``.
+
+    S4D (coefficients ``dA, dB, 2C``): ``x <- dA x + dB u``. S4 (``conj P, a, g, e, qc, 2C``, see
+    ``S4._discretize_step``; DPLR bilinear step via Woodbury): ``r = a x - g Re(P* x) + e u``,
+    ``x <- r - qc Re(P* r)``."""
+    if KIND == 0:
+        nr = p0 * sr - p1 * si + p2 * u
+        ni = p0 * si + p1 * sr + p3 * u
+        cr, ci = p4, p5
+    else:
+        s = tl.sum(p0 * sr - p1 * si, axis=1)[:, None]  # (C, 1)
+        rr = p2 * sr - p3 * si - p4 * s + p6 * u
+        ri = p2 * si + p3 * sr - p5 * s + p7 * u
+        t = tl.sum(p0 * rr - p1 * ri, axis=1)[:, None]  # (C, 1)
+        nr = rr - p8 * t
+        ni = ri - p9 * t
+        cr, ci = p10, p11
+    return nr, ni, tl.sum(cr * nr - ci * ni, axis=1)
+
+
+@triton.jit
+def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, c_start, c_end, H, N2, KIND: tl.constexpr,
+         N2P: tl.constexpr, BC: tl.constexpr):
+    """SSM step of channels ``c_start .. c_end`` of a row, in chunks of ``BC``: state in place,
+    ``GELU(y + D u)`` to ``y_ptr``. ``coef_ptr``: the block's ``(NK, 2, H, N2)`` coefficients;
+    ``st_ptr``: the row's ``(2, H, N2)`` state; ``u_ptr``: the normalised input."""
+    hn = H * N2
+    n = tl.arange(0, N2P)[None, :]  # (1, N2P)
+    c0 = c_start
+    while c0 < c_end:
+        ch = c0 + tl.arange(0, BC)  # (BC,)
+        cm = ch < c_end
+        m2 = cm[:, None] & (n < N2)  # (BC, N2P)
+        off = ch[:, None] * N2 + n  # (BC, N2P)
+        u = tl.load(u_ptr + ch, mask=cm, other=0.0)  # (BC,)
+        sr = tl.load(st_ptr + off, mask=m2, other=0.0)  # (BC, N2P) real part
+        si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)  # imaginary part
+        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(coef_ptr, off, m2, hn, KIND)
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
+                                u[:, None], KIND)
+        tl.store(st_ptr + off, nr, mask=m2)
+        tl.store(st_ptr + hn + off, ni, mask=m2)
+        y += tl.load(d_ptr + ch, mask=cm, other=0.0) * u
+        tl.store(y_ptr + ch, _gelu(y), mask=cm)
+        c0 += BC
+
+
+@triton.jit
+def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
+                   b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps,
+                   scr, row_scr, scr_stride, cnt_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+                   SPLIT: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr, YS: tl.constexpr,
+                   SP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr, BC: tl.constexpr,
+                   BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
+                   PREFETCH: tl.constexpr):
+    """The blocks of a pass in chunks, program ``j`` of the ``S`` of its row: SSM of channels
+    ``j H/S ..``, products with column slice ``j`` of the gated-output map ``(S, 2H, H/S)`` and
+    of the second feed-forward map ``(S, H, F/S)``, rows ``j F/S ..`` of the first; partial sums
+    go to two alternating regions of the scratch area (a region is rewritten only after the
+    next barrier, when every program has read it)."""
+    offs = tl.arange(0, HP)
+    hm = offs < H
+    HS = H // S
+    FS = F // S
+    hs = tl.arange(0, HSP)
+    hsm = hs < HS
+    fs = tl.arange(0, FSP)
+    fsm = fs < FS
+    jj = tl.arange(0, SP)[:, None]
+    jm = jj < S
+    u_scr = scr  # (HP,) normalised input
+    y_scr = scr + HP  # (YS,) SSM output / feed-forward hidden
+    p_off = HP + YS  # two regions of 2 HP partial sums
+    k = 0  # barriers passed in this launch
+    pair = first
+    while pair < first + n_pairs:
+        # residual SSM block: x += GLU(W GELU(SSM(LN x) + D LN x) + b)
+        u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
+        tl.store(u_scr + offs, u, mask=hm)
+        tl.debug_barrier()
+        _ssm(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * H,
+             state_ptr + (pair * batch + b) * 2 * H * N2, u_scr, y_scr, j * HS, j * HS + HS, H,
+             N2, KIND, N2P, BC)
+        tl.debug_barrier()
+        g = tl.load(y_scr + j * HS + hs, mask=hsm, other=0.0)  # (HSP,) this slice
+        region = p_off + (k % 2) * 2 * HP
+        _linear_to(ow_ptr + (pair * S + j) * 2 * H * HS, ob_ptr, g, hs, hsm, HS, 2 * H,
+                   scr + region, BMG, False, False, PREFETCH)
+        k += 1
+        _sync(cnt_ptr, S * k, SPLIT)
+        val = _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
+        gate = _partials(row_scr + region + H, scr_stride, jj, jm, offs, hm, SPLIT)
+        val += tl.load(ob_ptr + pair * 2 * H + offs, mask=hm, other=0.0)
+        gate += tl.load(ob_ptr + pair * 2 * H + H + offs, mask=hm, other=0.0)
+        x += val * tl.sigmoid(gate)
+        if HAS_FF:  # feed-forward block: x += W2 GELU(W1 LN x + b1) + b2
+            u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
+                            H, eps)
+            _linear_to(w1_ptr + pair * F * H + j * FS * H, b1_ptr + pair * F + j * FS, u, offs,
+                       hm, H, FS, y_scr, BM1, True, True, PREFETCH)
+            tl.debug_barrier()
+            hv = tl.load(y_scr + fs, mask=fsm, other=0.0)  # (FSP,) this slice of the hidden
+            region = p_off + (k % 2) * 2 * HP
+            _linear_to(w2_ptr + (pair * S + j) * H * FS, b2_ptr, hv, fs, fsm, FS, H,
+                       scr + region, BM2, False, False, PREFETCH)
+            k += 1
+            _sync(cnt_ptr, S * k, SPLIT)
+            x += _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
+            x += tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
+        pair += 1
+    return x
+
+
+@triton.jit
+def _rows_regs(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, RP: tl.constexpr, BM: tl.constexpr,
+               GELU: tl.constexpr, PREFETCH: tl.constexpr):
+    """``act(W v + b)`` for ``W (n_out, n_in)`` in chunks of ``BM`` rows, assembled in
+    registers: chunk ``c`` lands in row ``c`` of an ``(RP/BM, BM)`` accumulator through a select
+    (no memory round trip), returned as ``(RP,)``."""
+    rid = tl.arange(0, RP // BM)[:, None]  # (NCH, 1)
+    acc = tl.zeros((RP // BM, BM), tl.float32)
+    w = _tile(w_ptr, n_in, 0, n_out, cols, cmask, BM)
+    c = 0
+    while c < RP // BM:
+        r0 = c * BM
+        if PREFETCH:
+            w_next = _tile(w_ptr, n_in, r0 + BM, n_out, cols, cmask, BM)
+        rows = r0 + tl.arange(0, BM)
+        out = tl.sum(w * v[None, :], axis=1) + tl.load(b_ptr + rows, mask=rows < n_out,
+                                                       other=0.0)
+        if GELU:
+            out = _gelu(out)
+        acc += tl.where(rid == c, out[None, :], 0.0)
+        c += 1
+        if PREFETCH:
+            w = w_next
+        else:
+            w = _tile(w_ptr, n_in, c * BM, n_out, cols, cmask, BM)
+    return tl.reshape(acc, (RP,))
+
+
+@triton.jit
+def _ssm_regs(coef_ptr, d_ptr, st_ptr, u, H, N2, KIND: tl.constexpr, HP: tl.constexpr,
+              N2P: tl.constexpr, BC: tl.constexpr):
+    """:func:`_ssm` with the input ``u (HP,)`` and the output ``GELU(y + D u) (HP,)`` in
+    registers: channel chunk ``c`` is selected from / added to row ``c`` of an ``(HP/BC, BC)``
+    view."""
+    hn = H * N2
+    n = tl.arange(0, N2P)[None, :]  # (1, N2P)
+    rid = tl.arange(0, HP // BC)[:, None]  # (NCH, 1)
+    u2 = tl.reshape(u, (HP // BC, BC))
+    y2 = tl.zeros((HP // BC, BC), tl.float32)
+    c = 0
+    while c < HP // BC:
+        uc = tl.sum(tl.where(rid == c, u2, 0.0), axis=0)  # (BC,) this chunk of u
+        ch = c * BC + tl.arange(0, BC)
+        cm = ch < H
+        m2 = cm[:, None] & (n < N2)  # (BC, N2P)
+        off = ch[:, None] * N2 + n
+        sr = tl.load(st_ptr + off, mask=m2, other=0.0)
+        si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)
+        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(coef_ptr, off, m2, hn, KIND)
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
+                                uc[:, None], KIND)
+        tl.store(st_ptr + off, nr, mask=m2)
+        tl.store(st_ptr + hn + off, ni, mask=m2)
+        y = _gelu(y + tl.load(d_ptr + ch, mask=cm, other=0.0) * uc)
+        y2 += tl.where(rid == c, y[None, :], 0.0)
+        c += 1
+    return tl.reshape(y2, (HP,))
+
+
+@triton.jit
+def _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
+                b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef, eps,
+                KIND: tl.constexpr, HAS_FF: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr,
+                FP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
+                BM2: tl.constexpr, PREFETCH: tl.constexpr):
+    """The blocks of a pass too wide for one tile, one program per row: every stage in chunks
+    whose outputs are assembled in registers (:func:`_rows_regs`, :func:`_ssm_regs`), so no
+    activation goes through memory."""
+    offs = tl.arange(0, HP)
+    hm = offs < H
+    fo = tl.arange(0, FP)
+    fm = fo < F
+    hh = H * H
+    pair = first
+    while pair < first + n_pairs:
+        u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
+        g = _ssm_regs(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * H,
+                      state_ptr + (pair * batch + b) * 2 * H * N2, u, H, N2, KIND, HP, N2P, BC)
+        wo = ow_ptr + pair * 2 * hh
+        val = _rows_regs(wo, ob_ptr + pair * 2 * H, g, offs, hm, H, H, HP, BMG, False, PREFETCH)
+        gate = _rows_regs(wo + hh, ob_ptr + pair * 2 * H + H, g, offs, hm, H, H, HP, BMG, False,
+                          PREFETCH)
+        x += val * tl.sigmoid(gate)
+        if HAS_FF:
+            u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
+                            H, eps)
+            hid = _rows_regs(w1_ptr + pair * F * H, b1_ptr + pair * F, u, offs, hm, H, F, FP,
+                             BM1, True, PREFETCH)
+            x += _rows_regs(w2_ptr + pair * H * F, b2_ptr + pair * H, hid, fo, fm, F, H, HP, BM2,
+                            False, PREFETCH)
+        pair += 1
+    return x
+
+
+@triton.jit
+def _planes(coef_ptr, off, m2, hn, KIND: tl.constexpr):
+    """The block's step-coefficient planes ``(HP, N2P)`` each (S4D: 6, the rest zeros; S4: 12)."""
+    p0 = tl.load(coef_ptr + off, mask=m2, other=0.0)
+    p1 = tl.load(coef_ptr + hn + off, mask=m2, other=0.0)
+    p2 = tl.load(coef_ptr + 2 * hn + off, mask=m2, other=0.0)
+    p3 = tl.load(coef_ptr + 3 * hn + off, mask=m2, other=0.0)
+    p4 = tl.load(coef_ptr + 4 * hn + off, mask=m2, other=0.0)
+    p5 = tl.load(coef_ptr + 5 * hn + off, mask=m2, other=0.0)
+    if KIND == 0:
+        zero = tl.zeros_like(p0)
+        p6, p7, p8, p9, p10, p11 = zero, zero, zero, zero, zero, zero
+    else:
+        p6 = tl.load(coef_ptr + 6 * hn + off, mask=m2, other=0.0)
+        p7 = tl.load(coef_ptr + 7 * hn + off, mask=m2, other=0.0)
+        p8 = tl.load(coef_ptr + 8 * hn + off, mask=m2, other=0.0)
+        p9 = tl.load(coef_ptr + 9 * hn + off, mask=m2, other=0.0)
+        p10 = tl.load(coef_ptr + 10 * hn + off, mask=m2, other=0.0)
+        p11 = tl.load(coef_ptr + 11 * hn + off, mask=m2, other=0.0)
+    return p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11
+
+
+@triton.jit
+def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
+                  b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef, eps,
+                  KIND: tl.constexpr, HAS_FF: tl.constexpr, HP: tl.constexpr,
+                  N2P: tl.constexpr, FP: tl.constexpr):
+    """The blocks of a pass whose every stage fits one register tile (tier 0 of the defaults),
+    software-pipelined: each stage's weights are loaded one stage ahead (the SSM coefficients
+    of the next pair during the last linear map of this one), so an L2 round trip overlaps the
+    previous stage's arithmetic. No scratch memory: layout changes stay inside Triton."""
+    offs = tl.arange(0, HP)
+    hm = offs < H
+    rows, cols = offs[:, None], offs[None, :]
+    wmask = (rows < H) & (cols < H)  # (HP, HP)
+    fo = tl.arange(0, FP)
+    fm = fo < F
+    n = tl.arange(0, N2P)[None, :]
+    m2 = (rows < H) & (n < N2)  # (HP, N2P)
+    off = rows * N2 + n
+    hn = H * N2
+    hh = H * H
+    last = first + n_pairs - 1
+    p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
+        coef_ptr + tl.maximum(tl.minimum(first, last), 0) * n_coef * hn, off, m2, hn, KIND)
+    pair = first
+    while pair <= last:
+        st = state_ptr + (pair * batch + b) * 2 * hn
+        sr = tl.load(st + off, mask=m2, other=0.0)  # (HP, N2P)
+        si = tl.load(st + hn + off, mask=m2, other=0.0)
+        wo = ow_ptr + pair * 2 * hh
+        wv = tl.load(wo + rows * H + cols, mask=wmask, other=0.0)  # (HP, HP) value half
+        wg = tl.load(wo + hh + rows * H + cols, mask=wmask, other=0.0)  # gate half
+        bv = tl.load(ob_ptr + pair * 2 * H + offs, mask=hm, other=0.0)
+        bg = tl.load(ob_ptr + pair * 2 * H + H + offs, mask=hm, other=0.0)
+        dd = tl.load(d_ptr + pair * H + offs, mask=hm, other=0.0)
+        u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
+                                u[:, None], KIND)
+        tl.store(st + off, nr, mask=m2)
+        tl.store(st + hn + off, ni, mask=m2)
+        g = _gelu(y + dd * u)  # (HP,)
+        if HAS_FF:
+            w1 = tl.load(w1_ptr + pair * F * H + fo[:, None] * H + cols,
+                         mask=fm[:, None] & (cols < H), other=0.0)  # (FP, HP)
+            b1 = tl.load(b1_ptr + pair * F + fo, mask=fm, other=0.0)
+        val = tl.sum(wv * g[None, :], axis=1) + bv
+        gate = tl.sum(wg * g[None, :], axis=1) + bg
+        x += val * tl.sigmoid(gate)
+        nxt = tl.minimum(pair + 1, last)
+        if HAS_FF:
+            u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
+                            H, eps)
+            hid = _gelu(tl.sum(w1 * u[None, :], axis=1) + b1)  # (FP,)
+            w2 = tl.load(w2_ptr + pair * H * F + rows * F + fo[None, :],
+                         mask=(rows < H) & fm[None, :], other=0.0)  # (HP, FP)
+            b2 = tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
+            p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
+                coef_ptr + nxt * n_coef * hn, off, m2, hn, KIND)
+            x += tl.sum(w2 * hid[None, :], axis=1) + b2
+        else:
+            p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
+                coef_ptr + nxt * n_coef * hn, off, m2, hn, KIND)
+        pair += 1
+    return x
+
+
+@triton.jit
+def _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr, b1_ptr,
+            w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps, row_scr,
+            scr_stride, cnt_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+            SINGLE: tl.constexpr, SPLIT: tl.constexpr, REGS: tl.constexpr, HP: tl.constexpr,
+            N2P: tl.constexpr, FP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
+            FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
+            BM2: tl.constexpr, PREFETCH: tl.constexpr):
+    if SINGLE:
+        x = _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                          w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
+                          eps, KIND, HAS_FF, HP, N2P, FP)
+    elif not SPLIT and REGS:
+        x = _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                        w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
+                        eps, KIND, HAS_FF, HP, N2P, FP, BC, BMG, BM1, BM2, PREFETCH)
+    else:
+        x = _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
+                           n_coef, eps, row_scr + j * scr_stride, row_scr, scr_stride,
+                           cnt_ptr + b, KIND, HAS_FF, SPLIT, HP, N2P, YS, SP, HSP, FSP, BC, BMG,
+                           BM1, BM2, PREFETCH)
+    return x
