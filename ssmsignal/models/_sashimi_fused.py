@@ -13,6 +13,11 @@ its SSM layers (they depend on ``dt_scale``) are stacked once into contiguous fl
 cached per (model, dt_scale, parameter versions). Pooling buffers become ring buffers: the slot
 of tier step ``j`` is ``j % p``, and the down-pool weight's column blocks are permuted to match.
 
+Launch configuration: :data:`ssmsignal.kernels.triton.sashimi_step.CONFIG`. Setting its
+``split`` to 8 runs the wide tiers of small batches over 8 multiprocessors per sequence (1.7x
+for the default model at batch 1 on an H100, see docs/benchmarks.md); it is off by default
+because those passes spin on a counter in global memory until all programs of a row arrive.
+
 Supported: S4 and S4D layers with LayerNorm residual and feed-forward blocks, exact GELU, any
 widths, pools and ``dt_scale`` (a float), class labels, temperature and top-p, in eval mode.
 Anything else (Mamba, custom layers, dropout while training, a per-sequence ``dt_scale``) is
