@@ -82,6 +82,11 @@ def run(args, X, y, train, test, name):
            "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay}
     rates = [float(r) for r in args.rates.split(",")]
     row.update(evaluate(clf, [X[i] for i in test], y[test], rates))
+    if args.proba_dir:  # 8 kHz test probabilities, for ensembles (examples/loso_ensemble.py)
+        proba = clf.predict_proba([X[i] for i in test])  # (n_test, 10)
+        tag = name.replace(" ", "_")
+        np.savez(f"{args.proba_dir}/{tag}_{args.layer}.npz", proba=proba, test=test,
+                 classes=clf.classes_, y=y[test])
     print(json.dumps(row), flush=True)
     if args.out:
         with open(args.out, "a", encoding="utf-8") as fh:
@@ -121,6 +126,8 @@ def main(argv=None):
     parser.add_argument("--budget-seconds", type=float, default=None,
                         help="start no new LOSO fold after this many seconds")
     parser.add_argument("--out", default=None, help="append JSON lines here")
+    parser.add_argument("--proba-dir", default=None,
+                        help="save each fit's 8 kHz test probabilities here (.npz)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     X, y, speaker, recording = load(args)

@@ -100,10 +100,32 @@ round2_b() {
     --max-time "$(budget 150)" "${TINY_F[@]}"
 }
 
+# Round 3: leave-one-speaker-out ensemble. S4D (all six folds) and Mamba (two lanes of three
+# folds) train at the same time; each fit saves its test probabilities, and
+# examples/loso_ensemble.py averages the two models per fold.
+P="$D/proba"; mkdir -p "$P"
+S4D_LOSO=(--layer s4d --loso --skip-standard --augment "$AUG_LOSO" --epochs 40 --patience 40
+          --dropout 0.15 --weight-decay 0.05 --label-smoothing 0.1 --proba-dir "$P")
+round3_a() {
+  step 500 fsdd_loso_s4d "${F[@]}" "${S4D_LOSO[@]}" "${LOSO_SPEAKERS[@]}" \
+    --max-time "$(budget 45)" "${TINY_F[@]}"
+}
+round3_b() {
+  step 500 fsdd_loso_mamba_1 "${F[@]}" "${MAMBA_LOSO[@]}" "${FOLDS_1[@]}" --proba-dir "$P" \
+    --max-time "$(budget 110)" "${TINY_F[@]}"
+}
+round3_c() {
+  step 500 fsdd_loso_mamba_2 "${F[@]}" "${MAMBA_LOSO[@]}" "${FOLDS_2[@]}" --proba-dir "$P" \
+    --max-time "$(budget 110)" "${TINY_F[@]}"
+}
+
 ROUND=${ROUND:-2}
 LOG="$D/lane_a.log" "round${ROUND}_a" & A=$!
 LOG="$D/lane_b.log" "round${ROUND}_b" & B=$!
-wait "$A" "$B"
+C=
+[ "$ROUND" = 3 ] && { LOG="$D/lane_c.log" round3_c & C=$!; }
+wait "$A" "$B" $C
+[ "$ROUND" = 3 ] && python3 examples/loso_ensemble.py "$P" | tee -a "$S"
 
 { echo "== steps"; cat "$STEPS"; echo "== results ($(( $(date +%s) - T0 )) s in all)"
 } | tee -a "$S"
