@@ -144,12 +144,16 @@ def main():
     ap.add_argument("--variants", default=None,
                     help="comma-separated VARIANTS names: check each against float64, then time "
                          "each and mamba_ssm (fwd and fwd+bwd) instead of the default table")
+    ap.add_argument("--no-mamba", action="store_true",
+                    help="with --variants: ours only (no mamba_ssm build), no float64 checks")
     ap.add_argument("--warm", default=None,
                     help="one VARIANTS name: only compile its kernels (checks and a small "
                          "benchmark-like call) into Triton's cache; run several at once")
     args = ap.parse_args()
     if args.warm:
-        return warm_variant(args.warm)
+        return warm_variant(args.warm, check=not args.no_mamba)
+    if args.variants and args.no_mamba:
+        return run_variants(args.variants.split(","), None, args.json, args.shapes, check=False)
     sys.path.insert(0, args.anchors)
     from mamba_anchor import load_mamba  # noqa: E402  (carried, git-ignored)
     mamba = load_mamba(args.anchors)
@@ -174,8 +178,9 @@ def main():
             def run_ours():
                 return ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7], True)
             r["ours"] = timed(run_ours, grad, reps)  # default chunks and block shapes
-            r["mamba_cuda"] = timed(lambda: mamba.selective_scan_fn(
-                *ins[:5], ins[5], ins[6], ins[7], True), grad, reps)
+            r["mamba_cuda"] = float("nan") if mamba is None else timed(
+                lambda: mamba.selective_scan_fn(*ins[:5], ins[5], ins[6], ins[7], True), grad,
+                reps)
             r["mamba2_ssd"] = timed(lambda: mamba.mamba_chunk_scan_combined(
                 ssd[0], ssd[1], ssd[2], ssd[3], ssd[4], 256, D=ssd[5], z=ssd[6], dt_bias=ssd[7],
                 dt_softplus=True), grad, reps)
@@ -213,40 +218,34 @@ def sweep_configs(b, d, L, N):
     return res
 
 
-#: Candidate launch settings timed side by side (``--variants``): forward chunk with gradients
-#: (``ck``), forward ``(NO, W)`` (``fwd``), backward ``(NO, W)`` (``bwd``; NO None: heuristic),
-#: the backward's approximate math (``fast``), time segments (``seg``: SEGMENT_WARPS, None =
-#: never), register caps (``fwd_cap``, ``bwd_cap``).
+#: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
+KNOBS = ("CHUNK_CK", "FAST_MATH", "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG",
+         "BWD_MAXNREG", "WARP_PARTIALS")
+DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
+
+#: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
+#: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
+#: Round 2 (2026-11-22) measured, with the knobs then: base = no cap, no per-warp partials;
+#: bcap = BWD_MAXNREG 168; bcapwp = + WARP_PARTIALS (now the default, "base" below); bcapwp16 and
+#: bcap16 = dB/dC partials in bfloat16 (no gain, removed); bcapW4 = 4-warp backward.
 VARIANTS = {
     "base": {},
-    "bcap": dict(bwd_cap=168),
-    "bcapwp": dict(bwd_cap=168, warp_parts=True),
-    "wp": dict(warp_parts=True),
-    "bcapwp16": dict(bwd_cap=168, warp_parts=True, parts16=True),
-    "bcap16": dict(bwd_cap=168, parts16=True),
-    "bcapW4": dict(bwd_cap=168, bwd=(None, 4)),
-    "bcap128wp": dict(bwd_cap=128, warp_parts=True),
-    "bcapW4wp": dict(bwd_cap=168, warp_parts=True, bwd=(None, 4)),
-    "noseg8": dict(seg=None, fwd=(8, 4), bwd=(8, 2)),
-    "segf8": dict(fwd=(8, 4), fwd_only=True),
-    "fW2": dict(fwd=(4, 2), fwd_only=True),
-    "fW8": dict(fwd=(4, 8), fwd_only=True),
-    "precise": dict(fast=False),
-    "ck8": dict(ck=8),
-    "fcap128": dict(fwd_cap=128, fwd_only=True),
-    "fnocap": dict(fwd_cap=None, fwd_only=True),
+    "nocap": dict(BWD_MAXNREG=None),
+    "nowp": dict(WARP_PARTIALS=False, BWD_MAXNREG=None),
+    "fnofma": dict(FMA_SCAN=False, fwd_only=True),
+    "fprecise": dict(FWD_FAST_MATH=False, fwd_only=True),
+    "fnocap": dict(FWD_MAXNREG=None, fwd_only=True),
+    "fround1": dict(FMA_SCAN=False, FWD_FAST_MATH=False, FWD_MAXNREG=None, fwd_only=True),
+    "segf8": dict(fwd=(8, 4)),
+    "noseg8": dict(SEGMENT_WARPS=None, fwd=(8, 4), bwd=(8, 2)),
+    "ck8": dict(CHUNK_CK=8),
 }
 
 
 def apply_variant(v, b, d, N):
     """Set the module-level knobs of variant ``v`` for a problem of this size."""
-    ours_mod.CHUNK_CK = v.get("ck", 16)
-    ours_mod.FAST_MATH = v.get("fast", True)
-    ours_mod.SEGMENT_WARPS = v.get("seg", 132 * 12)
-    ours_mod.FWD_MAXNREG = v.get("fwd_cap", 168)
-    ours_mod.BWD_MAXNREG = v.get("bwd_cap")
-    ours_mod.WARP_PARTIALS = v.get("warp_parts", False)
-    ours_mod.PARTIALS_BF16 = v.get("parts16", False)
+    for k in KNOBS:
+        setattr(ours_mod, k, v.get(k, DEFAULTS[k]))
     _common.SCAN_CONFIG_OVERRIDE = None
     _common.SCAN_CONFIG_OVERRIDE_BWD = None
     lanes = 4 if ours_mod.SEGMENT_WARPS else 16
@@ -288,11 +287,13 @@ def load_test_module():
     return test_mod
 
 
-def warm_variant(name):
+def warm_variant(name, check=True):
     """Compile variant ``name``'s kernels (as the checks and timings will use them)."""
     v = VARIANTS[name]
     try:
-        print(f"warm {name}: max rel err {check_variant(v, load_test_module()):.2e}", flush=True)
+        if check:
+            worst = check_variant(v, load_test_module())
+            print(f"warm {name}: max rel err {worst:.2e}", flush=True)
     except Exception as e:  # noqa: BLE001  (the main run reports it again)
         print(f"warm {name}: check FAILED {str(e)[:200]}", flush=True)
     for b, d, L in ((8, 1536, 256), (4, 1024, 2048)):  # as SHAPES: whole rows, and segments
@@ -305,8 +306,9 @@ def warm_variant(name):
     torch.cuda.synchronize()
 
 
-def run_variants(names, mamba, json_path, n_shapes):
-    """Correctness of every variant first, then fwd and fwd+bwd times of each and mamba_ssm."""
+def run_variants(names, mamba, json_path, n_shapes, check=True):
+    """Correctness of every variant first, then fwd and fwd+bwd times of each and mamba_ssm
+    (``mamba`` None: ours only; ``check`` False: no float64 checks)."""
     test_mod = load_test_module()
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 device=torch.cuda.get_device_name(), command=" ".join(sys.argv))
@@ -317,8 +319,8 @@ def run_variants(names, mamba, json_path, n_shapes):
     except Exception as e:  # noqa: BLE001
         print(f"ceilings failed: {str(e)[:200]}", flush=True)
     res = dict(meta=meta, check={}, rows=[])
-    ok = []
-    for name in names:
+    ok = [] if check else list(names)
+    for name in names if check else ():
         try:
             res["check"][name] = check_variant(VARIANTS[name], test_mod)
             ok.append(name)
@@ -331,8 +333,9 @@ def run_variants(names, mamba, json_path, n_shapes):
             ins = make_inputs(b, d, L, N, grad)
             reps = (10, 100) if L * b * d < 2e9 else (3, 30)
             r = dict(shape=(b, d, L, N), mode="fwd+bwd" if grad else "fwd")
-            r["mamba_cuda"] = timed(lambda: mamba.selective_scan_fn(
-                *ins[:5], ins[5], ins[6], ins[7], True), grad, reps)
+            r["mamba_cuda"] = float("nan") if mamba is None else timed(
+                lambda: mamba.selective_scan_fn(*ins[:5], ins[5], ins[6], ins[7], True), grad,
+                reps)
             for name in ok:
                 if grad and VARIANTS[name].get("fwd_only"):
                     continue

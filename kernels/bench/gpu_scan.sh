@@ -3,40 +3,48 @@
 # anchor (~190 s) and compile every candidate in VARIANTS into Triton's cache (one process
 # each), then the scan's GPU tests; then every candidate checked against float64 and timed side
 # by side with mamba_ssm's CUDA kernel (kernels/bench/bench_selective_scan.py --variants).
+# QUICK=1: timings of our candidates only (no anchor build, no tests, no checks; ~2-3 min).
 # Run from the repository root on the GPU machine, carrying `.whl` and `.anchors`:
 #   bash kernels/bench/gpu_scan.sh [variant,variant,...]
-# Output: four files in $OUT/scan/ (setup.log, pytest_cuda.log, variants.log, variants.json).
-# Strict timeouts keep it under ~6 minutes.
+# Output: at most four files in $OUT/scan/ (setup.log, pytest_cuda.log, variants.log,
+# variants.json). Strict timeouts keep it under ~6 minutes (QUICK: ~3).
 set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
-VARIANTS=${1:-base,bcap,bcapwp,bcapwp16,bcap16,bcapW4,noseg8,segf8,fcap128}
+QUICK=${QUICK:-0}
+VARIANTS=${1:-base,nocap,segf8,fnofma,fprecise,fnocap,fround1}
+BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
+QFLAG=""; WT=110; BT=150
+[ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-deps --no-build-isolation -e . > /tmp/scan_pip.log 2>&1 || exit 1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$SETUP"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$SETUP"
-# the anchor's build is cached under /tmp: the benchmark below reuses it
-(MAX_JOBS=8 timeout 240 python3 -c "import sys; sys.path.insert(0, '.anchors'); \
+BUILD=""
+if [ "$QUICK" != 1 ]; then  # the anchor's build is cached under /tmp: the benchmark reuses it
+    (MAX_JOBS=8 timeout 240 python3 -c "import sys; sys.path.insert(0, '.anchors'); \
 from mamba_anchor import load_mamba; load_mamba('.anchors')" > /tmp/scan_anchor.log 2>&1) &
-BUILD=$!
+    BUILD=$!
+fi
 WARM=()
 for v in ${VARIANTS//,/ }; do
-    (timeout 110 python3 -m ssmsignal.kernels.bench.bench_selective_scan --warm "$v" \
-        > "/tmp/scan_warm_$v.log" 2>&1) &
+    (timeout $WT $BENCH --warm "$v" $QFLAG > "/tmp/scan_warm_$v.log" 2>&1) &
     WARM+=($!)
 done
 wait "${WARM[@]}"
 for v in ${VARIANTS//,/ }; do tail -3 "/tmp/scan_warm_$v.log"; done >> "$SETUP"
-timeout 70 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE -x \
-    -k "not every_block_shape" tests/kernels/test_triton_selective_scan.py \
-    > "$LOG/pytest_cuda.log" 2>&1
-echo "pytest rc=$?" | tee -a "$SETUP"; tail -3 "$LOG/pytest_cuda.log"
-wait $BUILD; echo "anchor build rc=$?" | tee -a "$SETUP"; cat /tmp/scan_anchor.log >> "$SETUP"
-timeout 150 python3 -m ssmsignal.kernels.bench.bench_selective_scan --variants "$VARIANTS" \
-    --json "$LOG/variants.json" > "$LOG/variants.log" 2>&1
+if [ "$QUICK" != 1 ]; then
+    timeout 70 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE -x \
+        -k "not every_block_shape" tests/kernels/test_triton_selective_scan.py \
+        > "$LOG/pytest_cuda.log" 2>&1
+    echo "pytest rc=$?" | tee -a "$SETUP"; tail -3 "$LOG/pytest_cuda.log"
+    wait $BUILD; echo "anchor build rc=$?" | tee -a "$SETUP"; cat /tmp/scan_anchor.log >> "$SETUP"
+fi
+timeout $BT $BENCH --variants "$VARIANTS" $QFLAG --json "$LOG/variants.json" \
+    > "$LOG/variants.log" 2>&1
 echo "bench rc=$?"
 tail -10 "$LOG/variants.log"

@@ -44,6 +44,14 @@ def scan_combine(a1, b1, a2, b2):
 
 
 @triton.jit
+def scan_combine_mul(a1, b1, a2, b2):
+    """:func:`scan_combine` written ``a2 * b1 + b2``: the compiler picks which product to fuse
+    (it fused ``b2``'s, a multiply plus a multiply-add per step on the dependency chain). Kept
+    for the side-by-side benchmark (``selective_scan.FMA_SCAN``)."""
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
 def adjoint_combine(a_late, k_late, m_late, a_early, k_early, m_early):
     """Compose segments of the adjoint recurrence ``g_t = c_t + a_{t+1} g_{t+1}`` (reverse scan).
 

@@ -195,8 +195,8 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         else:
             dB = sum_channels(gs * dtu)  # (1, NO, 1, NI, T)
             dC = sum_channels(hs * dy)
-        store_masked(dB_ptr + part_off + tt, dB.to(dB_ptr.dtype.element_ty), (tt < L) & n_ok, EVEN)
-        store_masked(dC_ptr + part_off + tt, dC.to(dC_ptr.dtype.element_ty), (tt < L) & n_ok, EVEN)
+        store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
+        store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
         c -= 1
     store_masked(dA_ptr + (prow * dim + ch) * N + n, dA_acc, state_mask, EVEN)
     out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)

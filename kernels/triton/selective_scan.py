@@ -26,8 +26,8 @@ import triton.language as tl
 
 from ..reference import expand_groups
 from ._common import (LOG2E, axis_t, block_channels, check_device_dtypes, dummy, load_or_zero,
-                      new_buffer, row, row_params, scan_combine, scan_config, scan_program,
-                      store_masked, sum_states)
+                      new_buffer, row, row_params, scan_combine, scan_combine_mul, scan_config,
+                      scan_program, store_masked, sum_states)
 from ._selective_scan_bwd import adjoint_local_kernel, bwd_kernel, sigmoid, softplus_sigmoid
 
 __all__ = ["selective_scan"]
@@ -45,6 +45,12 @@ CHUNK_BWD = 8
 FAST_MATH = True
 
 
+#: The forward kernel's own switches for the benchmark: fast math (with FAST_MATH) and the
+#: ``tl.fma`` scan step.
+FWD_FAST_MATH = True
+FMA_SCAN = True
+
+
 def _fast():
     return FAST_MATH and os.environ.get("TRITON_INTERPRET", "") != "1"
 #: Time segments: when the (rows x channel blocks) programs give fewer warps than this, the
@@ -58,13 +64,10 @@ SEGMENT_MIN_STEPS = 1024
 #: the forward kernel needs 174 without a cap, i.e. two 4-warp programs per multiprocessor
 #: instead of three at 168 (5 spilled registers, sm_90 SASS).
 FWD_MAXNREG = 168
-BWD_MAXNREG = None
+BWD_MAXNREG = 168
 #: dB, dC partial sums per warp instead of per program (no cross-warp reduction in the
 #: backward kernel; W times the partial buffers, summed by torch).
-WARP_PARTIALS = False
-#: dB, dC partial sums stored in bfloat16 when the inputs are 16-bit (half the bytes; each
-#: partial then carries a 2^-9 relative rounding, below the bfloat16/float16 output's own).
-PARTIALS_BF16 = False
+WARP_PARTIALS = True
 
 
 def _cap(maxnreg):
@@ -83,7 +86,7 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                 SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
                 EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
-                FAST: tl.constexpr):
+                FAST: tl.constexpr, FMA: tl.constexpr):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -138,7 +141,10 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
         b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
-        _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
+        if FMA:
+            _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
+        else:
+            _, hs = tl.associative_scan((a, b), 4, scan_combine_mul)
         h = row(hs, t, T - 1)  # (DL, NO, W, NI, 1) state after the chunk
         if LOCAL:
             sdt += tl.sum(dt, axis=4, keep_dims=True)
@@ -244,8 +250,9 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     sizes = (g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"], n_ck,
              g["seg_chunks"], n_seg)
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
-                **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"], FAST=_fast(),
-                num_warps=g["W"], **_cap(FWD_MAXNREG))
+                **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
+                FAST=_fast() and FWD_FAST_MATH, FMA=FMA_SCAN, num_warps=g["W"],
+                **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
         h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
@@ -269,10 +276,8 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     ddelta = new_buffer(delta.shape, delta.dtype, u.device)  # (b, d, L)
     dz = new_buffer(z.shape, z.dtype, u.device) if z is not None else dummy(u)  # (b, d, L)
     n_parts = g["n_blocks"] * (g["W"] if WARP_PARTIALS else 1)
-    part = dict(device=u.device, dtype=torch.bfloat16 if PARTIALS_BF16 and u.element_size() == 2
-                else torch.float32)
-    dB_part = new_buffer((b, n_parts, N, L), **part)  # per channel block (or warp), summed below
-    dC_part = new_buffer((b, n_parts, N, L), **part)
+    dB_part = new_buffer((b, n_parts, N, L), **f32)  # per channel block (or warp), summed below
+    dC_part = new_buffer((b, n_parts, N, L), **f32)
     dA_part = new_buffer((b * n_seg, d, N), **f32)  # per batch row and segment, summed below
     dD_part = new_buffer((b * n_seg, d), **f32)
     dbias_part = new_buffer((b * n_seg, d), **f32)
@@ -299,8 +304,8 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         WARP_PARTS=WARP_PARTIALS, **meta, **_cap(BWD_MAXNREG))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = n_parts // G
-    dB = dB_part.view(b, G, per_group, N, L).sum(2, dtype=torch.float32)  # (b, G, N, L)
-    dC = dC_part.view(b, G, per_group, N, L).sum(2, dtype=torch.float32)  # (b, G, N, L)
+    dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
+    dC = dC_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
     return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0), dz if z is not None else None,
             dbias_part.sum(0))
 
