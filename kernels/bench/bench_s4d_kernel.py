@@ -209,9 +209,9 @@ def cauchy_rows(M, N, L, quick):
     return rows
 
 
-def layer_rows(batch, H, L, overrides=None):
-    """The S4D layer three ways; the fused path with ``overrides`` of the fused kernels' settings
-    (the fastest variant of :func:`conv_rows` in the same run)."""
+def layer_rows(batch, H, L, overrides=None, only_fused=False):
+    """The S4D layer three ways (or only the fused path); the fused path with ``overrides`` of
+    the fused kernels' settings (the fastest variant of :func:`conv_rows` in the same run)."""
     try:
         from ssmsignal.layers import S4D, s4d
     except ImportError as exc:
@@ -224,7 +224,7 @@ def layer_rows(batch, H, L, overrides=None):
     paths = [("triton", True, "Triton path, fused s4d_conv"),
              ("triton", False, "Triton path, kernel + FFT"),
              ("torch", True, "SSMSIGNAL_BACKEND=torch")]
-    for backend, fused, name in paths:
+    for backend, fused, name in paths[:1] if only_fused else paths:
         os.environ["SSMSIGNAL_BACKEND"] = backend
         s4d.FUSED_CONV = fused
         saved = with_overrides(convmod, overrides or {})
@@ -240,6 +240,8 @@ def layer_rows(batch, H, L, overrides=None):
                          fwdbwd_ms=ms_b, fwdbwd_peak_MB=_mb(mem_b), note=note))
     s4d.FUSED_CONV = True
     os.environ.pop("SSMSIGNAL_BACKEND")
+    if only_fused:
+        return rows
     base = rows[-1]
     for r in rows[:-1]:
         r["note"] = (r["note"] or "") + (f"vs torch: fwd {base['fwd_ms'] / r['fwd_ms']:.2f}x, "
@@ -255,11 +257,10 @@ def old_conv(u, log_z, coef, D):
 
 #: Variants of the fused convolution timed after the shipped one: overrides of module attributes
 #: of ``ssmsignal.kernels.triton.s4d_conv`` (block shapes ``(NO, W)``, chunk lengths).
-CONV_SWEEP = [{"CONFIG": {"fwd": (4, 2), "bwd": (4, 2)}},
-              {"CONFIG": {"fwd": (4, 1), "bwd": (4, 1)}},
-              {"CONFIG": {"fwd": (8, 4), "bwd": (8, 4)}},
-              {"CONFIG": {"fwd": (8, 2), "bwd": (8, 2)}},
-              {"CHUNK_FWD": 32, "CHUNK_BWD": 4}]
+CONV_SWEEP = [{"CONFIG": {"fwd": (4, 4), "bwd": (4, 4)}},
+              {"CONFIG": {"fwd": (4, 1), "bwd": (8, 1)}},
+              {"CONFIG": {"fwd": (4, 1), "bwd": (16, 2)}},
+              {"CHUNK_FWD": 8, "CHUNK_BWD": 16}]
 
 
 def conv_rows(batch, H, L, N, bw, quick):
@@ -400,6 +401,9 @@ def main():
     best = best_fused(conv)
     print(f"fastest fused settings (fwd from the best forward, bwd from the best backward): {best}")
     rows += conv + layer_rows(*layer_shape, best)
+    if args.s4d_conv:  # the shipped settings once more, after everything else (spread)
+        rows += layer_rows(*layer_shape, only_fused=True)
+        rows[-1]["impl"] += " (shipped, again)"
     if args.s4d_conv and args.profile_layer:
         saved = with_overrides(convmod, best)
         layer_profile(*layer_shape)
