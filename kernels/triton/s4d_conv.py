@@ -49,16 +49,17 @@ from ._common import check_device_dtypes, dummy, new_buffer
 
 __all__ = ["s4d_conv"]
 
-#: Time steps per chunk, forward and backward.
+#: Time steps per chunk, forward and backward; the backward halves its chunk when a thread
+#: holds more than 4 modes (16 steps x 8 modes spill registers in the loop).
 CHUNK_FWD = 16
-CHUNK_BWD = 8
+CHUNK_BWD = 16
 #: Steps between two rho corrections of the carried state (a multiple of both chunks).
 RHO_SPAN = 32
 #: ``(NO, W)`` (lanes per channel along the modes, warps per program) of the forward and the
 #: backward kernel; NO grows for more modes (:data:`MAX_MODES`) and for small problems.
-#: Measured on the H100 at b16 H256 L16384 N32 (NOTES.md, round 2): forward (4, 1) 1.11 ms
-#: (NO = 8: 1.28), backward (8, 2) 2.07 ms (NO = 4: 2.6; 255 registers, one warp per
-#: scheduler).
+#: Measured on the H100 at b16 H256 L16384 N32 (NOTES.md, rounds 2 and 3): forward (4, 1)
+#: 1.12 ms (NO = 8: 1.28), backward (8, 2) 2.09 ms with 8-step chunks, 1.94 ms with 16
+#: (NO = 4: 2.6; 255 registers, one warp per scheduler).
 CONFIG = {"fwd": (4, 1), "bwd": (8, 2)}
 #: Most modes per thread: 8 (at most 168 registers forward; the backward reaches 255 but
 #: spills only outside its loop: sm_90 report in NOTES.md).
@@ -270,17 +271,18 @@ def _backward(dy, u, tab, log_z, coef, D):
     b, L, H = u.shape
     P, _, N = log_z.shape
     NI, NO, W, DL = _config(b, H, N, "bwd")
-    every = _rho_every(CHUNK_BWD)
-    if every * CHUNK_BWD != _rho_every(CHUNK_FWD) * CHUNK_FWD:  # other span: other rho
-        tab = _tables(log_z, coef, every * CHUNK_BWD)  # (6, P, H, N)
+    T = CHUNK_BWD if NI <= 4 else max(1, CHUNK_BWD // 2)
+    every = _rho_every(T)
+    if every * T != _rho_every(CHUNK_FWD) * CHUNK_FWD:  # other span: other rho
+        tab = _tables(log_z, coef, every * T)  # (6, P, H, N)
     du = new_buffer(u.shape, u.dtype, u.device)  # (b, L, H)
     sums = new_buffer((4, b, H, N), torch.float32, u.device)  # Re/Im of S1, S2 per row
     dD = new_buffer((b, H), torch.float32, u.device)  # per row
     _bwd_kernel[(triton.cdiv(H, W * DL), b)](
         u, dy, tab, D if D is not None else dummy(u), du, sums, dD, L, H, N,
-        H * N if P > 1 else 0, P * H * N, b * H * N, triton.cdiv(L, CHUNK_BWD),
-        T=CHUNK_BWD, NI=NI, NO=NO, W=W, DL=DL, HAS_D=D is not None,
-        EVEN=L % CHUNK_BWD == 0 and H % (W * DL) == 0, RHO_EVERY=every, num_warps=W)
+        H * N if P > 1 else 0, P * H * N, b * H * N, triton.cdiv(L, T),
+        T=T, NI=NI, NO=NO, W=W, DL=DL, HAS_D=D is not None,
+        EVEN=L % T == 0 and H % (W * DL) == 0, RHO_EVERY=every, num_warps=W)
     if P == 1:  # parameters shared by the batch: reduce the per-row sums
         sums = sums.sum(1, keepdim=True)  # (4, 1, H, N)
     s1 = torch.complex(sums[0], sums[1])  # (P, H, N)
