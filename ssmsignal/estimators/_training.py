@@ -84,7 +84,8 @@ class TrainConfig:
         Time budget in seconds. After every epoch the number of epochs is re-planned as the
         epochs done plus as many more as fit in the remaining time at the last epoch's
         duration (never more than ``max_epochs``), and the cosine schedule is stretched or
-        shrunk to end with that plan. Training stops once the plan is reached. At least two
+        shrunk to end with that plan (a warm-up still running is re-sized to
+        ``warmup_fraction`` of the plan). Training stops once the plan is reached. At least two
         epochs run (the first may include one-time costs such as kernel compilation).
     """
 
@@ -316,7 +317,8 @@ def _run_epochs(module, loss_fn, make_batches, config, validate, optimizer, base
             planned = _plan_epochs(epoch, row["time"], time.perf_counter() - run_started,
                                    config)
             total_steps = steps_per_epoch * planned  # the cosine now ends with the plan
-            warmup = min(warmup, total_steps - 1)
+            if step < warmup:  # still warming up: over warmup_fraction of the plan instead
+                warmup = int(round(config.warmup_fraction * total_steps))
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
                          if k in ("train_loss", "val_loss", "val_score")})
         logger.debug("epoch %d: %s", epoch, row)

@@ -169,3 +169,19 @@ def test_estimator_max_time(tones, tiny):
     assert len(clf.history_) == 1
     with pytest.raises(ValueError, match="max_time"):
         S4Classifier(**tiny, max_time=0).fit(X, y)
+
+
+def test_max_time_rescales_the_warmup_with_the_plan(monkeypatch):
+    # max_epochs far above what the budget allows (the intended use): warm-up must shrink
+    # with the plan too, else it spans the whole plan and the rate never decays
+    from ssmsignal.estimators import _training
+
+    monkeypatch.setattr(_training, "_plan_epochs", lambda epoch, t, elapsed, config: 5)
+    X, Y = _regression_problem()
+    result = train_module(torch.nn.Linear(3, 1), _mse, _batches(X, Y),
+                          TrainConfig(max_epochs=100, lr=1e-2, random_state=0,
+                                      warmup_fraction=0.1, max_time=60.0))
+    lrs = [row["lr"] for row in result.history]  # last step of each epoch (4 steps each)
+    assert len(lrs) == 5 and result.stopped_early
+    assert lrs[1] > 0.5e-2  # warmed up (2 of the 20 planned steps), near the peak
+    assert lrs[-1] < 0.02e-2  # the cosine ends with the plan
