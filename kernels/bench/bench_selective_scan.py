@@ -220,22 +220,24 @@ def sweep_configs(b, d, L, N):
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
 KNOBS = ("CHUNK_CK", "FAST_MATH", "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG",
-         "BWD_MAXNREG", "WARP_PARTIALS")
+         "BWD_MAXNREG", "WARP_PARTIALS", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
 #: Round 2 (2026-11-22) measured, with the knobs then: base = no cap, no per-warp partials;
 #: bcap = BWD_MAXNREG 168; bcapwp = + WARP_PARTIALS (now the default, "base" below); bcapwp16 and
-#: bcap16 = dB/dC partials in bfloat16 (no gain, removed); bcapW4 = 4-warp backward.
+#: bcap16 = dB/dC partials in bfloat16 (no gain, removed); bcapW4 = 4-warp backward. Round 3
+#: (ours only) measured "base" = bcapwp with a fast-math forward and NO <= 4 in the forward;
+#: the shipped defaults take its "fprecise" forward and its "segf8" block shape for small b * d.
 VARIANTS = {
     "base": {},
     "nocap": dict(BWD_MAXNREG=None),
     "nowp": dict(WARP_PARTIALS=False, BWD_MAXNREG=None),
     "fnofma": dict(FMA_SCAN=False, fwd_only=True),
-    "fprecise": dict(FWD_FAST_MATH=False, fwd_only=True),
+    "ffast": dict(FWD_FAST_MATH=True, fwd_only=True),
     "fnocap": dict(FWD_MAXNREG=None, fwd_only=True),
-    "fround1": dict(FMA_SCAN=False, FWD_FAST_MATH=False, FWD_MAXNREG=None, fwd_only=True),
+    "fround1": dict(FMA_SCAN=False, FWD_MAXNREG=None, fwd_only=True),
     "segf8": dict(fwd=(8, 4)),
     "noseg8": dict(SEGMENT_WARPS=None, fwd=(8, 4), bwd=(8, 2)),
     "ck8": dict(CHUNK_CK=8),

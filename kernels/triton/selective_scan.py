@@ -45,9 +45,9 @@ CHUNK_BWD = 8
 FAST_MATH = True
 
 
-#: The forward kernel's own switches for the benchmark: fast math (with FAST_MATH) and the
-#: ``tl.fma`` scan step.
-FWD_FAST_MATH = True
+#: The forward kernel's own switches: fast math (with FAST_MATH; measured slower in the forward,
+#: 0.498 vs 0.469 ms at (8, 1536, 4096, 16), so off) and the ``tl.fma`` scan step.
+FWD_FAST_MATH = False
 FMA_SCAN = True
 
 
@@ -59,6 +59,10 @@ def _fast():
 SEGMENT_WARPS = 132 * 12
 #: Shortest segment (steps).
 SEGMENT_MIN_STEPS = 1024
+#: Lanes per channel (NO) the forward pass may take before it splits the sequence (the backward
+#: takes 4): measured on the H100, NO = 8 without segments beat NO = 4 with segments at
+#: (16, 256, 16000, 16) and (4, 1024, 65536, 16) (kernels/NOTES.md, round 3).
+FWD_MAX_LANES = 8
 #: Register caps (``maxnreg``) of the forward and backward kernels on the GPU; None: the
 #: compiler's choice. Fewer registers, more warps per multiprocessor (65536 registers each):
 #: the forward kernel needs 174 without a cap, i.e. two 4-warp programs per multiprocessor
@@ -196,7 +200,8 @@ def _geometry(u, A, B, T, seq_lengths, backward=False):
     b, d, L = u.shape
     N, G = A.shape[1], B.shape[1]
     seg = SEGMENT_WARPS is not None
-    NI, NO, W, DL = scan_config(b, d, N, backward, max_lanes=4 if seg else 16)
+    lanes = (4 if backward else FWD_MAX_LANES) if seg else 16
+    NI, NO, W, DL = scan_config(b, d, N, backward, max_lanes=lanes)
     block_ch = block_channels(W * DL, d // G, G)
     even = (L % T == 0 and L > 0 and block_ch == W * DL and d % block_ch == 0 and N == NI * NO
             and seq_lengths is None)
