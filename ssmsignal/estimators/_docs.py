@@ -61,10 +61,10 @@ _COMMON_PARAMS = """d_model : int, default=64
     max_time : float or None, default=None
         Training time budget in seconds. After every epoch the number of epochs is re-planned
         from the last epoch's duration (at most ``max_epochs``) and the learning-rate schedule
-        (warm-up and cosine) is rescaled to end with the plan; at least two epochs run (the first may
-        include one-time costs such as kernel compilation). None: no budget. With a budget the
-        number of epochs depends on the machine's speed, so the same seed may give different
-        models on different machines."""
+        (warm-up and cosine) is rescaled to end with the plan; at least two epochs run (the
+        first may include one-time costs such as kernel compilation). None: no budget. With a
+        budget the number of epochs depends on the machine's speed, so the same seed may give
+        different models on different machines."""
 
 _ATTRIBUTES = """Attributes
     ----------
