@@ -48,6 +48,15 @@ def _json_scalar(value):
     return value
 
 
+def _json_value(value):
+    """:func:`_json_scalar` also inside dicts, lists, tuples and arrays (e.g. ``augment``)."""
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_value(v) for v in list(value)]
+    return _json_scalar(value)
+
+
 def encode_labels(labels: np.ndarray) -> dict:
     """``{"dtype": ..., "values": [...]}`` for a 1-D label array (see the module docstring)."""
     labels = np.asarray(labels)
@@ -77,7 +86,7 @@ def _encode_param(name, value):
         return None  # not JSON-able; the fitted weights do not depend on it any more
     if isinstance(value, torch.device):
         return str(value)
-    value = _json_scalar(value)
+    value = _json_value(value)
     json.dumps(value)  # raises TypeError for anything else
     return value
 

@@ -188,6 +188,17 @@ def test_augment_survives_save_and_load(tmp_path, tones, tiny):
     np.testing.assert_array_equal(back.predict(X), clf.predict(X))
 
 
+def test_augment_with_numpy_values_saves(tmp_path, tones, tiny):
+    X, y = tones  # numpy scalars and arrays pass check_augment, so save must take them too
+    augment = {"crop": np.float32(0.1), "snr_db": np.array([20.0, 40.0])}
+    clf = S4Classifier(augment=augment, **tiny).fit(X, y)
+    clf.save(tmp_path / "m")
+    back = S4Classifier.load(tmp_path / "m")
+    assert back.augment == {"crop": pytest.approx(0.1), "snr_db": [20.0, 40.0]}
+    assert check_augment(back.augment) == check_augment(augment)
+    back.set_params(warm_start=True).fit(X, y)  # a loaded model trains on, augmented
+
+
 def test_label_smoothing_changes_the_training_loss_only(tones, tiny):
     clf = S4Classifier(label_smoothing=0.2, **tiny)
     clf.classes_ = np.array([0, 1])
