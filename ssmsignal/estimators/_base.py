@@ -132,6 +132,7 @@ class BaseSSMEstimator(BaseEstimator):
 
     def _fit(self, X, y, sampling_rate=None, *, partial: bool = False, classes=None):
         self._validate_params()
+        check_augment(self.augment)  # bad values raise before a refit touches fitted state
         fitted = hasattr(self, "module_")
         continuing = fitted and (partial or self.warm_start)
         batch = check_series(X, n_channels=self.n_channels_ if continuing else None)

@@ -155,6 +155,17 @@ def test_bad_augment_values_are_refused(augment, message, tones, tiny):
         S4Classifier(augment=augment, **tiny).fit(X, y)
 
 
+def test_bad_augment_leaves_a_fitted_model_intact(tones, tiny):
+    X, y = tones
+    clf = S4Classifier(**tiny).fit(X, y)
+    before = clf.predict(X)
+    clf.set_params(augment={"speeed": 0.1})
+    with pytest.raises(ValueError, match="unknown key"):
+        clf.fit(X, np.where(y == y[0], "a", "b"))  # a refit on other labels
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+    np.testing.assert_array_equal(clf.predict(X), before)
+
+
 def test_bad_augment_type_is_refused(tones, tiny):
     X, y = tones
     with pytest.raises(ValueError, match="augment"):
