@@ -51,7 +51,15 @@ _HALF_TAPS = 8  # input samples read on each side of the output position
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Validated augmentation settings (0 / None: that transform is off)."""
+    """Validated augmentation settings (0 / None: that transform is off).
+
+    Attributes
+    ----------
+    crop, speed, rate, gain_db : float
+        The dict values of the same names (see the module docstring), as floats.
+    snr_db : tuple of float or None
+        ``(low, high)`` decibels; a single number ``s`` becomes ``(s, s)``.
+    """
 
     crop: float = 0.0
     speed: float = 0.0
@@ -200,6 +208,7 @@ def augment_batch(x: torch.Tensor, lengths: torch.Tensor, cfg: AugmentConfig):
     lengths : torch.Tensor
         ``(b,)`` valid lengths.
     cfg : AugmentConfig
+        From :func:`check_augment`.
 
     Returns
     -------
