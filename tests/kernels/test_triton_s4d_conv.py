@@ -55,8 +55,13 @@ def check_op(u, log_z, coef, D, gen, with_d=True):
         assert_close(name, g, w)
 
 
-def _device():
-    return "cuda" if torch.cuda.is_available() and not INTERPRET else "cpu"
+def rel_err(got, want):
+    """Relative Frobenius error; inf when ``got`` has NaN/inf (so it never passes)."""
+    got = torch.view_as_real(got) if got.is_complex() else got
+    want = torch.view_as_real(want) if want.is_complex() else want
+    if not torch.isfinite(got).all():
+        return math.inf
+    return ((got.double() - want).norm() / want.norm()).item()
 
 
 # ---- interpreter subset (CPU; run in a subprocess by test_interpreter_subset) ---------------
@@ -65,7 +70,7 @@ def _device():
 @needs_interpreter
 @pytest.mark.parametrize("b,L,H,N,batched,with_d", [
     (2, 1, 3, 5, False, True), (2, 17, 5, 4, True, True), (1, 100, 7, 8, False, False),
-    (3, 33, 37, 6, False, True), (2, 48, 32, 8, False, True)])  # last: unmasked (EVEN) kernels
+    (2, 33, 13, 6, False, True), (2, 48, 32, 8, False, True)])  # last: unmasked (EVEN) kernels
 def test_interpret_op(b, L, H, N, batched, with_d, monkeypatch):
     poison(monkeypatch)
     gen = torch.Generator().manual_seed(100 * L + H + N + batched)
@@ -75,20 +80,27 @@ def test_interpret_op(b, L, H, N, batched, with_d, monkeypatch):
 @pytest.mark.interpret
 @needs_interpreter
 def test_interpret_slow_modes(monkeypatch):
-    """Barely decaying modes over 40 chunks: without the per-chunk rho correction fl(z)^t drifts
-    by t roundings (measured: rel err 7e-6 without it, 4e-7 with it; bound here 2e-6)."""
+    """Barely decaying modes over 30 chunks: without the rho corrections fl(z)^t drifts by t
+    roundings. Measured (relative errors of y, du, dlog_z, dcoef): <= 7.6e-7 with them; without
+    the forward's 5e-6 on y, without the backward's 4.5e-6..9.2e-6 on the gradients."""
     from ssmsignal.kernels.triton.s4d_conv import s4d_conv
 
     poison(monkeypatch)
     gen = torch.Generator().manual_seed(5)
-    u, log_z, coef, D = make_inputs(1, 640, 3, 4, False, "cpu", gen, decay=2e-4)
-    y = s4d_conv(u, log_z, coef, D)  # (1, 640, 3)
-    want = reference.s4d_conv(u.double(), log_z.to(torch.complex128), coef.to(torch.complex128),
-                              D.double())
-    assert torch.isfinite(y).all()
-    rel = ((y.double() - want).norm() / want.norm()).item()
-    assert rel < 2e-6, f"rel err {rel:.2e}"
-    check_op(u, log_z, coef, D, gen)
+    u, log_z, coef, D = make_inputs(1, 480, 3, 4, False, "cpu", gen, decay=2e-4)
+    leaves = [t.clone().requires_grad_() for t in (u, log_z, coef, D)]
+    y = s4d_conv(*leaves)  # (1, 480, 3)
+    grad = torch.randn(y.shape, generator=gen)
+    got = torch.autograd.grad(y, leaves, grad)
+    wide = [t.detach().to(torch.complex128 if t.is_complex() else torch.float64).requires_grad_()
+            for t in leaves]
+    want_y = reference.s4d_conv(*wide)
+    want = torch.autograd.grad(want_y, wide, grad.double())
+    for name, g, w in zip(("y", "du", "dlog_z", "dcoef"), (y.detach(), *got[:3]),
+                          (want_y.detach(), *want[:3])):
+        err = rel_err(g, w)
+        assert err < 2e-6, f"{name}: rel err {err:.2e}"
+    assert_close("dD", got[3], want[3])
 
 
 @pytest.mark.interpret
@@ -234,15 +246,6 @@ def test_cuda_bf16_input_and_determinism():
         runs.append([t.grad for t in leaves])
     for g1, g2 in zip(*runs):
         assert torch.equal(g1, g2)
-
-
-def rel_err(got, want):
-    """Relative Frobenius error; inf when ``got`` has NaN/inf (so it never passes)."""
-    got = torch.view_as_real(got) if got.is_complex() else got
-    want = torch.view_as_real(want) if want.is_complex() else want
-    if not torch.isfinite(got).all():
-        return math.inf
-    return ((got.double() - want).norm() / want.norm()).item()
 
 
 @pytest.mark.cuda
