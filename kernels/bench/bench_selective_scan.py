@@ -12,6 +12,10 @@ bandwidth measured in the same run, and the ``exp2`` count over the exp2 rate me
 same run by a register-only Triton kernel.
 
 Run on the GPU machine: ``python -m ssmsignal.kernels.bench.bench_selective_scan [--json F]``.
+``--variants a,b,...`` instead checks each candidate of :data:`VARIANTS` (launch settings of
+``selective_scan``) against float64 and times it beside mamba_ssm's CUDA kernel, with a
+forward/backward breakdown; ``--warm NAME`` only compiles one candidate (several processes at
+once fill Triton's cache first); ``kernels/bench/gpu_scan.sh`` runs the whole round.
 """
 
 from __future__ import annotations
@@ -140,7 +144,6 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--anchors", default=".anchors")
     ap.add_argument("--shapes", type=int, default=len(SHAPES))
-    ap.add_argument("--sweep", action="store_true", help="also time block shapes (NO, W)")
     ap.add_argument("--variants", default=None,
                     help="comma-separated VARIANTS names: check each against float64, then time "
                          "each and mamba_ssm (fwd and fwd+bwd) instead of the default table")
@@ -194,28 +197,6 @@ def main():
                 save_json(args.json, dict(meta=meta, rows=rows))
             del ins, ssd
             torch.cuda.empty_cache()
-        if args.sweep and i < 2:
-            meta.setdefault("sweeps", {})[str((b, d, L, N))] = sweep_configs(b, d, L, N)
-            if args.json:
-                save_json(args.json, dict(meta=meta, rows=rows))
-
-
-def sweep_configs(b, d, L, N):
-    """Forward and forward+backward time of each (lanes per channel NO, warps W) block shape."""
-    res = {}
-    for grad in (False, True):
-        ins = make_inputs(b, d, L, N, grad)
-        for NO in (4, 8, 16):
-            for W in (2, 4):
-                _common.SCAN_CONFIG_OVERRIDE = (NO, W)
-                res[f"{'fb' if grad else 'f'} NO={NO} W={W}"] = timed(
-                    lambda: ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7], True),
-                    grad, (5, 50))
-        _common.SCAN_CONFIG_OVERRIDE = None
-        del ins
-    print(f"sweep {(b, d, L, N)}: " + ", ".join(f"{k}: {v:.3f}" for k, v in res.items()),
-          flush=True)
-    return res
 
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.

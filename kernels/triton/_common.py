@@ -199,9 +199,9 @@ def scan_config(batch, dim, N, backward=False, max_lanes=16):
     ``NO`` (lanes per channel along the states) grows from 4 while there are few channels, so
     that the GPU still gets about 8 warps per multiprocessor (H100: 132 of them); capped at 16.
     ``W`` (warps per program): 4 for the forward pass, 2 for the register-heavy backward pass.
-    Chosen from the block-shape sweep of ``kernels/bench/bench_selective_scan.py --sweep``
-    (``kernels/NOTES.md``). ``max_lanes`` caps ``NO`` (4: the selective scan splits the
-    sequence into segments instead).
+    Chosen from block-shape sweeps (``kernels/bench/bench_selective_scan.py --variants``;
+    ``kernels/NOTES.md``). ``max_lanes`` caps ``NO`` (the selective scan splits the sequence
+    into segments instead of going further).
     """
     NP = max(1, triton.next_power_of_2(N))
     if backward and SCAN_CONFIG_OVERRIDE_BWD is not None:

@@ -1,19 +1,25 @@
 """Selective scan (Mamba's S6 recurrence) in Triton: forward, backward, autograd wrapper.
 
 Same arguments and meaning as :func:`ssmsignal.kernels.reference.selective_scan` (the
-specification). One program owns one batch row and a block of channels; the state of all its
-channels (``(BD, N)`` float32) stays in registers while a loop walks over the sequence in chunks
-of ``T`` steps; inside a chunk the recurrence is a ``tl.associative_scan`` whose axis lies in one
-thread's registers (see :mod:`ssmsignal.kernels.triton._common` for the layout), so it compiles to
-a plain sequential loop.
+specification). One program owns one batch row, a block of channels and a time segment; the
+state of all its channels (``(BD, N)`` float32) stays in registers while a loop walks over the
+segment in chunks of ``T`` steps; inside a chunk the recurrence is a ``tl.associative_scan``
+whose axis lies in one thread's registers (see :mod:`ssmsignal.kernels.triton._common` for the
+layout), so it compiles to a plain sequential loop. The sequence is one segment unless rows x
+channel blocks leave the GPU short of warps (small ``b * d``); then an extra pass gives the
+state entering each segment (forward) or the adjoint entering it (backward), chained on the
+host (:func:`_link_segments`).
 
-The forward pass stores the state at the start of every chunk, ``(b, d, L / T, N)`` float32
-(``1 / T`` of the ``(b, d, L, N)`` states), when gradients are needed. The backward pass walks the
-chunks in reverse, recomputes the states of a chunk from its checkpoint, runs the adjoint
-recurrence as a reverse scan, and writes every gradient without atomics: per-(b, channel)
-gradients directly, ``dB``/``dC`` (shared by the channels of a group) as per-block partial sums
-and ``dA``/``dD``/``d(delta_bias)`` (shared by the batch) as per-row partial sums, both reduced
-afterwards with ``torch.sum``, so two runs give bit-identical gradients.
+When gradients are needed the forward pass stores the state before every ``CHUNK_BWD`` steps,
+``(b, d, L / CHUNK_BWD, N)`` float32 (never the ``(b, d, L, N)`` states), and, with ``z``, the
+output before the gate. The backward kernel (:mod:`._selective_scan_bwd`) walks the chunks in
+reverse, recomputes their states from the checkpoints, runs the adjoint recurrence as a scan
+over the time-flipped chunk, and writes every gradient without atomics: per-(b, channel)
+gradients directly, ``dB``/``dC`` (shared by the channels of a group) as per-warp partial sums
+and ``dA``/``dD``/``d(delta_bias)`` (shared by the batch) as per-row (and segment) partial sums,
+all reduced afterwards with ``torch.sum`` in a fixed order, so two runs give bit-identical
+gradients. Launch settings (chunks, register caps, math, segments) are the module constants
+below; ``kernels/bench/bench_selective_scan.py --variants`` times alternatives side by side.
 """
 
 from __future__ import annotations
