@@ -102,6 +102,7 @@ def sample_codes(model, n_steps, batch_size, *, labels=None, prompt=None, dt_sca
     torch.Tensor
         ``(batch, n_steps)`` int64 codes.
     """
+    _check_sampling(temperature, top_p)
     param = model.head.weight
     if fused is None:
         fused = (param.device.type == "cuda" and unsupported_reason(model, dt_scale) is None
@@ -265,6 +266,7 @@ def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, 
     """
     from ._sashimi_fused import FusedDecoder
 
+    _check_sampling(temperature, top_p)
     reason = unsupported_reason(model, dt_scale)
     if reason:
         raise RuntimeError(f"the fused SaShiMi step cannot run this model: {reason}")
@@ -291,6 +293,15 @@ def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, 
         run() if graphs else run(n)
         out[:, t0:t0 + block] = dec.codes.T
     return out[:, n_prompt:total]
+
+
+def _check_sampling(temperature, top_p):
+    """Unchecked, temperature 0 gives inf/NaN logits and top_p <= 0 masks every code: the
+    module path would return arbitrary codes without an error."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
 
 
 def _check_codes(model, batch_size, labels, prompt):

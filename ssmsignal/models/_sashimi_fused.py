@@ -49,11 +49,12 @@ def _is_layer_norm(m, width):
             and m.weight is not None and m.bias is not None)
 
 
-def _block_problem(block, width, training):
+def _block_problem(block, width):
     from ssmsignal.layers import S4, S4D
     from ssmsignal.layers.blocks import FeedForwardBlock, ResidualBlock
 
-    if training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in block.modules()):
+    # each Dropout's own flag: a model in eval mode may keep some dropout active (MC dropout)
+    if any(isinstance(m, nn.Dropout) and m.p > 0 and m.training for m in block.modules()):
         return "dropout in training mode"
     if isinstance(block, ResidualBlock):
         layer = block.layer
@@ -99,7 +100,7 @@ def unsupported_reason(model, dt_scale=1.0):
         if len({(type(b.layer), b.layer.d_state) for b in ssm}) != 1:
             return "a tier mixes layer kinds or state sizes"
         for block in blocks:
-            problem = _block_problem(block, ssm[0].d_model, model.training)
+            problem = _block_problem(block, ssm[0].d_model)
             if problem:
                 return problem
             eps.add(block.norm.eps)
@@ -182,7 +183,9 @@ def packed_model(model, dt_scale=1.0):
     """Per-tier packed float32 weights of ``model`` for ``dt_scale`` (cached), and the head.
 
     Returns ``(tiers, head)`` with ``head = (ln (2, H), [W (C, H) | b (C,)] flat, embed
-    (C, H), label_embed or None, eps)``.
+    (C, H), label_embed or None, eps)``. The cache is keyed by the parameters' storage and
+    version counters, as the layers' step cache: in-place updates that do not bump a version
+    counter (through ``param.data``, or ``torch.optim`` with ``fused=True``) are not seen.
     """
     device = model.head.weight.device
     key = (float(dt_scale), device, tuple((p.data_ptr(), p._version) for p in model.parameters()))

@@ -122,6 +122,7 @@ def _interpret_main():
     print(json.dumps(out))
 
 
+@pytest.mark.slow  # 19-33 s on the 2-core CPU (the interpreter), depending on load
 @pytest.mark.interpret
 def test_interpreter_fused_step_matches_float64_module_step():
     env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
@@ -152,6 +153,51 @@ def test_unsupported_models_fall_back_to_the_module_path():
     assert codes.shape == (2, 3)
     with pytest.raises(RuntimeError, match="Mamba"):
         sample_codes_fused(mamba, 3, 2, generator=gen)
+
+
+def test_active_dropout_in_an_eval_model_is_not_fused():
+    from ssmsignal.models._sashimi_fused import unsupported_reason
+
+    model = SaShiMi(d_model=8, n_layers=1, pool=(2,), layer="s4d", d_state=4, dropout=0.1).eval()
+    assert "dropout" not in (unsupported_reason(model) or "")
+    model.tiers.up_blocks[1].mlp[2].train()  # MC dropout: one Dropout active, the model in eval
+    assert "dropout in training mode" == unsupported_reason(model)
+
+
+def test_packed_weights_follow_optimizer_steps_and_loaded_weights():
+    pytest.importorskip("triton")
+    from ssmsignal.models._sashimi_fused import packed_model
+
+    torch.manual_seed(0)
+    model = SaShiMi(d_model=8, n_layers=1, pool=(2,), layer="s4d", d_state=4)
+    first = packed_model(model, 1.0)[0]
+    assert packed_model(model, 1.0)[0] is first  # cached
+    assert packed_model(model, 2.0)[0] is not first  # other step coefficients
+
+    def head_bias_and_dt_coefficients():
+        tiers, head = packed_model(model, 1.0)
+        return head[1][-model.n_classes:], tiers[0].weights[1]  # (C,), (pairs, NK, 2, H, N/2)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)  # the fit() optimizer
+    model(torch.randint(0, 256, (2, 8))).logsumexp(-1).mean().backward()
+    _, coef = head_bias_and_dt_coefficients()
+    opt.step()
+    bias, new_coef = head_bias_and_dt_coefficients()
+    assert torch.equal(bias, model.head.bias) and not torch.equal(coef, new_coef)
+    fresh = SaShiMi(d_model=8, n_layers=1, pool=(2,), layer="s4d", d_state=4)
+    model.load_state_dict(fresh.state_dict())
+    assert torch.equal(head_bias_and_dt_coefficients()[0], fresh.head.bias)
+
+
+def test_bad_temperature_or_top_p_is_refused_on_both_paths():
+    from ssmsignal.models._sashimi_decode import sample_codes_fused
+
+    model = _model("s4d", None, pool=(2,)).eval()
+    for fn in (sample_codes, sample_codes_fused):
+        with pytest.raises(ValueError, match="temperature"):
+            fn(model, 2, 1, temperature=0.0)
+        with pytest.raises(ValueError, match="top_p"):
+            fn(model, 2, 1, top_p=0.0)
 
 
 # ----------------------------------------------------------------------------------- GPU
