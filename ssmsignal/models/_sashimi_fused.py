@@ -109,6 +109,8 @@ def unsupported_reason(model, dt_scale=1.0):
             return "blocks are not (SSM, feed-forward) pairs"
     if len(eps) != 1:
         return "LayerNorms with different eps"
+    if model.head.weight.dtype != torch.float32:  # the kernels compute in float32
+        return f"{model.head.weight.dtype} parameters (the fused kernels compute in float32)"
     device = model.head.weight.device
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "") != "1":
         return f"device {device} (the Triton kernel needs CUDA, or TRITON_INTERPRET=1)"

@@ -155,6 +155,14 @@ def test_unsupported_models_fall_back_to_the_module_path():
         sample_codes_fused(mamba, 3, 2, generator=gen)
 
 
+def test_float64_models_are_not_fused():
+    from ssmsignal.models._sashimi_fused import unsupported_reason
+
+    model = SaShiMi(d_model=8, n_layers=1, pool=(2,), layer="s4d", d_state=4).eval()
+    assert "float64" not in (unsupported_reason(model) or "")
+    assert "torch.float64 parameters" in unsupported_reason(model.double())
+
+
 def test_active_dropout_in_an_eval_model_is_not_fused():
     from ssmsignal.models._sashimi_fused import unsupported_reason
 
