@@ -7,10 +7,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/final"
 mkdir -p "$LOG"
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-deps --no-build-isolation -e . > /tmp/final_pip.log 2>&1 || exit 1
+. kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u; } | tee "$LOG/setup.log"
 (MAX_JOBS=6 timeout 300 python3 -c "import sys; sys.path.insert(0, '.anchors'); \
 from mamba_anchor import load_mamba; load_mamba('.anchors')" > /tmp/final_anchor.log 2>&1) &

@@ -7,10 +7,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/s4dscan"
 mkdir -p "$LOG"
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+. kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$LOG/device.txt"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$LOG/device.txt"
 timeout 90 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE \

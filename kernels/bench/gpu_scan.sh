@@ -18,10 +18,7 @@ VARIANTS=${1:-base,nocap,segf8,fnofma,ffast,fnocap,fround1}
 BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
 QFLAG=""; WT=110; BT=150
 [ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-deps --no-build-isolation -e . > /tmp/scan_pip.log 2>&1 || exit 1
+. kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$SETUP"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$SETUP"
 BUILD=""

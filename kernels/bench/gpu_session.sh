@@ -6,10 +6,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+. kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
 git log -1 --format='commit %h %s' 2>/dev/null || true
 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE 2>&1 | tee "$OUT/pytest_cuda.log" | tail -25
