@@ -138,17 +138,18 @@ class _SSMClassifierMixin(ClassifierMixin):
 
 _CLASSIFIER_CONSTRAINTS = {"class_weight": [StrOptions({"balanced"}), dict, None],
                            "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")]}
-
-
-class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
-    __doc__ = S4_DOC.format(
-        kind="Classifier", task="classification", extra="""class_weight : "balanced", dict or None, default=None
+_CLASSIFIER_PARAMS_DOC = """class_weight : "balanced", dict or None, default=None
         Weights of the classes in the loss: ``"balanced"`` uses ``n / (n_classes * count)``.
     label_smoothing : float, default=0.0
         Label smoothing of the training cross-entropy (Szegedy et al. 2016): the target puts
         ``1 - label_smoothing`` on the true class and spreads the rest uniformly. Validation
         loss and scores use the plain labels.
-    """, example="""    >>> from ssmsignal import S4Classifier
+    """  # the docs of the two parameters above
+
+
+class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
+    __doc__ = S4_DOC.format(
+        kind="Classifier", task="classification", extra=_CLASSIFIER_PARAMS_DOC, example="""    >>> from ssmsignal import S4Classifier
     >>> t = np.linspace(0, 1, 100)
     >>> X = np.stack([np.sin(2 * np.pi * f * t) for f in [2, 3] * 20])
     >>> y = np.array(["slow", "fast"] * 20)
@@ -177,13 +178,7 @@ class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
 
 class MambaClassifier(_SSMClassifierMixin, BaseSSMEstimator):
     __doc__ = MAMBA_DOC.format(
-        kind="Classifier", task="classification", extra="""class_weight : "balanced", dict or None, default=None
-        Weights of the classes in the loss: ``"balanced"`` uses ``n / (n_classes * count)``.
-    label_smoothing : float, default=0.0
-        Label smoothing of the training cross-entropy (Szegedy et al. 2016): the target puts
-        ``1 - label_smoothing`` on the true class and spreads the rest uniformly. Validation
-        loss and scores use the plain labels.
-    """, example="""    >>> from ssmsignal import MambaClassifier
+        kind="Classifier", task="classification", extra=_CLASSIFIER_PARAMS_DOC, example="""    >>> from ssmsignal import MambaClassifier
     >>> X = np.random.default_rng(0).normal(size=(40, 2, 50))   # 2 channels
     >>> y = (X[:, 0].mean(axis=1) > 0).astype(int)
     >>> clf = MambaClassifier(d_model=8, n_layers=1, max_epochs=2, verbose=0,
