@@ -17,6 +17,12 @@ Applied to each training mini-batch on its device, never to validation or predic
     content is the same; only its discretisation changes, which teaches the layers whose
     behaviour depends on the grid (Mamba's input-dependent Δ, its short convolution) to follow
     the rate.
+``lowpass``
+    Band-limit each series: low-pass it at a random cutoff, uniform in ``[1 - lowpass, 1]``
+    times its Nyquist frequency (1 leaves it unchanged), at the same rate and length. The
+    model learns not to depend on the top of the band alone, which a recording made at a lower
+    sampling rate lacks (``lowpass=0.5`` reaches what half the rate keeps); a band-limitation
+    augmentation, not a change of rate (Δ is untouched).
 ``gain_db``
     Multiply each series by a random gain, uniform in ``[-gain_db, gain_db]`` decibels.
 ``snr_db``
@@ -55,7 +61,7 @@ class AugmentConfig:
 
     Attributes
     ----------
-    crop, speed, rate, gain_db : float
+    crop, speed, rate, lowpass, gain_db : float
         The dict values of the same names (see the module docstring), as floats.
     snr_db : tuple of float or None
         ``(low, high)`` decibels; a single number ``s`` becomes ``(s, s)``.
@@ -64,6 +70,7 @@ class AugmentConfig:
     crop: float = 0.0
     speed: float = 0.0
     rate: float = 0.0
+    lowpass: float = 0.0
     gain_db: float = 0.0
     snr_db: tuple[float, float] | None = None
 
@@ -71,6 +78,11 @@ class AugmentConfig:
     def warps_time(self) -> bool:
         """Whether lengths and positions change (impossible with per-step targets)."""
         return self.crop > 0 or self.speed > 0 or self.rate > 0
+
+    @property
+    def resamples(self) -> bool:
+        """Whether the batch goes through :func:`sinc_resample` (time warps or low-pass)."""
+        return self.warps_time or self.lowpass > 0
 
 
 def _fraction(name, value, upper, closed_upper):
@@ -106,11 +118,13 @@ def check_augment(augment, per_step: bool = False) -> AugmentConfig | None:
     ----------
     augment : None, bool or dict
         None / False: off. True: :data:`DEFAULT_AUGMENT`. A dict with any of the keys
-        ``crop`` (in [0, 0.5]), ``speed`` (in [0, 0.5)), ``rate`` (in [0, 1]), ``gain_db``
+        ``crop`` (in [0, 0.5]), ``speed`` (in [0, 0.5)), ``rate`` (in [0, 1]), ``lowpass`` (in
+        [0, 1)), ``gain_db``
         (>= 0, at most 40), ``snr_db`` (number or ``(low, high)`` pair, or None).
     per_step : bool
         The targets are per time step; then ``crop``, ``speed`` and ``rate`` are refused (they
-        would move the inputs against their targets).
+        would move the inputs against their targets), and so is ``lowpass`` (its two-sided
+        filter would show each step a few future samples).
 
     Raises
     ------
@@ -123,7 +137,7 @@ def check_augment(augment, per_step: bool = False) -> AugmentConfig | None:
         augment = DEFAULT_AUGMENT
     if not isinstance(augment, dict):
         raise ValueError(f"augment must be None, a bool or a dict, got {type(augment).__name__}")
-    allowed = ("crop", "speed", "rate", "gain_db", "snr_db")
+    allowed = ("crop", "speed", "rate", "lowpass", "gain_db", "snr_db")
     unknown = sorted(set(map(str, augment)) - set(allowed))
     if unknown:
         raise ValueError(f"augment has unknown key(s) {unknown}; allowed: {list(allowed)}")
@@ -131,17 +145,19 @@ def check_augment(augment, per_step: bool = False) -> AugmentConfig | None:
         crop=_fraction("crop", augment.get("crop", 0.0), 0.5, True),
         speed=_fraction("speed", augment.get("speed", 0.0), 0.5, False),
         rate=_fraction("rate", augment.get("rate", 0.0), 1.0, True),
+        lowpass=_fraction("lowpass", augment.get("lowpass", 0.0), 1.0, False),
         gain_db=_fraction("gain_db", augment.get("gain_db", 0.0), 40.0, True),
         snr_db=_snr(augment.get("snr_db")))
-    if per_step and cfg.warps_time:
-        raise ValueError("augment: 'crop', 'speed' and 'rate' change the time axis and cannot "
-                         "be used with per-step targets (y of shape (n, n_timesteps)); use "
-                         "'gain_db' / 'snr_db' only")
+    if per_step and cfg.resamples:
+        raise ValueError("augment: 'crop', 'speed' and 'rate' change the time axis and "
+                         "'lowpass' reads future samples, so they cannot be used with per-step "
+                         "targets (y of shape (n, n_timesteps)); use 'gain_db' / 'snr_db' only")
     return cfg
 
 
 def sinc_resample(x: torch.Tensor, lengths: torch.Tensor, step: torch.Tensor,
-                  start: torch.Tensor | None = None, keep: torch.Tensor | None = None):
+                  start: torch.Tensor | None = None, keep: torch.Tensor | None = None,
+                  cutoff: torch.Tensor | None = None):
     """Read each series at positions ``start + j · step`` by windowed-sinc interpolation.
 
     Parameters
@@ -156,6 +172,9 @@ def sinc_resample(x: torch.Tensor, lengths: torch.Tensor, step: torch.Tensor,
         ``(b,)`` int first input sample read (default 0).
     keep : torch.Tensor, optional
         ``(b,)`` int number of input samples from ``start`` that are read (default: to the end).
+    cutoff : torch.Tensor, optional
+        ``(b,)`` float in (0, 1]: low-pass at this fraction of the INPUT's Nyquist frequency
+        (default 1); the anti-alias cutoff ``1 / step`` applies when it is lower.
 
     Returns
     -------
@@ -178,7 +197,8 @@ def sinc_resample(x: torch.Tensor, lengths: torch.Tensor, step: torch.Tensor,
     idx = base.long()[:, :, None] + offsets  # (b, l_out, T) input sample indices
     wdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     dist = (idx.to(torch.float64) - pos[:, :, None]).to(wdtype)  # (b, l_out, T), in samples
-    cutoff = torch.clamp(1.0 / step, max=1.0).to(wdtype)[:, None, None]  # (b,1,1) of Nyquist
+    limit = torch.ones_like(step) if cutoff is None else cutoff.to(device, torch.float64)  # (b,)
+    cutoff = torch.minimum(1.0 / step, limit).to(wdtype)[:, None, None]  # (b,1,1) of Nyquist
     window = 0.5 * (1.0 + torch.cos(math.pi * dist / _HALF_TAPS))  # Hann, 0 at |dist| = T/2
     weight = cutoff * torch.sinc(cutoff * dist) * window  # (b, l_out, T)
     stop = (start + keep)[:, None, None]  # (b, 1, 1)
@@ -220,7 +240,7 @@ def augment_batch(x: torch.Tensor, lengths: torch.Tensor, cfg: AugmentConfig):
     device = x.device
     x = x.float()
     dt_scale = 1.0
-    if cfg.warps_time:
+    if cfg.resamples:
         lengths_cpu = lengths.detach().cpu()
         cut = torch.floor(_uniform(b, 0.0, cfg.crop) * lengths_cpu).long()  # (b,)
         cut = torch.minimum(cut, lengths_cpu - 1)
@@ -231,8 +251,9 @@ def augment_batch(x: torch.Tensor, lengths: torch.Tensor, cfg: AugmentConfig):
             q = round(math.exp(log_q), 2)  # a coarse grid: Mamba caches its taps per dt_scale
             step = step / q
             dt_scale = 1.0 / q
+        cutoff = _uniform(b, 1.0 - cfg.lowpass, 1.0) if cfg.lowpass > 0 else None  # (b,)
         x, lengths = sinc_resample(x, lengths_cpu, step, start=start,
-                                   keep=lengths_cpu - cut)
+                                   keep=lengths_cpu - cut, cutoff=cutoff)
     if cfg.gain_db > 0:
         gain_db = _uniform(b, -cfg.gain_db, cfg.gain_db)
         x = x * (10.0 ** (gain_db / 20.0)).to(device=device, dtype=x.dtype)[:, None, None]

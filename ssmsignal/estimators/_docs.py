@@ -53,7 +53,9 @@ _COMMON_PARAMS = """d_model : int, default=64
         end), ``"speed"`` (resample by a random factor in ``[1 - speed, 1 + speed]`` at the
         nominal rate: speed perturbation, Ko et al. 2015), ``"rate"`` (resample the batch to
         ``q`` times the rate, ``q`` log-uniform in ``[1 / (1 + rate), 1 + rate]``, and train
-        with ``dt_scale = 1 / q``, as a prediction at that rate would run), ``"gain_db"``
+        with ``dt_scale = 1 / q``, as a prediction at that rate would run), ``"lowpass"``
+        (low-pass each series at a random cutoff in ``[1 - lowpass, 1]`` times its Nyquist
+        frequency, same rate and length; refused with per-step targets), ``"gain_db"``
         (random gain within ± this many dB), ``"snr_db"`` (additive white noise at an SNR
         uniform in ``(low, high)`` dB, or exactly this SNR). Resampling is a windowed-sinc
         interpolation in torch. Reproducible under ``random_state`` on the CPU. ``crop``,

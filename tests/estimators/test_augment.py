@@ -66,6 +66,39 @@ def test_sinc_resample_low_passes_when_shortening():
     assert out_low[0, 0, 10:-10].abs().max() > 0.9
 
 
+def test_sinc_resample_cutoff_low_passes_at_step_one():
+    # cutoff 0.5 of the Nyquist frequency (0.25 cycles/sample): 0.4 cycles/sample is removed,
+    # 0.05 passes, the length is kept; cutoff 1 still reproduces the input
+    t = torch.arange(300, dtype=torch.float64)
+    x = torch.stack([torch.sin(2 * math.pi * 0.4 * t), torch.sin(2 * math.pi * 0.05 * t)])
+    x = x[:, None]  # (2, 1, 300)
+    one = torch.ones(2, dtype=torch.float64)
+    out, new = sinc_resample(x, torch.tensor([300, 300]), one, cutoff=one * 0.5)
+    assert torch.equal(new, torch.tensor([300, 300]))
+    assert out[0, 0, 10:-10].abs().max() < 0.03
+    assert (out[1, 0, 10:-10] - x[1, 0, 10:-10]).abs().max() < 0.03
+    same, _ = sinc_resample(x, torch.tensor([300, 300]), one, cutoff=one)
+    torch.testing.assert_close(same, x, rtol=0, atol=1e-12)
+
+
+def test_lowpass_augmentation_keeps_lengths_and_removes_only_high_tones():
+    t = torch.arange(400)
+    low = torch.sin(2 * math.pi * 0.05 * t)  # far below every cutoff in [0.5, 1] x Nyquist
+    high = torch.sin(2 * math.pi * 0.45 * t)  # above the cutoff for most draws
+    x = torch.stack([low, high, low + high])[:, None].float()  # (3, 1, 400)
+    lengths = torch.tensor([400, 400, 250])
+    x[2, :, 250:] = 0
+    torch.manual_seed(0)
+    outs = [augment_batch(x, lengths, check_augment({"lowpass": 0.5})) for _ in range(20)]
+    for out, new, dt_scale in outs:
+        assert torch.equal(new, lengths) and dt_scale == 1.0 and out.shape == x.shape
+        assert torch.all(out[2, :, 250:] == 0)
+        assert (out[0, 0, 10:-10] - low[10:-10]).abs().max() < 0.03
+    kept = torch.stack([o[1, 0, 10:-10].abs().max() for o, _, _ in outs])  # (20,)
+    assert kept.min() < 0.05 and kept.max() < 1.05  # attenuated by most draws, never amplified
+    assert kept.median() < 0.5
+
+
 def test_augment_batch_keeps_rows_lengths_and_padding():
     x, lengths, levels = _ragged_batch()
     torch.manual_seed(1)
@@ -148,6 +181,7 @@ def test_fit_with_augment_is_reproducible_and_changes_the_model(make_tones, tiny
     ({"gain_db": "6"}, "gain_db"),
     ({"snr_db": (30, 10)}, "low <= high"),
     ({"snr_db": (1, 2, 3)}, "pair"),
+    ({"lowpass": 1.0}, r"lowpass.*\[0, 1.0\)"),
 ])
 def test_bad_augment_values_are_refused(augment, message, tones, tiny):
     X, y = tones
@@ -177,6 +211,8 @@ def test_per_step_targets_refuse_time_warps_but_take_gain_and_noise(tones, tiny)
     Y = np.cumsum(X, axis=1)  # (n, L): one target per step
     with pytest.raises(ValueError, match="per-step"):
         S4Regressor(augment={"speed": 0.1}, **tiny).fit(X, Y)
+    with pytest.raises(ValueError, match="per-step"):
+        S4Regressor(augment={"lowpass": 0.3}, **tiny).fit(X, Y)
     reg = S4Regressor(augment={"gain_db": 3.0, "snr_db": 30}, **tiny).fit(X, Y)
     assert reg.predict(X[:2]).shape == (2, X.shape[1])
 
