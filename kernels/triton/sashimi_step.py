@@ -48,11 +48,12 @@ KIND_S4D, KIND_S4 = 0, 1
 #: (a power of two; only while ``batch * split`` is at most half the multiprocessors; 8 made
 #: the default model 1.7x faster at batch 1 in the GPU run, but the split passes spin on a
 #: counter in global memory, so it is off by default). ``merge``: the host
-#: runs tier 0's head pass and the next step's down pass as one launch. ``regs``: wide tiers
+#: runs tier 0's head pass and the next step's down pass as one launch (True, False, or
+#: "auto": when that down pass has no blocks, as with ``unet=False``). ``regs``: wide tiers
 #: with one program per row assemble chunk outputs in registers instead of scratch memory;
 #: ``num_warps_wide``: warps for the passes that do not take the one-tile path.
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
-          "split": 1, "merge": False, "regs": True, "num_warps_wide": 16}
+          "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16}
 
 
 @triton.jit
@@ -98,7 +99,8 @@ def _tier_pass_kernel(
         n_pairs2, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, der,
         # sizes, splitting
         batch, H, N2, F, n_coef, scr_ptr, scr_stride, S, cnt_ptr,
-        PRO: tl.constexpr, EPI: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+        PRO: tl.constexpr, EPI: tl.constexpr, BLOCKS: tl.constexpr, SKIP: tl.constexpr,
+        BLOCKS2: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
         HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, SINGLE: tl.constexpr,
         PREFETCH: tl.constexpr, SPLIT: tl.constexpr, MERGE: tl.constexpr, REGS: tl.constexpr,
         HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
@@ -121,10 +123,14 @@ def _tier_pass_kernel(
         x = tl.load(in_ptr + row + offs, mask=hm, other=0.0)
         x += tl.load(unf_ptr + row + offs, mask=hm, other=0.0)
 
-    x = _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
-                b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps,
-                row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT, REGS, HP, N2P, FP, YS,
-                SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
+    if BLOCKS:  # (a down pass of the autoregressive arrangement has none)
+        x_in = x
+        x = _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                    w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef,
+                    eps, row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT, REGS, HP,
+                    N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
+        if SKIP:  # the input of the modelling part added to its output (unet=False)
+            x += x_in
 
     # ---- epilogue (the pooling maps: program j computes rows j er/S .. of er)
     if EPI == 0:
@@ -158,10 +164,12 @@ def _tier_pass_kernel(
         if MERGE:  # S == 1: the next step's down pass of this tier, in the same launch
             tl.debug_barrier()
             x = _embed(next_ptr, emb_ptr, label_ptr, label_emb_ptr, b, offs, hm, H, HAS_LABEL)
-            x = _blocks(x, 0, n_pairs2, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
-                        w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
-                        n_coef, eps, row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT,
-                        REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
+            if BLOCKS2:
+                x = _blocks(x, 0, n_pairs2, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                            w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2,
+                            F, n_coef, eps, row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE,
+                            SPLIT, REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2,
+                            PREFETCH)
             _ring(x, in_ptr, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, b, j, offs, hm, H, ek,
                   der, S, DKP, BMD, PREFETCH)
 
@@ -182,10 +190,10 @@ def scratch_width(H, F):
 
 
 def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, state, scratch,
-              inputs, next_codes, split=1, counters=None, emb=None, labels=None, label_emb=None, unfolded=None, slot=0,
-              out=None, pool_now=False, pool_w=None, pool_b=None, pool_out=None, ek=0, er=0,
-              noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0,
-              merge=None):
+              inputs, next_codes, split=1, counters=None, emb=None, labels=None,
+              label_emb=None, unfolded=None, slot=0, skip=False, out=None, pool_now=False,
+              pool_w=None, pool_b=None, pool_out=None, ek=0, er=0, noise=None, forced=None,
+              codes=None, logits=None, inv_temp=1.0, top_p=1.0, merge=None):
     """Launch one tier pass for every batch row (grid ``(batch,)``); see the module docstring.
 
     ``weights`` is the tier's packed tuple ``(ln, coef, D, out_w, out_b, ff_ln, w1, b1, w2,
@@ -198,6 +206,9 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     divisible by ``S``; ``out_w`` packed ``(pairs, S, 2H, H/S)``, ``w2`` ``(pairs, S, H, F/S)``;
     ``scratch`` has ``batch * S`` rows; ``counters`` ``(batch,)`` int32 zeros, counting the
     barriers of this launch; ``batch * S`` programs must fit on the GPU at once).
+
+    ``skip``: add the pass input (after the prologue) to the output of its blocks, the skip
+    connection around the modelling part of the autoregressive arrangement (``unet=False``).
 
     ``merge = (n_pairs2, slot2, pool_now2, down_w, down_b, down_out, down_rows)`` (head passes
     of a pooled tier 0 with ``S = 1``): after the draw, the next step's down pass (pairs
@@ -223,6 +234,8 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     regs = S == 1 and bool(CONFIG["regs"])
     some = ln
     n2, slot2, now2, dpw, dpb, dpz, der = merge or (0, 0, 0, some, some, some, 0)
+    if skip and n_pairs < 1:
+        raise ValueError("skip needs at least one block pair in the pass")
     if merge is not None and (S != 1 or epi != EPI_HEAD or pro != PRO_UNFOLD):
         raise ValueError("merge needs a head pass (PRO_UNFOLD, EPI_HEAD) with split 1")
     DKP = triton.next_power_of_2(max(ek, 1))
@@ -237,7 +250,8 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         float(inv_temp), float(top_p), n2, slot2, int(bool(now2)), dpw, dpb, dpz, der,
         batch, H, N2, F, n_coef, scratch, scratch.stride(0), S,
         some if counters is None else counters,
-        PRO=pro, EPI=epi, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
+        PRO=pro, EPI=epi, BLOCKS=n_pairs > 0, SKIP=bool(skip),
+        BLOCKS2=n2 > 0, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP,
         PREFETCH=bool(CONFIG["prefetch"]), SINGLE=single, SPLIT=S > 1, MERGE=merge is not None,
         N2P=N2P, FP=FP, EKP=EKP, DKP=DKP, BMD=max(1, min(triton.next_power_of_2(max(der, 1)),

@@ -38,8 +38,10 @@ class AudioGenerator(BaseEstimator):
     ----------
     sampling_rate : float, default=8000
         Rate (Hz) of the training audio; ``fit(..., sampling_rate=...)`` overrides it.
-    d_model, n_layers, pool, expand, ff, layer, d_state, dropout
-        Architecture, see :class:`ssmsignal.models.SaShiMi` (defaults near the paper's).
+    d_model, n_layers, pool, expand, ff, layer, d_state, dropout, unet
+        Architecture, see :class:`ssmsignal.models.SaShiMi` (defaults near the paper's;
+        ``unet=False`` is the paper's autoregressive arrangement, ``True`` the U-Net that
+        generators saved before this parameter existed use).
     conditional : bool, default=False
         Train a class-conditional model from the labels ``y`` given to ``fit``.
     segment_length : int, default=4096
@@ -80,7 +82,7 @@ class AudioGenerator(BaseEstimator):
     """
 
     def __init__(self, sampling_rate=8000.0, d_model=64, n_layers=8, pool=(4, 4), expand=2,
-                 ff=2, layer="s4", d_state=64, dropout=0.0, conditional=False,
+                 ff=2, layer="s4", d_state=64, dropout=0.0, unet=False, conditional=False,
                  segment_length=4096, max_epochs=10, batch_size=16, lr=4e-3, ssm_lr=1e-3,
                  weight_decay=0.0, validation_fraction=0.1, n_iter_no_change=None,
                  device="auto", random_state=None, verbose=1, mixed_precision=True):
@@ -93,6 +95,7 @@ class AudioGenerator(BaseEstimator):
         self.layer = layer
         self.d_state = d_state
         self.dropout = dropout
+        self.unet = unet
         self.conditional = conditional
         self.segment_length = segment_length
         self.max_epochs = max_epochs
@@ -117,6 +120,7 @@ class AudioGenerator(BaseEstimator):
         "layer": [StrOptions({"s4", "s4d", "mamba"}), callable],
         "d_state": _POSITIVE_INT,
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "unet": ["boolean"],
         "conditional": ["boolean"],
         "segment_length": _POSITIVE_INT,
         "max_epochs": _POSITIVE_INT,
@@ -135,7 +139,7 @@ class AudioGenerator(BaseEstimator):
     def _build_module(self, n_conditions):
         return SaShiMi(d_model=self.d_model, n_layers=self.n_layers, pool=tuple(self.pool),
                        expand=self.expand, ff=self.ff, layer=self.layer, d_state=self.d_state,
-                       n_conditions=n_conditions, dropout=self.dropout)
+                       n_conditions=n_conditions, dropout=self.dropout, unet=self.unet)
 
     # ----- data -----------------------------------------------------------------------
     def _encode_labels(self, y, n):

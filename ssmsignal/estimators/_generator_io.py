@@ -24,9 +24,11 @@ def load_generator(cls, path, device="cpu"):
     config, state = read_saved(path)
     if config.get("estimator") != cls.__name__:
         raise TypeError(f"{path} holds a {config.get('estimator')}, not a {cls.__name__}")
-    module = SaShiMi(**config["backbone"])
+    # saved before the `unet` parameter existed: the U-Net arrangement, the only one then
+    module = SaShiMi(**{"unet": True, **config["backbone"]})
     module.load_state_dict(state)
-    params = dict(config["params"], pool=tuple(config["params"]["pool"]))  # JSON made a list
+    params = dict({"unet": True, **config["params"]},
+                  pool=tuple(config["params"]["pool"]))  # JSON made the pool a list
     return restore_estimator(cls, config, module, device, params=params)
 
 

@@ -125,8 +125,9 @@ def unsupported_reason(model, dt_scale=1.0):
 class _TierPack:
     H: int
     pool: int
-    n_down: int  # block pairs before the down-pool
+    n_down: int  # block pairs before the down-pool (0 unless unet)
     n_up: int
+    skip: bool  # the pass after the up-pool adds its input to its output (not unet)
     N2: int
     kind: int
     F: int  # feed-forward hidden width (0: no feed-forward blocks)
@@ -175,7 +176,8 @@ def _pack_tier(tier, dt_scale, device):
         down = (_f32(w[:, ring].reshape(-1, p * H)), _f32(tier.down.bias))
         up = (_f32(tier.up.weight), _f32(tier.up.bias))
     kind = KIND_S4 if isinstance(ssm[0].layer, S4) else KIND_S4D
-    return _TierPack(H, tier.pool, len(tier.down_blocks) // step, len(tier.up_blocks) // step, N2,
+    return _TierPack(H, tier.pool, len(tier.down_blocks) // step, len(tier.up_blocks) // step,
+                     not tier.unet, N2,
                      kind, ff[0].mlp[0].out_features if ff else 0,
                      tuple(_f32(w) for w in weights), down, up)
 
@@ -244,7 +246,10 @@ class FusedDecoder:
         # a block starts (up to 3 split launches per step: two middle-tier passes, the inner)
         self.counters = torch.zeros(4 * self.block, B, dtype=torch.int32, device=device)
         self._slot = 0
-        self.merge = bool(CONFIG["merge"]) and bool(self.tiers[0].pool) and self.split[0] == 1
+        merge = CONFIG["merge"]
+        if merge == "auto":  # an empty down pass (unet=False) is not worth its own launch
+            merge = self.tiers[0].n_down == 0
+        self.merge = bool(merge) and bool(self.tiers[0].pool) and self.split[0] == 1
 
     def _split(self, tp, k, device):
         """Programs per row for tier ``k``: 1, or a power of two up to ``CONFIG["split"]``
@@ -296,7 +301,7 @@ class FusedDecoder:
         tp = self.tiers[k]
         pro = 0 if k == 0 else 1  # PRO_EMBED, PRO_Z
         if not tp.pool:
-            self._pass(k, i, pro, 2 if k == 0 else 1, 0, tp.n_up)
+            self._pass(k, i, pro, 2 if k == 0 else 1, 0, tp.n_up, skip=tp.skip)
             return
         slot = t_k % tp.pool
         merged = self.merge and k == 0
@@ -309,14 +314,15 @@ class FusedDecoder:
             after = (t_k + 1) % tp.pool
             nxt = (tp.n_down, after, after == 0, tp.down[0], tp.down[1], self.z[1],
                    self.tiers[1].H)
-        self._pass(k, i, 2, 2 if k == 0 else 1, tp.n_down, tp.n_up, slot=slot, merge=nxt)
+        self._pass(k, i, 2, 2 if k == 0 else 1, tp.n_down, tp.n_up, slot=slot, merge=nxt,
+                   skip=tp.skip)
 
-    def _pass(self, k, i, pro, epi, first, n_pairs, slot=0, merge=None):
+    def _pass(self, k, i, pro, epi, first, n_pairs, slot=0, merge=None, skip=False):
         from ssmsignal.kernels.triton.sashimi_step import tier_pass
 
         tp = self.tiers[k]
         args = dict(inputs=self.next_input if pro == 0 else self.z[k] if pro == 1 else self.ring[k],
-                    unfolded=self.unfolded[k], slot=slot, ek=tp.pool * tp.H)
+                    unfolded=self.unfolded[k], slot=slot, ek=tp.pool * tp.H, skip=skip)
         if epi == 0:  # ring, then the down-pool map into the inner tier's input
             args.update(out=self.ring[k], pool_now=slot == 0, pool_w=tp.down[0],
                         pool_b=tp.down[1], pool_out=self.z[k + 1], er=self.tiers[k + 1].H)

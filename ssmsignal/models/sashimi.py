@@ -1,11 +1,22 @@
 """SaShiMi: a multi-scale autoregressive state-space model of raw audio (Goel et al. 2022).
 
-The network is a U-Net over time. The outer tier runs residual SSM blocks at the audio rate;
-a *down-pool* folds ``p`` consecutive steps into one (reshape ``(L, H) -> (L / p, p H)`` then a
-linear map to ``expand * H``), the next tier runs at ``1 / p`` of the rate, and so on; on the way
-back an *up-pool* unfolds each coarse step into ``p`` fine ones, added to the skip connection of
-the tier above. Input is the 8-bit mu-law code of the previous sample (an embedding), output a
-256-way softmax over the next code.
+The network works at several time resolutions. A *down-pool* folds ``p`` consecutive steps of
+a tier into one (reshape ``(L, H) -> (L / p, p H)`` then a linear map to ``expand * H``), the
+next tier runs at ``1 / p`` of the rate, and so on; on the way back an *up-pool* unfolds each
+coarse step into ``p`` fine ones. Input is the 8-bit mu-law code of the previous sample (an
+embedding), output a 256-way softmax over the next code.
+
+Two arrangements of the residual (SSM + feed-forward) block pairs (``unet``):
+
+* ``unet=False`` (default), the autoregressive SaShiMi of the paper: no blocks on the way
+  down. A tier with input ``x`` computes ``v = x + up(inner(down(x)))``, then ``n_layers``
+  pairs on ``v``, and returns ``v + pairs(v)`` (the input of its modelling part added again);
+  the innermost tier returns ``z + pairs(z)`` of its input ``z``.
+* ``unet=True``, a U-Net: every outer tier also runs ``n_layers`` pairs *before* its down-pool,
+  ``x' = pairs_down(x)``, ``v = x' + up(inner(down(x')))``, and returns ``pairs_up(v)``; the
+  innermost tier returns ``pairs(z)``. Twice the blocks at the outer resolutions, so about
+  twice the work per generated sample there. Saved configurations without the key are U-Nets
+  (the only arrangement before the parameter existed).
 
 Causality
 ---------
@@ -82,13 +93,17 @@ def _make_layer(layer, d_model, d_state):
 
 
 class _Tier(nn.Module):
-    """One resolution of the U-Net: blocks, optionally (down-pool, inner tier, up-pool), blocks.
+    """One resolution: (down blocks), optionally (down-pool, inner tier, up-pool), blocks.
 
     The innermost tier (no pools left) has ``n_layers`` (SSM + FF) pairs; every other tier has
-    ``n_layers`` pairs before its down-pool and ``n_layers`` after its up-pool.
+    ``n_layers`` pairs after its up-pool and, with ``unet``, ``n_layers`` before its down-pool.
+    Without ``unet`` the input of the modelling part (the pass after the up-pool) is added to
+    its output again (see the module docstring).
     """
 
-    def __init__(self, d_model, pools, expand, n_layers, ff, make_layer, dropout):
+    unet = True  # instances pickled before the parameter existed are U-Nets
+
+    def __init__(self, d_model, pools, expand, n_layers, ff, make_layer, dropout, unet):
         super().__init__()
 
         def pairs(n):
@@ -99,12 +114,14 @@ class _Tier(nn.Module):
                     blocks.append(FeedForwardBlock(d_model, ff, dropout=dropout))
             return nn.ModuleList(blocks)
 
+        self.unet = bool(unet)
         self.pool = int(pools[0]) if pools else 0
-        self.down_blocks = pairs(n_layers if pools else 0)
+        self.down_blocks = pairs(n_layers if pools and self.unet else 0)
         if pools:
             inner = d_model * expand
             self.down = nn.Linear(self.pool * d_model, inner)
-            self.inner = _Tier(inner, pools[1:], expand, n_layers, ff, make_layer, dropout)
+            self.inner = _Tier(inner, pools[1:], expand, n_layers, ff, make_layer, dropout,
+                               self.unet)
             self.up = nn.Linear(inner, self.pool * d_model)
         self.up_blocks = pairs(n_layers)
 
@@ -119,9 +136,10 @@ class _Tier(nn.Module):
             z = self.down(shifted.reshape(b, length // p, p * h))  # (B, L/p, expand H)
             z = self.inner(z, dt_scale)  # (B, L/p, expand H)
             x = x + self.up(z).reshape(b, length, h)  # (B, L, H)
+        skip = x  # (B, L, H) input of the modelling part
         for block in self.up_blocks:
             x = block(x, dt_scale)
-        return x
+        return x if self.unet else x + skip
 
     # ----- recurrent mode ---------------------------------------------------------------
     def initial_state(self, batch, like):
@@ -151,10 +169,11 @@ class _Tier(nn.Module):
                 new["inner"], unfolded = state["inner"], state["unfolded"]
             new["unfolded"] = unfolded
             x = x + unfolded[:, t % p]  # (B, H)
+        skip = x  # (B, H)
         for block, s in zip(self.up_blocks, state["up"]):
             x, s = block.step(x, s, dt_scale)
             new["up"].append(s)
-        return x, new
+        return (x if self.unet else x + skip), new
 
 
 @dataclass
@@ -171,6 +190,7 @@ class SaShiMiConfig:
     n_classes: int
     n_conditions: int | None
     dropout: float
+    unet: bool = True  # a saved configuration without the key is the older U-Net
 
     def to_dict(self):
         return asdict(self)
@@ -184,7 +204,7 @@ class SaShiMi(nn.Module):
     d_model : int, default=64
         Width of the outer (audio-rate) tier; tier ``k`` has width ``d_model * expand**k``.
     n_layers : int, default=8
-        (SSM block, feed-forward block) pairs per tier and direction.
+        (SSM block, feed-forward block) pairs per tier (and, with ``unet``, per direction).
     pool : sequence of int, default=(4, 4)
         Pooling factor of each down-pool, outermost first. Input lengths are padded (at the
         end, which causality makes harmless) to a multiple of their product.
@@ -205,6 +225,11 @@ class SaShiMi(nn.Module):
     dropout : float, default=0.0
         Dropout on every residual branch and inside the feed-forward blocks (the SSM layers
         themselves are built without dropout).
+    unet : bool, default=False
+        False: the autoregressive SaShiMi of Goel et al. (2022), blocks only after each
+        up-pool and in the innermost tier. True: also ``n_layers`` pairs before every down-pool
+        (a U-Net; twice the blocks at the outer tiers, so slower to generate from). See the
+        module docstring.
 
     Notes
     -----
@@ -223,11 +248,11 @@ class SaShiMi(nn.Module):
 
     def __init__(self, d_model=64, n_layers=8, pool: Sequence[int] = (4, 4), expand=2, ff=2,
                  layer: str | Callable = "s4", d_state=64, n_classes=N_CODES,
-                 n_conditions=None, dropout=0.0):
+                 n_conditions=None, dropout=0.0, unet=False):
         super().__init__()
         # constructor arguments, for saving (ssmsignal.io stores ``config.to_dict()``)
         self.config = SaShiMiConfig(d_model, n_layers, list(pool), expand, ff, layer, d_state,
-                                    n_classes, n_conditions, dropout)
+                                    n_classes, n_conditions, dropout, bool(unet))
         pool = tuple(int(p) for p in pool)
         if any(p < 1 for p in pool):
             raise ValueError(f"pooling factors must be >= 1, got {pool}")
@@ -241,7 +266,7 @@ class SaShiMi(nn.Module):
         self.label_embed = (nn.Embedding(self.n_conditions, d_model)
                             if self.n_conditions else None)
         self.tiers = _Tier(d_model, pool, expand, n_layers, ff,
-                           lambda h: _make_layer(layer, h, d_state), dropout)
+                           lambda h: _make_layer(layer, h, d_state), dropout, unet)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, self.n_classes)
 

@@ -109,6 +109,24 @@ def test_save_load_and_pickle_give_identical_samples(fitted, tmp_path):
         AudioGenerator.load(tmp_path / "missing")
 
 
+def test_generators_saved_before_the_unet_parameter_load_as_unets(tmp_path):
+    import json
+
+    gen = AudioGenerator(**TINY, max_epochs=1, validation_fraction=0.0, unet=True)
+    gen.fit(_waves(4)[0])
+    assert len(gen.module_.tiers.down_blocks) == 2  # (SSM, FF) before the down-pool
+    gen.save(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    config = json.loads(path.read_text())
+    assert config["backbone"].pop("unet") is True and config["params"].pop("unet") is True
+    path.write_text(json.dumps(config))  # as written before the parameter existed
+    loaded = AudioGenerator.load(tmp_path / "old")
+    assert loaded.unet is True and loaded.module_.config.unet is True
+    np.testing.assert_array_equal(loaded.sample(2, 0.01, random_state=1),
+                                  gen.sample(2, 0.01, random_state=1))
+    assert len(AudioGenerator(**TINY)._build_module(None).tiers.down_blocks) == 0  # default
+
+
 def test_conditional_labels(fitted_conditional, tmp_path):
     gen = fitted_conditional
     assert list(gen.classes_) == ["high", "low"]

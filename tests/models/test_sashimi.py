@@ -10,10 +10,10 @@ from ssmsignal.models._sashimi_decode import (_clone_tree, _tree_copy_, graph_st
 from ssmsignal.models.sashimi import shift_right
 
 
-def _model(layer="s4d", pool=(2, 3), n_conditions=None, seed=0):
+def _model(layer="s4d", pool=(2, 3), n_conditions=None, seed=0, unet=False):
     torch.manual_seed(seed)
     model = SaShiMi(d_model=6, n_layers=1, pool=pool, expand=2, ff=2, layer=layer, d_state=4,
-                    n_conditions=n_conditions)
+                    n_conditions=n_conditions, unet=unet)
     return model.double().eval()
 
 
@@ -33,9 +33,10 @@ def test_mu_law_round_trip_and_range():
         mu_law_decode(np.array([256]))
 
 
+@pytest.mark.parametrize("unet", [False, True])
 @pytest.mark.parametrize("layer,pool", [("s4d", (2, 3)), ("s4", (4,)), ("mamba", (2,))])
-def test_logits_at_t_depend_only_on_inputs_up_to_t(layer, pool):
-    model = _model(layer, pool)
+def test_logits_at_t_depend_only_on_inputs_up_to_t(layer, pool, unet):
+    model = _model(layer, pool, unet=unet)
     length = 29  # not a multiple of the pooling frame: exercises the end padding
     inputs = torch.randint(0, 256, (2, length))
     base = model(inputs)
@@ -49,10 +50,11 @@ def test_logits_at_t_depend_only_on_inputs_up_to_t(layer, pool):
         assert (out[:, t0] - base[:, t0]).abs().max() > 1e-6, "input at t0 had no effect at t0"
 
 
+@pytest.mark.parametrize("unet", [False, True])
 @pytest.mark.parametrize("layer", ["s4d", "s4", "mamba"])
 @pytest.mark.parametrize("dt_scale", [1.0, 0.5])
-def test_step_log_likelihood_equals_convolution(layer, dt_scale):
-    model = _model(layer, (2, 3), n_conditions=3, seed=1)
+def test_step_log_likelihood_equals_convolution(layer, dt_scale, unet):
+    model = _model(layer, (2, 3), n_conditions=3, seed=1, unet=unet)
     codes = torch.randint(0, 256, (3, 31))
     labels = torch.tensor([2, 0, 1])
     inputs = shift_right(codes)
@@ -67,6 +69,44 @@ def test_step_log_likelihood_equals_convolution(layer, dt_scale):
     ll_step = steps.gather(-1, codes[..., None]).sum()
     torch.testing.assert_close(ll_step, ll_conv, rtol=1e-10, atol=1e-9)
     torch.testing.assert_close(steps, conv.detach(), rtol=1e-9, atol=1e-9)
+
+
+def test_autoregressive_arrangement_written_out_by_hand():
+    """unet=False, one pool: v = x + up(center(down(shift x))), center(z) = z + pairs(z),
+    output head(norm(v + pairs(v))); unet=True runs pairs before the down-pool too and adds
+    neither skip. Both rebuilt here from the submodules, independently of _Tier.forward."""
+    for unet in (False, True):
+        model = _model("s4d", (2,), unet=unet)
+        tier = model.tiers
+        inputs = torch.randint(0, 256, (2, 10))
+
+        def pairs(blocks, x):
+            for block in blocks:
+                x = block(x, 1.0)
+            return x
+
+        x = model.embed(inputs)  # (B, L, H)
+        assert len(tier.down_blocks) == (2 if unet else 0) and len(tier.up_blocks) == 2
+        x = pairs(tier.down_blocks, x)
+        shifted = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)  # pool 2: shift by 1
+        z = tier.down(shifted.reshape(2, 5, 12))  # (B, L/2, 2H)
+        center = pairs(tier.inner.up_blocks, z) + (0 if unet else z)
+        v = x + tier.up(center).reshape(2, 10, 6)  # (B, L, H)
+        out = pairs(tier.up_blocks, v) + (0 if unet else v)
+        torch.testing.assert_close(model(inputs), model.head(model.norm(out)), rtol=1e-12,
+                                   atol=1e-12)
+
+
+def test_unet_config_round_trip_and_older_configs():
+    model = _model("s4d", (2,))
+    config = model.config.to_dict()
+    assert config["unet"] is False and SaShiMi(**config).config.unet is False
+    assert _model("s4d", (2,), unet=True).config.to_dict()["unet"] is True
+    older = {k: v for k, v in config.items() if k != "unet"}  # saved before the parameter
+    from ssmsignal.models.sashimi import SaShiMiConfig
+    assert SaShiMiConfig(**older).unet is True
+    n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n_params(_model("s4d", (2, 3), unet=True)) > n_params(_model("s4d", (2, 3)))
 
 
 def test_dt_scale_changes_the_output_and_labels_matter():
@@ -120,7 +160,7 @@ def test_sample_codes_prompt_and_reproducibility():
 
 def test_state_helpers_copy_nested_states_in_place():
     """The CUDA-graph path clones and copies states in place: dicts, lists, NamedTuples."""
-    model = _model("mamba", (2,))
+    model = _model("mamba", (2,), unet=True)
     state = model.initial_state(2)
     clone = _clone_tree(state)
     _, new = model.step(torch.tensor([3, 200]), state, 0)
@@ -149,7 +189,7 @@ def test_graph_state_has_fixed_shapes_and_same_outputs(layer):
             _tree_copy_(fixed, new)  # raises if a shape changed
             torch.testing.assert_close(fixed_logits, logits, rtol=1e-12, atol=1e-12)
     if layer == "mamba":
-        assert fixed["down"][0].conv.shape[-1] == 7 > model.initial_state(2)["down"][0].conv.shape[-1]
+        assert fixed["up"][0].conv.shape[-1] == 7 > model.initial_state(2)["up"][0].conv.shape[-1]
 
 
 def _leaves(tree):

@@ -22,10 +22,11 @@ from ssmsignal.models._sashimi_decode import sample_codes
 TOL = 1e-4
 
 
-def _model(layer, n_conditions, d_model=8, n_layers=1, pool=(2, 2), d_state=8, seed=0):
+def _model(layer, n_conditions, d_model=8, n_layers=1, pool=(2, 2), d_state=8, seed=0,
+           unet=False):
     torch.manual_seed(seed)
     model = SaShiMi(d_model=d_model, n_layers=n_layers, pool=pool, layer=layer, d_state=d_state,
-                    n_conditions=n_conditions)
+                    n_conditions=n_conditions, unet=unet)
     with torch.no_grad():  # fresh values for the parameters that start as constants
         for name, p in model.named_parameters():
             if "norm" in name or name.endswith("bias") or "log_dt" in name:
@@ -92,9 +93,10 @@ def sampling_agreement(layer, device="cpu", n_steps=4, batch=2, **kwargs):
     return out
 
 
-#: (layer, dt_scale, conditional): covers S4 and S4D, dt_scale 1 and 2, with/without labels,
-#: and both block paths of the kernel for each layer kind
-CASES = [("s4", 1.0, True), ("s4", 2.0, False), ("s4d", 1.0, False), ("s4d", 2.0, True)]
+#: (layer, dt_scale, conditional, unet): covers S4 and S4D, dt_scale 1 and 2, with/without
+#: labels, both arrangements of the blocks, and both block paths of the kernel for each layer
+CASES = [("s4", 1.0, True, False), ("s4", 2.0, False, True), ("s4d", 1.0, False, True),
+         ("s4d", 2.0, True, False)]
 N_STEPS = 5  # pool (2, 2): frame 4, so steps 0..4 cover every phase and a second frame start
 
 
@@ -106,14 +108,16 @@ def _interpret_main():
         # even cases: the one-tile pipelined path; odd: tiles small enough for several chunks
         # per stage (tiers of width 16 and 32), case 1 through scratch memory (the split path
         # with one program per row), case 3 assembled in registers; 0 and 2 also merge tier
-        # 0's head pass with the next step's down pass
+        # 0's head pass with the next step's down pass (0: an empty one, unet=False; 3 runs
+        # that empty down pass as a launch of its own)
         config = dict(tile=8192, ssm_tile=2048, single=True, prefetch=True, regs=True)
         if i == 1:
             config.update(tile=256, ssm_tile=16, single=False, prefetch=False, regs=False)
         if i == 3:
             config.update(tile=128, ssm_tile=16, single=False)
         sashimi_step.CONFIG.update(config, merge=i in (0, 2))
-        out.append(step_errors(*case, N_STEPS, seed=i))
+        layer, dt_scale, conditional, unet = case
+        out.append(step_errors(layer, dt_scale, conditional, N_STEPS, seed=i, unet=unet))
     prompt = torch.tensor([[3, 250], [128, 7]])
     sashimi_step.CONFIG.update(merge=True)
     codes = [sampling_agreement("s4", temperature=0.7, top_p=0.8, prompt=prompt, dt_scale=0.5)]
@@ -231,12 +235,13 @@ WIDE16_MERGE = {"split": 1, "num_warps_wide": 16, "merge": True}
 
 
 @cuda
-@pytest.mark.parametrize("layer,dt_scale,config", [
-    ("s4", 0.5, BASE), ("s4d", 1.0, BASE), ("s4", 1.0, WIDE16_MERGE), ("s4d", 0.5, WIDE16_MERGE)],
-    ids=["s4-base", "s4d-base", "s4-w16merge", "s4d-w16merge"])
-def test_gpu_default_model_step_matches_float64(layer, dt_scale, config):
+@pytest.mark.parametrize("layer,dt_scale,config,unet", [
+    ("s4", 0.5, BASE, True), ("s4d", 1.0, BASE, False), ("s4", 1.0, WIDE16_MERGE, False),
+    ("s4d", 0.5, WIDE16_MERGE, True)],
+    ids=["s4-base-unet", "s4d-base", "s4-w16merge", "s4d-w16merge-unet"])
+def test_gpu_default_model_step_matches_float64(layer, dt_scale, config, unet):
     errs = _with_config(config, step_errors, layer, dt_scale, True, 40, device="cuda",
-                        d_model=64, n_layers=8, pool=(4, 4), d_state=64)
+                        d_model=64, n_layers=8, pool=(4, 4), d_state=64, unet=unet)
     assert errs.pop("split") == 1 and max(errs.values()) < TOL, errs
 
 
