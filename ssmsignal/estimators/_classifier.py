@@ -137,14 +137,19 @@ class _SSMClassifierMixin(ClassifierMixin):
 
 
 _CLASSIFIER_CONSTRAINTS = {"class_weight": [StrOptions({"balanced"}), dict, None],
-                           "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")]}
+                           "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
+                           "bidirectional": ["boolean"]}
 _CLASSIFIER_PARAMS_DOC = """class_weight : "balanced", dict or None, default=None
         Weights of the classes in the loss: ``"balanced"`` uses ``n / (n_classes * count)``.
     label_smoothing : float, default=0.0
         Label smoothing of the training cross-entropy (Szegedy et al. 2016): the target puts
         ``1 - label_smoothing`` on the true class and spreads the rest uniformly. Validation
         loss and scores use the plain labels.
-    """  # the docs of the two parameters above
+    bidirectional : bool, default=False
+        Each block gets a second SSM that reads the series backwards (its output is added to
+        the forward one), so every step sees the whole series; twice the SSM cost. Δ is
+        rescaled in both directions.
+    """  # the docs of the three parameters above
 
 
 class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
@@ -170,10 +175,11 @@ class S4Classifier(_SSMClassifierMixin, BaseSSMEstimator):
                  validation_fraction=0.1, n_iter_no_change=10, class_weight=None,
                  label_smoothing=0.0, timescale_min=None, timescale_max=None,
                  sampling_rate=None, device="auto", random_state=None, verbose=1,
-                 warm_start=False, augment=None, max_time=None):
+                 warm_start=False, augment=None, max_time=None, bidirectional=False):
         store_init_params(self, locals())
 
-    _backbone_kwargs = s4_kwargs
+    def _backbone_kwargs(self):
+        return {**s4_kwargs(self), "bidirectional": bool(self.bidirectional)}
 
 
 class MambaClassifier(_SSMClassifierMixin, BaseSSMEstimator):
@@ -195,7 +201,8 @@ class MambaClassifier(_SSMClassifierMixin, BaseSSMEstimator):
                  validation_fraction=0.1, n_iter_no_change=10, class_weight=None,
                  label_smoothing=0.0, timescale_min=None, timescale_max=None,
                  sampling_rate=None, device="auto", random_state=None, verbose=1,
-                 warm_start=False, augment=None, max_time=None):
+                 warm_start=False, augment=None, max_time=None, bidirectional=False):
         store_init_params(self, locals())
 
-    _backbone_kwargs = mamba_kwargs
+    def _backbone_kwargs(self):
+        return {**mamba_kwargs(self), "bidirectional": bool(self.bidirectional)}

@@ -3,7 +3,7 @@
 ::
 
     x (B, C, L) --standardise per channel--> Linear encoder (C -> H)
-      --> n_layers residual SSM blocks (S4, S4D or Mamba; pre-norm, causal)
+      --> n_layers residual SSM blocks (S4, S4D or Mamba; pre-norm, causal or bidirectional)
       --> LayerNorm
       --> masked mean over the valid time steps  --> Linear head   (per-series output)
       or  Linear head at every step                                (per-step output, causal)
@@ -20,6 +20,12 @@ Padding
 -------
 Series shorter than the batch's longest are zero-padded at the END. All blocks are causal, so
 outputs at valid positions never see the padding; the mean pooling uses ``lengths`` to skip it.
+
+Bidirectional blocks (``bidirectional=True``, per-series output only) add a second SSM that
+reads each series backwards: :func:`reverse_valid` reverses the valid steps of every row in
+place (padding stays at the end), the second layer runs causally on that, and its output is
+reversed back and added to the forward layer's. Every position then sees the whole series, as
+in the bidirectional S4 models of Gu et al. 2022; both directions take the same ``dt_scale``.
 """
 from __future__ import annotations
 
@@ -30,7 +36,8 @@ from torch import nn
 
 from ssmsignal.layers.blocks import ResidualBlock
 
-__all__ = ["BackboneConfig", "SequenceModel", "masked_mean"]
+__all__ = ["BackboneConfig", "BidirectionalBlock", "SequenceModel", "masked_mean",
+           "reverse_valid"]
 
 _LAYERS = ("s4", "s4d", "mamba")
 
@@ -62,6 +69,9 @@ class BackboneConfig:
         Head at every time step (causal sequence output) instead of after pooling.
     d_conv, expand : int
         Mamba only: short-convolution width and inner expansion factor.
+    bidirectional : bool
+        Blocks with a forward and a backward SSM (:class:`BidirectionalBlock`); only for
+        per-series output (a per-step head must stay causal).
     """
 
     n_channels: int
@@ -76,6 +86,7 @@ class BackboneConfig:
     per_step: bool = False
     d_conv: int = 4
     expand: int = 2
+    bidirectional: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +100,50 @@ def masked_mean(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     mask = (steps[None, :] < lengths[:, None]).to(h.dtype)  # (B, L)
     total = torch.einsum("blh,bl->bh", h, mask)  # (B, H)
     return total / lengths.clamp(min=1).to(h.dtype)[:, None]  # (B, H)
+
+
+def reverse_valid(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each row of ``h`` ``(B, L, H)`` within its first ``lengths[b]`` steps.
+
+    Padding positions stay where they are, so the result is again padded at the end, and
+    applying the function twice gives ``h`` back. None means every row is ``L`` long.
+    """
+    if lengths is None:
+        return h.flip(1)  # (B, L, H)
+    steps = torch.arange(h.shape[1], device=h.device)[None, :]  # (1, L)
+    lengths = lengths.to(h.device)[:, None]  # (B, 1)
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (B, L)
+    return torch.gather(h, 1, index[:, :, None].expand(-1, -1, h.shape[2]))  # (B, L, H)
+
+
+class BidirectionalBlock(nn.Module):
+    """Pre-norm residual block ``x + dropout(f(n(x)) + R(g(R(n(x)))))``, R = :func:`reverse_valid`.
+
+    Parameters
+    ----------
+    forward_layer, backward_layer : torch.nn.Module
+        Two SSM layers of the same kind and width (the layer API: ``layer(x, dt_scale=)``).
+    d_model : int
+        Channels.
+    dropout : float
+        Dropout on the residual branch.
+    """
+
+    def __init__(self, forward_layer: nn.Module, backward_layer: nn.Module, d_model: int,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.forward_layer = forward_layer
+        self.backward_layer = backward_layer
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, dt_scale: float | torch.Tensor = 1.0,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L, H)`` -> same shape; ``lengths`` ``(B,)`` marks where the padding starts."""
+        z = self.norm(x)  # (B, L, H)
+        ahead = self.forward_layer(z, dt_scale=dt_scale)  # (B, L, H)
+        back = self.backward_layer(reverse_valid(z, lengths), dt_scale=dt_scale)  # (B, L, H)
+        return x + self.dropout(ahead + reverse_valid(back, lengths))  # (B, L, H)
 
 
 def _make_layer(cfg: BackboneConfig) -> nn.Module:
@@ -130,6 +185,9 @@ class SequenceModel(nn.Module):
         super().__init__()
         if config.layer not in _LAYERS:
             raise ValueError(f"layer must be one of {_LAYERS}, got {config.layer!r}")
+        if config.bidirectional and config.per_step:
+            raise ValueError("bidirectional blocks read the future, so they cannot feed a "
+                             "per-step (causal) head; use bidirectional=False")
         self.config = config
         c, h, k = config.n_channels, config.d_model, config.n_outputs
         self.register_buffer("input_mean", torch.zeros(c))
@@ -137,9 +195,14 @@ class SequenceModel(nn.Module):
         self.register_buffer("output_mean", torch.zeros(k))
         self.register_buffer("output_std", torch.ones(k))
         self.encoder = nn.Linear(c, h)
-        self.blocks = nn.ModuleList(
-            ResidualBlock(_make_layer(config), h, norm="layer", dropout=config.dropout)
-            for _ in range(config.n_layers))
+        if config.bidirectional:
+            self.blocks = nn.ModuleList(
+                BidirectionalBlock(_make_layer(config), _make_layer(config), h, config.dropout)
+                for _ in range(config.n_layers))
+        else:
+            self.blocks = nn.ModuleList(
+                ResidualBlock(_make_layer(config), h, norm="layer", dropout=config.dropout)
+                for _ in range(config.n_layers))
         self.norm = nn.LayerNorm(h)
         self.head = nn.Linear(h, k)
 
@@ -177,7 +240,10 @@ class SequenceModel(nn.Module):
         z = (x - self.input_mean[:, None]) / self.input_std[:, None]  # (B, C, L)
         h = self.encoder(z.transpose(1, 2))  # (B, L, H)
         for block in self.blocks:
-            h = block(h, dt_scale)  # (B, L, H)
+            if self.config.bidirectional:
+                h = block(h, dt_scale, lengths)  # (B, L, H)
+            else:
+                h = block(h, dt_scale)  # (B, L, H)
         h = self.norm(h)  # (B, L, H)
         if not self.config.per_step:
             h = masked_mean(h, lengths)  # (B, H)
