@@ -200,28 +200,23 @@ def main():
 
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
-KNOBS = ("CHUNK_CK", "FAST_MATH", "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG",
-         "BWD_MAXNREG", "WARP_PARTIALS", "FWD_MAX_LANES")
+KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_WARPS", "FAST_MATH", "FWD_FAST_MATH",
+         "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS",
+         "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
-#: Round 2 (2026-11-22) measured, with the knobs then: base = no cap, no per-warp partials;
-#: bcap = BWD_MAXNREG 168; bcapwp = + WARP_PARTIALS (now the default, "base" below); bcapwp16 and
-#: bcap16 = dB/dC partials in bfloat16 (no gain, removed); bcapW4 = 4-warp backward. Round 3
-#: (ours only) measured "base" = bcapwp with a fast-math forward and NO <= 4 in the forward;
-#: the shipped defaults take its "fprecise" forward and its "segf8" block shape for small b * d.
+#: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
+#: round 1: ckold = the forward with gradients before FWD_CK_V4; fW1/fW2 = 1- or 2-warp forward
+#: programs (fewer cross-warp barriers per chunk); fT8* = 8-step forward chunks at 128 registers.
 VARIANTS = {
     "base": {},
-    "nocap": dict(BWD_MAXNREG=None),
-    "nowp": dict(WARP_PARTIALS=False, BWD_MAXNREG=None),
-    "fnofma": dict(FMA_SCAN=False, fwd_only=True),
-    "ffast": dict(FWD_FAST_MATH=True, fwd_only=True),
-    "fnocap": dict(FWD_MAXNREG=None, fwd_only=True),
-    "fround1": dict(FMA_SCAN=False, FWD_MAXNREG=None, fwd_only=True),
-    "segf8": dict(fwd=(8, 4)),
-    "noseg8": dict(SEGMENT_WARPS=None, fwd=(8, 4), bwd=(8, 2)),
-    "ck8": dict(CHUNK_CK=8),
+    "ckold": dict(FWD_CK_V4=False),
+    "fW1": dict(FWD_WARPS=1),
+    "fW2": dict(FWD_WARPS=2),
+    "fT8": dict(CHUNK_FWD=8, FWD_MAXNREG=128, fwd_only=True),
+    "fT8W1": dict(CHUNK_FWD=8, FWD_MAXNREG=128, FWD_WARPS=1, fwd_only=True),
 }
 
 
@@ -233,7 +228,10 @@ def apply_variant(v, b, d, N):
     _common.SCAN_CONFIG_OVERRIDE_BWD = None
     lanes = 4 if ours_mod.SEGMENT_WARPS else 16
     if "fwd" in v:  # the forward's block shape (and the backward's unless "bwd" says)
-        _common.SCAN_CONFIG_OVERRIDE = v["fwd"]
+        NO, W = v["fwd"]  # NO None: the heuristic's
+        NO = NO or _common.scan_config(b, d, N, max_lanes=ours_mod.FWD_MAX_LANES if lanes == 4
+                                       else 16)[1]
+        _common.SCAN_CONFIG_OVERRIDE = (NO, W)
         _common.SCAN_CONFIG_OVERRIDE_BWD = (
             _common.scan_config(b, d, N, backward=True, max_lanes=lanes)[1], 2)
     if "bwd" in v:

@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 
 from ..reference import expand_groups
+from . import _common
 from ._common import (LOG2E, axis_t, block_channels, check_device_dtypes, dummy, load_or_zero,
                       new_buffer, row, row_params, scan_combine, scan_combine_mul, scan_config,
                       scan_program, store_masked, sum_states)
@@ -55,6 +56,9 @@ FAST_MATH = True
 #: 0.498 vs 0.469 ms at (8, 1536, 4096, 16), so off) and the ``tl.fma`` scan step.
 FWD_FAST_MATH = False
 FMA_SCAN = True
+#: The forward with gradients rounds ``y`` to the output dtype before the gate (the gate then
+#: stays in the 4-steps-per-thread store layout) and stores checkpoints from the chunk layout.
+FWD_CK_V4 = True
 
 
 def _fast():
@@ -75,6 +79,8 @@ FWD_MAX_LANES = 8
 #: instead of three at 168 (5 spilled registers, sm_90 SASS).
 FWD_MAXNREG = 168
 BWD_MAXNREG = 168
+#: Warps per program of the forward pass (one program: W x 32 / NO channels).
+FWD_WARPS = 4
 #: dB, dC partial sums per warp instead of per program (no cross-warp reduction in the
 #: backward kernel; W times the partial buffers, summed by torch).
 WARP_PARTIALS = True
@@ -96,7 +102,7 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                 SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
                 EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
-                FAST: tl.constexpr, FMA: tl.constexpr):
+                FAST: tl.constexpr, FMA: tl.constexpr, CK_V4: tl.constexpr):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -112,7 +118,10 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1): (b, c, 0) in u, dt, z, out
     grp = (pid_d * block_ch) // ch_per_group  # every channel of a block is in one group
     bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1): (b, g, n, 0) in B, C
-    ck_off = (pid_b * dim + ch) * n_ck * N + n  # (DL, NO, W, NI, 1)
+    if CK_V4:  # stored from the chunk's own layout (no exchange through shared memory)
+        ck_off = (pid_b * dim + ch) * n_ck * N + (n * N) // N  # (DL, NO, W, NI, 1)
+    else:
+        ck_off = (pid_b * dim + ch) * n_ck * N + n  # (DL, NO, W, NI, 1)
     bias, seq_len = row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS, HAS_LEN, EVEN)
     if HAS_D:
         Dv = load_or_zero(D_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
@@ -167,7 +176,14 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
             if HAS_D:
                 y += Dv * u
             if HAS_Z:
-                if SAVE_CK:
+                if SAVE_CK and CK_V4:
+                    # the gate multiplies the stored (rounded) y: then the gate is computed in
+                    # the store's layout, 4 steps per thread (unrounded, the compiler moved it
+                    # into the chunk layout: 16 steps per thread, 4 lanes repeating each step)
+                    y = y.to(y_ptr.dtype.element_ty)
+                    store_masked(y_ptr + row_off + tt, y, io_mask, EVEN)
+                    y = y.to(tl.float32)
+                elif SAVE_CK:
                     store_masked(y_ptr + row_off + tt, y.to(y_ptr.dtype.element_ty), io_mask, EVEN)
                 zf = zz.to(tl.float32)
                 y *= zf * sigmoid(zf, FAST)
@@ -208,6 +224,8 @@ def _geometry(u, A, B, T, seq_lengths, backward=False):
     seg = SEGMENT_WARPS is not None
     lanes = (4 if backward else FWD_MAX_LANES) if seg else 16
     NI, NO, W, DL = scan_config(b, d, N, backward, max_lanes=lanes)
+    if not backward and _common.SCAN_CONFIG_OVERRIDE is None:
+        W = FWD_WARPS
     block_ch = block_channels(W * DL, d // G, G)
     even = (L % T == 0 and L > 0 and block_ch == W * DL and d % block_ch == 0 and N == NI * NO
             and seq_lengths is None)
@@ -262,8 +280,8 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
              g["seg_chunks"], n_seg)
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
-                FAST=_fast() and FWD_FAST_MATH, FMA=FMA_SCAN, num_warps=g["W"],
-                **_cap(FWD_MAXNREG))
+                FAST=_fast() and FWD_FAST_MATH, FMA=FMA_SCAN, CK_V4=FWD_CK_V4,
+                num_warps=g["W"], **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
         h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
