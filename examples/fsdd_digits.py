@@ -12,9 +12,17 @@
 #   `--root .devdata/fsdd` reads the wav files instead). `--augment '{"speed": 0.1, ...}'`
 #   turns on the estimators' training-time augmentation (a JSON dict, or `true` for the
 #   default set); `--subset 40` trains and tests on 40 files each (a quick CPU smoke run).
+#   `--normalize` removes each recording's mean and scales it to unit RMS, at whatever rate
+#   the model receives it (after the zero-shot resampling, as a user holding only 4 kHz audio
+#   would); FSDD's speakers differ by about 20 dB in level. `--bidirectional` gives every
+#   block a backward SSM too.
 #
 # Hyper-parameters are chosen on the validation split the estimator holds out of the
-# TRAINING files (`val_best` in the output rows), never on the test files.
+# TRAINING files (`val_best` in the output rows), never on the test files. `--dev` goes one
+# step further on the standard split: recordings 5-9 of every speaker and digit (300 files,
+# all from the training side) are held out as a development set and scored at every rate
+# like the test set (`dev_*` columns), so that choices about rate transfer can be made
+# without the test files.
 
 # %%
 import argparse
@@ -43,35 +51,49 @@ def load(args):
     return audio, d["digit"], d["speaker"], d["recording"]
 
 
+def normalize(x):
+    """Remove the mean and scale to unit RMS (one recording, at its own rate)."""
+    x = np.asarray(x, dtype=np.float32)
+    x = x - x.mean()
+    return x / max(float(np.sqrt(np.mean(x ** 2))), 1e-6)
+
+
 def make_classifier(args):
     common = dict(d_model=args.d_model, n_layers=args.n_layers, max_epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, dropout=args.dropout,
                   weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                   augment=json.loads(args.augment), n_iter_no_change=args.patience,
                   random_state=args.seed, verbose=args.verbose, device=args.device,
-                  max_time=args.max_time)
+                  max_time=args.max_time, bidirectional=args.bidirectional)
     if args.layer == "mamba":
         return MambaClassifier(**common)
     return S4Classifier(layer=args.layer, d_state=64, **common)
 
 
-def evaluate(clf, X_test, y_test, rates=(8000.0, 4000.0, 16000.0)):
-    """Accuracy at each rate (test audio resampled from 8 kHz, Δ rescaled)."""
+def probabilities(clf, X_8k, rates, prep):
+    """``{rate: (n, 10) probabilities}``: the audio resampled from 8 kHz, Δ rescaled."""
     out = {}
     for rate in rates:
-        X = X_test if rate == FS else [resample(x, FS, rate) for x in X_test]
-        out[f"acc_{int(rate)}"] = float(clf.score(X, y_test, sampling_rate=rate))
+        X = X_8k if rate == FS else [resample(x, FS, rate) for x in X_8k]
+        out[int(rate)] = clf.predict_proba([prep(x) for x in X], sampling_rate=rate)
     return out
 
 
-def run(args, X, y, train, test, name):
+def accuracies(clf, proba, y, prefix):
+    return {f"{prefix}_{rate}": float(np.mean(clf.classes_[p.argmax(1)] == y))
+            for rate, p in proba.items()}
+
+
+def run(args, X, y, train, test, name, dev=None):
     if args.subset:
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(0)  # the same files for every seed (ensembles)
         train = np.sort(rng.permutation(train)[:args.subset])
         test = np.sort(rng.permutation(test)[:args.subset])
+        dev = None if dev is None else np.sort(rng.permutation(dev)[:args.subset])
+    prep = normalize if args.normalize else (lambda x: x)
     start = time.perf_counter()
     clf = make_classifier(args)
-    clf.fit([X[i] for i in train], y[train], sampling_rate=FS)
+    clf.fit([prep(X[i]) for i in train], y[train], sampling_rate=FS)
     row = {"setting": name, "layer": args.layer, "n_train": int(len(train)),
            "n_test": int(len(test)), "epochs_run": len(clf.history_),
            "fit_seconds": round(time.perf_counter() - start, 1),
@@ -79,14 +101,23 @@ def run(args, X, y, train, test, name):
                            default=None),
            "epoch_seconds": round(float(np.median([h["time"] for h in clf.history_])), 2),
            "augment": args.augment, "dropout": args.dropout,
-           "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay}
+           "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay,
+           "d_model": args.d_model, "n_layers": args.n_layers, "seed": args.seed,
+           "normalize": args.normalize, "bidirectional": args.bidirectional, "tag": args.tag,
+           "n_dev": 0 if dev is None else int(len(dev))}
     rates = [float(r) for r in args.rates.split(",")]
-    row.update(evaluate(clf, [X[i] for i in test], y[test], rates))
-    if args.proba_dir:  # 8 kHz test probabilities, for ensembles (examples/loso_ensemble.py)
-        proba = clf.predict_proba([X[i] for i in test])  # (n_test, 10)
-        tag = name.replace(" ", "_")
-        np.savez(f"{args.proba_dir}/{tag}_{args.layer}.npz", proba=proba, test=test,
-                 classes=clf.classes_, y=y[test])
+    proba = probabilities(clf, [X[i] for i in test], rates, prep)  # rate -> (n_test, 10)
+    row.update(accuracies(clf, proba, y[test], "acc"))
+    arrays = {f"proba_{r}": p for r, p in proba.items()}
+    if dev is not None:
+        dev_proba = probabilities(clf, [X[i] for i in dev], rates, prep)
+        row.update(accuracies(clf, dev_proba, y[dev], "dev"))
+        arrays.update({f"dev_proba_{r}": p for r, p in dev_proba.items()}, dev=dev,
+                      y_dev=y[dev])
+    if args.proba_dir:  # test (and dev) probabilities at every rate, for ensembles
+        tag = name.replace(" ", "_")  # (examples/loso_ensemble.py)
+        np.savez(f"{args.proba_dir}/{tag}__{args.tag or args.layer}__s{args.seed}.npz",
+                 test=test, classes=clf.classes_, y=y[test], **arrays)
     print(json.dumps(row), flush=True)
     if args.out:
         with open(args.out, "a", encoding="utf-8") as fh:
@@ -110,6 +141,12 @@ def main(argv=None):
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--augment", default="null",
                         help='JSON: null, true, or a dict such as {"speed": 0.1, "crop": 0.1}')
+    parser.add_argument("--normalize", action="store_true",
+                        help="remove each recording's mean, scale it to unit RMS")
+    parser.add_argument("--bidirectional", action="store_true")
+    parser.add_argument("--dev", action="store_true",
+                        help="standard split: hold out recordings 5-9 as a development set")
+    parser.add_argument("--tag", default=None, help="recipe name in rows and .npz file names")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rates", default="8000,4000,16000",
                         help="comma-separated test rates in Hz (the audio is resampled)")
@@ -127,13 +164,16 @@ def main(argv=None):
                         help="start no new LOSO fold after this many seconds")
     parser.add_argument("--out", default=None, help="append JSON lines here")
     parser.add_argument("--proba-dir", default=None,
-                        help="save each fit's 8 kHz test probabilities here (.npz)")
+                        help="save each fit's test (and dev) probabilities at every rate "
+                             "here (.npz)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     X, y, speaker, recording = load(args)
     if not args.skip_standard:
-        run(args, X, y, np.flatnonzero(recording >= 5), np.flatnonzero(recording < 5),
-            "standard split")
+        first = 10 if args.dev else 5  # the first training recording
+        dev = np.flatnonzero((recording >= 5) & (recording < 10)) if args.dev else None
+        run(args, X, y, np.flatnonzero(recording >= first), np.flatnonzero(recording < 5),
+            "standard split", dev)
     if args.loso:
         folds = args.speakers.split(",") if args.speakers else np.unique(speaker)
         for who in folds:

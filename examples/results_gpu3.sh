@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# docs/results.md "Classification (issue 3)", third campaign: FSDD with per-recording level
+# normalisation, the repaired max_time schedule (fde8605), band-limit augmentation
+# (augment "lowpass") and bidirectional blocks; one GPU call of <= 9 minutes per round.
+#
+#   ROUND=1  (model selection on a development split, and leave-one-speaker-out)
+#     lane A: standard split with --dev (recordings 5-9 held out of training): causal S4D,
+#             then the same + lowpass augmentation
+#     lane B: standard split with --dev: bidirectional S4D + lowpass augmentation
+#     lane C: S4D leave-one-speaker-out, six folds
+#   ROUND=2  (see the ROUND=2 lanes below: final fits chosen on round 1's dev scores)
+#
+# Three lanes share the one GPU (the processes are mostly launch-bound: in campaign 2 two
+# lanes ran at 1.3-1.6x the epoch time of one, three at about 1.5-2x). Every fit has a
+# training budget (the estimators' max_time), every step a hard `timeout`, the whole script a
+# deadline (TOTAL_SECONDS). Needs .devdata/results/fsdd.npz (examples/prepare_results_data.py).
+# Output, 4 files under $OUT/results/: summary.txt (device, commit, steps, tables),
+# results.jsonl (one row per fit), logs.tar.gz (lane logs, GPU utilisation), proba.tar.gz
+# (every fit's test/dev probabilities at every rate, for examples/loso_ensemble.py).
+# SMOKE=1 runs every step on a tiny subset on the CPU (a crash check, not a result).
+set -u
+T0=$(date +%s)
+OUT=${OUT:-results-out}
+D="$OUT/results"
+W=$(mktemp -d /tmp/results3.XXXXXX)  # logs and probabilities, packed into $D at the end
+P="$W/proba"
+mkdir -p "$D" "$P"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # three processes share CPUs
+DEADLINE=$((T0 + ${TOTAL_SECONDS:-520}))
+ROUND=${ROUND:-1}
+
+if [ "${SMOKE:-0}" = 1 ]; then
+  TINY=(--subset 40 --epochs 2 --d-model 8 --n-layers 1 --device cpu)
+  LOSO_ALL=(--speakers george,theo); FOLDS_1=(--speakers george); FOLDS_2=(--speakers theo)
+  SCALE=0.02
+else
+  source kernels/bench/gpu_install.sh
+  TINY=(); LOSO_ALL=()
+  FOLDS_1=(--speakers george,jackson,lucas); FOLDS_2=(--speakers nicolas,theo,yweweler)
+  SCALE=1
+  command -v nvidia-smi > /dev/null && { nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used \
+    --format=csv -l 5 > "$W/gpu.csv" 2>&1 & SMI=$!; }
+fi
+S="$D/summary.txt"
+STEPS="$W/steps.txt"
+: > "$STEPS"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) \
+  if torch.cuda.is_available() else 'cpu')" | tee "$S"
+git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$S"
+echo "ROUND=$ROUND SMOKE=${SMOKE:-0} $(date -u +%Y-%m-%dT%H:%MZ)" | tee -a "$S"
+
+budget() { python3 -c "print(max(1.0, round($1 * $SCALE, 1)))"; }
+
+step() {  # step LIMIT_SECONDS NAME command...: runs under min(LIMIT, time to the deadline)
+  local limit=$1 name=$2; shift 2
+  local left=$((DEADLINE - $(date +%s) - 3))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 15 ]; then echo "$name: skipped, no time left" >> "$STEPS"; return; fi
+  local t0=$(date +%s)
+  echo "=== $name" >> "$LOG"
+  timeout -k 5 "$limit" "$@" >> "$LOG" 2>&1
+  echo "$name: exit $? after $(( $(date +%s) - t0 )) s (limit $limit s)" >> "$STEPS"
+}
+
+F=(python3 examples/fsdd_digits.py --data .devdata/results/fsdd.npz --out "$D/results.jsonl"
+   --proba-dir "$P" --normalize --epochs 300 --patience 1000 --dropout 0.15
+   --weight-decay 0.05 --label-smoothing 0.1)
+AUG='{"crop": 0.1, "speed": 0.1, "gain_db": 6, "snr_db": [20, 40]}'
+AUG_LP='{"crop": 0.1, "speed": 0.1, "lowpass": 0.5, "gain_db": 6, "snr_db": [20, 40]}'
+AUG_LOSO='{"crop": 0.1, "speed": 0.15, "gain_db": 6, "snr_db": [20, 40]}'
+
+round1_a() {
+  step 235 dev_s4d "${F[@]}" --dev --tag s4d --augment "$AUG" \
+    --max-time "$(budget 195)" "${TINY[@]}"
+  step 235 dev_s4d_lp "${F[@]}" --dev --tag s4d_lp --augment "$AUG_LP" \
+    --max-time "$(budget 195)" "${TINY[@]}"
+}
+round1_b() {
+  step 480 dev_s4d_bi_lp "${F[@]}" --dev --tag s4d_bi_lp --bidirectional --augment "$AUG_LP" \
+    --max-time "$(budget 410)" "${TINY[@]}"
+}
+round1_c() {
+  step 490 loso_s4d "${F[@]}" --loso --skip-standard --tag s4d --augment "$AUG_LOSO" \
+    --max-time "$(budget 62)" "${LOSO_ALL[@]}" "${TINY[@]}"
+}
+
+LOG="$W/lane_a.log" "round${ROUND}_a" & A=$!
+LOG="$W/lane_b.log" "round${ROUND}_b" & B=$!
+LOG="$W/lane_c.log" "round${ROUND}_c" & C=$!
+wait "$A" "$B" "$C"
+[ -n "${SMI:-}" ] && kill "$SMI" 2> /dev/null
+
+{ echo "== steps"; cat "$STEPS"; echo "== fits ($(( $(date +%s) - T0 )) s in all)"; } | tee -a "$S"
+python3 - "$D/results.jsonl" <<'EOF' | tee -a "$S"
+import json, sys
+try:
+    rows = [json.loads(line) for line in open(sys.argv[1])]
+except FileNotFoundError:
+    rows = []
+for r in rows:
+    accs = " ".join(f"{k} {v:.3f}" for k, v in r.items()
+                    if k.startswith(("acc_", "dev_")) and isinstance(v, float))
+    print(f"{r['setting']:<15} {r.get('tag')} s{r['seed']} ep {r['epochs_run']:>3} "
+          f"({r['epoch_seconds']} s/ep, fit {r['fit_seconds']} s) val {r['val_best']:.3f} | "
+          f"{accs}")
+EOF
+echo "== ensembles (examples/loso_ensemble.py)" | tee -a "$S"
+python3 examples/loso_ensemble.py "$P" 2>&1 | tee -a "$S"
+tar -czf "$D/proba.tar.gz" -C "$W" proba
+tar -czf "$D/logs.tar.gz" -C "$W" --exclude proba .
+rm -rf "$W"
