@@ -202,7 +202,7 @@ def main():
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
 KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_WARPS", "FAST_MATH", "FWD_FAST_MATH",
          "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS",
-         "FWD_MAX_LANES")
+         "BWD_SCATTER", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
@@ -213,6 +213,8 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 VARIANTS = {
     "base": {},
     "ckold": dict(FWD_CK_V4=False),
+    "nosc": dict(BWD_SCATTER=False),
+    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False),
     "fW1": dict(FWD_WARPS=1),
     "fW2": dict(FWD_WARPS=2),
     "fT8": dict(CHUNK_FWD=8, FWD_MAXNREG=128, fwd_only=True),

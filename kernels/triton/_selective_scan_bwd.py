@@ -54,6 +54,43 @@ def sigmoid(x, FAST: tl.constexpr):
 
 
 @triton.jit
+def _shfl_xor(x, lane, BIT: tl.constexpr, EMULATE: tl.constexpr):
+    """``x`` of the channel ``lane ^ 2**BIT`` (axis 0): on the GPU the value held by lane
+    ``laneid ^ 2**BIT`` (PTX ``shfl.sync.bfly``; axis 0 is lane bits 0-2 in the chunk layout);
+    ``EMULATE`` (the interpreter, which runs no PTX): the same exchange as a masked sum."""
+    if EMULATE:
+        src = tl.arange(0, x.shape[0])[:, None, None, None, None, None]
+        pick = (src ^ (1 << BIT)) == lane[None, :, :, :, :, :]  # (DL, DL, 1, 1, 1, 1)
+        y = tl.sum(tl.where(pick, x[:, None, :, :, :, :], 0.0), axis=0)
+    else:
+        y = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, 0xffffffff;",
+                                      "=r,r,r", [x, tl.full(x.shape, 1 << BIT, tl.int32)],
+                                      dtype=tl.float32, is_pure=True, pack=1)
+    return y
+
+
+@triton.jit
+def _halve_lanes(x, lane, BIT: tl.constexpr, EMULATE: tl.constexpr):
+    """One step of a reduce-scatter over axis 0: with the partner ``lane ^ 2**BIT``, each
+    lane keeps the even (its bit 0) or odd (bit 1) steps of the last axis and adds the
+    partner's values of them; the last axis halves."""
+    a, b = tl.split(tl.reshape(x, (x.shape[0], x.shape[1], x.shape[2], x.shape[3],
+                                   x.shape[4] // 2, 2)))
+    odd = ((lane >> BIT) & 1) == 1  # (DL, 1, 1, 1, 1)
+    return tl.where(odd, b, a) + _shfl_xor(tl.where(odd, a, b), lane, BIT, EMULATE)
+
+
+@triton.jit
+def sum_channels_scatter(x, lane, EMULATE: tl.constexpr):
+    """Sum over axis 0 (the 8 channel lanes) of a ``(8, NO, W, NI, 8)`` tensor, spread:
+    lane ``l`` (``lane``: its (8, 1, 1, 1, 1) index) gets step ``l`` of the last axis, a
+    ``(8, NO, W, NI, 1)`` tensor (28 shuffles per thread instead of a butterfly's 96, and no
+    exchange through shared memory before the store)."""
+    x = _halve_lanes(x, lane, 0, EMULATE)
+    return _halve_lanes(_halve_lanes(x, lane, 1, EMULATE), lane, 2, EMULATE)
+
+
+@triton.jit
 def _chunk_inputs(c, t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr, B_ptr,
                   C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T: tl.constexpr,
                   HAS_Z: tl.constexpr, EVEN: tl.constexpr):
@@ -84,7 +121,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
-               SEG: tl.constexpr, WARP_PARTS: tl.constexpr):
+               SEG: tl.constexpr, WARP_PARTS: tl.constexpr, SCATTER: tl.constexpr):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
@@ -189,14 +226,24 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         dbias_acc += sum_time(ddt)
         tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask)
         tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty), mask=io_mask)
-        if WARP_PARTS:
-            dB = tl.sum(gs * dtu, axis=0, keep_dims=True)  # (1, NO, W, NI, T)
-            dC = tl.sum(hs * dy, axis=0, keep_dims=True)
+        if SCATTER:  # (WARP_PARTS, T = DL = 8): lane l holds the channel sum of step l
+            # (1: shuffles, 2: emulated for the interpreter)
+            lane = tl.arange(0, DL)[:, None, None, None, None]  # (DL, 1, 1, 1, 1)
+            # contiguity hidden (see _common): a coalesced store layout would become the chunk's
+            ts = c * T + (lane * N) // N
+            dB = sum_channels_scatter(gs * dtu, lane, SCATTER == 2)  # (DL, NO, W, NI, 1)
+            store_masked(dB_ptr + part_off + ts, dB, (ts < L) & n_ok, EVEN)
+            dC = sum_channels_scatter(hs * dy, lane, SCATTER == 2)
+            store_masked(dC_ptr + part_off + ts, dC, (ts < L) & n_ok, EVEN)
         else:
-            dB = sum_channels(gs * dtu)  # (1, NO, 1, NI, T)
-            dC = sum_channels(hs * dy)
-        store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
-        store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
+            if WARP_PARTS:
+                dB = tl.sum(gs * dtu, axis=0, keep_dims=True)  # (1, NO, W, NI, T)
+                dC = tl.sum(hs * dy, axis=0, keep_dims=True)
+            else:
+                dB = sum_channels(gs * dtu)  # (1, NO, 1, NI, T)
+                dC = sum_channels(hs * dy)
+            store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
+            store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
         c -= 1
     store_masked(dA_ptr + (prow * dim + ch) * N + n, dA_acc, state_mask, EVEN)
     out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)

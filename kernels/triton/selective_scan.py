@@ -84,6 +84,16 @@ FWD_WARPS = 4
 #: dB, dC partial sums per warp instead of per program (no cross-warp reduction in the
 #: backward kernel; W times the partial buffers, summed by torch).
 WARP_PARTIALS = True
+#: With per-warp partials, 8 channels per warp and 8-step chunks: the sum over a warp's channels
+#: as a reduce-scatter of shuffles (``_selective_scan_bwd.sum_channels_scatter``).
+BWD_SCATTER = True
+
+
+def _scatter(g):
+    """The backward's SCATTER mode: 0 off, 1 shuffles, 2 emulated (interpreter)."""
+    if not (BWD_SCATTER and WARP_PARTIALS and g["T"] == 8 and g["DL"] == 8):
+        return 0
+    return 2 if os.environ.get("TRITON_INTERPRET", "") == "1" else 1
 
 
 def _cap(maxnreg):
@@ -330,7 +340,7 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         _opt(seq_lengths, u), dout, _opt(carry, u), ck,
         du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
         *sizes, ck.shape[2], n_parts, *seg, HAS_DLAST=dlast is not None, SEG=n_seg > 1,
-        WARP_PARTS=WARP_PARTIALS, **meta, **_cap(BWD_MAXNREG))
+        WARP_PARTS=WARP_PARTIALS, SCATTER=_scatter(g), **meta, **_cap(BWD_MAXNREG))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = n_parts // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
