@@ -200,7 +200,7 @@ def main():
 
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
-KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_WARPS", "FAST_MATH", "FWD_FAST_MATH",
+KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_BC_DIRECT", "FWD_WARPS", "FAST_MATH", "FWD_FAST_MATH",
          "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS",
          "BWD_SCATTER", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
@@ -208,17 +208,19 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 1: ckold = the forward with gradients before FWD_CK_V4; fW1/fW2 = 1- or 2-warp forward
-#: programs (fewer cross-warp barriers per chunk); fT8* = 8-step forward chunks at 128 registers.
+#: round 1: ckold = the forward with gradients before FWD_CK_V4; fW1 = 1-warp forward
+#: programs (fewer cross-warp barriers per chunk); fT8* = 8-step forward chunks at 128 registers;
+#: fD* = B and C loaded in the chunk layout; nosc = dB/dC sums without BWD_SCATTER.
 VARIANTS = {
     "base": {},
     "ckold": dict(FWD_CK_V4=False),
     "nosc": dict(BWD_SCATTER=False),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False),
     "fW1": dict(FWD_WARPS=1),
-    "fW2": dict(FWD_WARPS=2),
     "fT8": dict(CHUNK_FWD=8, FWD_MAXNREG=128, fwd_only=True),
     "fT8W1": dict(CHUNK_FWD=8, FWD_MAXNREG=128, FWD_WARPS=1, fwd_only=True),
+    "fD8": dict(CHUNK_FWD=8, FWD_BC_DIRECT=True, fwd_only=True),
+    "fD8W1": dict(CHUNK_FWD=8, FWD_BC_DIRECT=True, FWD_WARPS=1, fwd_only=True),
 }
 
 
@@ -253,10 +255,22 @@ def check_variant(v, test_mod):
                                              (3, 64, 600, 5, 2, torch.float16, False)]:
         apply_variant(v, b, d, N)
         errs = test_mod.compare(b, d, L, N, G, dtype, "cuda", seed=L + d, lengths=lengths)
+        errs["out_no_grad"] = forward_error(test_mod, b, d, L, N, G, dtype, lengths)
         test_mod.check_errors(errs, dtype)
         worst = max(worst, max(errs.values()))
     _common.POISON_OUTPUTS = False
     return worst
+
+
+def forward_error(test_mod, b, d, L, N, G, dtype, lengths):
+    """Relative error of the forward without gradients (its own chunk length) vs float64."""
+    case, seq = test_mod.make_case(b, d, L, N, G, dtype, "cuda", L + d + 1, lengths=lengths)
+    with torch.no_grad():
+        out = ours_mod.selective_scan(**case, delta_softplus=True, seq_lengths=seq)
+    ref = test_mod.reference.selective_scan(
+        **{k: (v.double() if v is not None else None) for k, v in case.items()},
+        delta_softplus=True, seq_lengths=seq)
+    return test_mod.rel_err(out, ref)
 
 
 def load_test_module():

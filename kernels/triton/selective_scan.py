@@ -59,6 +59,9 @@ FMA_SCAN = True
 #: The forward with gradients rounds ``y`` to the output dtype before the gate (the gate then
 #: stays in the 4-steps-per-thread store layout) and stores checkpoints from the chunk layout.
 FWD_CK_V4 = True
+#: The forward loads B and C directly in the chunk layout (8 steps per load; no exchange
+#: through shared memory and no barriers for them).
+FWD_BC_DIRECT = False
 
 
 def _fast():
@@ -112,7 +115,8 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                 SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
                 EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
-                FAST: tl.constexpr, FMA: tl.constexpr, CK_V4: tl.constexpr):
+                FAST: tl.constexpr, FMA: tl.constexpr, CK_V4: tl.constexpr,
+                BC_DIRECT: tl.constexpr):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -128,6 +132,8 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1): (b, c, 0) in u, dt, z, out
     grp = (pid_d * block_ch) // ch_per_group  # every channel of a block is in one group
     bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1): (b, g, n, 0) in B, C
+    if BC_DIRECT:  # B, C loaded in the chunk layout (repeated over the channels' lanes)
+        bc_off = bc_off + off_c * 0  # (DL, NO, W, NI, 1)
     if CK_V4:  # stored from the chunk's own layout (no exchange through shared memory)
         ck_off = (pid_b * dim + ch) * n_ck * N + (n * N) // N  # (DL, NO, W, NI, 1)
     else:
@@ -145,7 +151,7 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     # seq_len (<= L): padding, whatever it holds (NaN included), enters as 0.
     u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(c0, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
                                                  B_ptr, C_ptr, seq_len, ch_ok, n_ok, T,
-                                                 HAS_Z and not LOCAL, EVEN, LOCAL)
+                                                 HAS_Z and not LOCAL, EVEN, LOCAL, BC_DIRECT)
     c = c0
     while c < c1:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
         if SAVE_CK:
@@ -157,7 +163,7 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         # the next chunk's loads go out now (the last chunk re-reads itself)
         u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
             tl.minimum(c + 1, c1 - 1), t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
-            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL)
+            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL, BC_DIRECT)
         u = u.to(tl.float32)
         dt = raw.to(tl.float32) + bias  # (DL, 1, W, 1, T)
         if SOFTPLUS:
@@ -210,21 +216,43 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
 
 @triton.jit
 def _fwd_inputs(c, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok, n_ok,
-                T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr, NO_C: tl.constexpr):
+                T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr, NO_C: tl.constexpr,
+                BC_DIRECT: tl.constexpr):
     """Forward inputs of chunk ``c`` (raw dtypes), read only below ``seq_len`` (<= L):
     padding, whatever it holds (NaN included), enters as 0."""
     tt = c * T + t  # (1, 1, 1, 1, T)
     io = (tt < seq_len) & ch_ok  # (DL, 1, W, 1, T)
     u = load_or_zero(u_ptr + row_off + tt, io, EVEN)
     raw = load_or_zero(dt_ptr + row_off + tt, io, EVEN)
-    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    if BC_DIRECT:
+        Bt = _load_steps(B_ptr + bc_off, c, seq_len, n_ok, T, EVEN)
+    else:
+        Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     Ct = Bt
     if not NO_C:
-        Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+        if BC_DIRECT:
+            Ct = _load_steps(C_ptr + bc_off, c, seq_len, n_ok, T, EVEN)
+        else:
+            Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     zz = u
     if HAS_Z:
         zz = load_or_zero(z_ptr + row_off + tt, io, EVEN)
     return u, raw, Bt, Ct, zz
+
+
+@triton.jit
+def _load_steps(ptr, c, seq_len, mask, T: tl.constexpr, EVEN: tl.constexpr):
+    """Steps ``[c T, c T + T)`` after ``ptr`` (5-D, last axis 1) as a (..., T) tensor, 0 from
+    ``seq_len`` on, loaded 8 steps at a time (16 bytes of 16-bit inputs: one thread's share
+    in the chunk layout, so the load needs no exchange). T: 8 or 16."""
+    t8 = tl.arange(0, 8)[None, None, None, None, :]
+    tt = c * T + t8  # (1, 1, 1, 1, 8)
+    x = load_or_zero(ptr + tt, (tt < seq_len) & mask, EVEN)
+    if T == 16:
+        hi = load_or_zero(ptr + tt + 8, (tt + 8 < seq_len) & mask, EVEN)
+        x = tl.reshape(tl.permute(tl.join(x, hi), (0, 1, 2, 3, 5, 4)),
+                       (x.shape[0], x.shape[1], x.shape[2], x.shape[3], 16))
+    return x
 
 
 def _geometry(u, A, B, T, seq_lengths, backward=False):
@@ -291,7 +319,8 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
                 FAST=_fast() and FWD_FAST_MATH, FMA=FMA_SCAN, CK_V4=FWD_CK_V4,
-                num_warps=g["W"], **_cap(FWD_MAXNREG))
+                BC_DIRECT=FWD_BC_DIRECT and g["T"] in (8, 16), num_warps=g["W"],
+                **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
         h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
