@@ -144,12 +144,14 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
     return batch_size / per_step, t1 - n * per_step, n
 
 
-#: launch configurations (``sashimi_step.CONFIG`` overrides) of the fused rows of
-#: :func:`compare` ("fused" = the shipped default); ``num_warps_wide``: warps of the passes too
-#: wide for one register tile; ``merge``: tier 0's head pass and the next step's down pass in
-#: one launch. The last rows of :func:`compare` split the wide tiers over 8 SMs per row.
-FUSED_CONFIGS = {"fused": {}, "fused w8": {"num_warps_wide": 8}, "fused merge": {"merge": True}}
-PASS_CONFIGS = [{}, {"num_warps_wide": 8}, {"num_warps": 16}]
+#: fused rows of :func:`compare`: (name, ``sashimi_step.CONFIG`` overrides, sample_codes
+#: keywords, batch sizes); "fused" is the shipped default, "split8" runs the wide tiers over 8
+#: SMs per row, "bf16" reads the blocks' dense maps as bfloat16 (lossy opt-in)
+FUSED_ROWS = [("fused", {}, {}, (1, 64)), ("fused split8", {"split": 8}, {}, (1,)),
+              ("fused bf16", {}, {"bf16_weights": True}, (1,)),
+              ("fused bf16 split8", {"split": 8}, {"bf16_weights": True}, (1,))]
+#: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
+PASS_CONFIGS = [({}, False), ({"num_warps_wide": 8}, False), ({}, True)]
 
 
 def _config_name(c):
@@ -160,18 +162,18 @@ def _config_name(c):
 def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
     """Time (us; ``triton.testing.do_bench`` median of a CUDA graph of 10 launches, / 10) and
     weight bytes of every fused tier pass that the all-tiers step (phase 0) launches, for each
-    launch configuration (``sashimi_step.CONFIG`` overrides)."""
+    ``(CONFIG overrides, bf16_weights)`` of ``configs``."""
     import triton.testing
 
     from ssmsignal.kernels.triton import sashimi_step
     from ssmsignal.models._sashimi_fused import FusedDecoder
 
     rows, default = [], dict(sashimi_step.CONFIG)
-    for overrides in configs:
+    for overrides, bf16 in configs:
         sashimi_step.CONFIG.update(overrides)
         config = dict(sashimi_step.CONFIG)
         try:
-            dec = FusedDecoder(model, batch_size, _labels(model, batch_size))
+            dec = FusedDecoder(model, batch_size, _labels(model, batch_size), bf16_weights=bf16)
             calls, launch = [], dec._pass
             dec._pass = lambda *a, **k: calls.append((a, k))
             dec.step(0)
@@ -179,7 +181,8 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
             for args, kwargs in calls:
                 k, _, pro, epi, first, n_pairs = args
                 tp = dec.tiers[k]
-                per_pair = sum(w[0].numel() for w in tp.weights if w.dim() > 1)  # floats
+                per_pair = sum(w[0].numel() * w.element_size()
+                               for w in tp.weights if w.dim() > 1)  # bytes
 
                 def once():
                     if dec.split[k] > 1:  # split launches count their barriers from zero
@@ -194,22 +197,28 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
                         once()
                 ms = triton.testing.do_bench(graph.replay, warmup=20, rep=60,
                                              return_mode="median") / 10
-                rows.append({"config": _config_name(config), "tier": k, "H": tp.H,
+                rows.append({"config": _config_name(config) + (" bf16" if bf16 else ""),
+                             "tier": k, "H": tp.H,
                              "split": dec.split[k], "pairs": n_pairs, "prologue": pro,
                              "epilogue": epi, "us": ms * 1e3,
-                             "weight_MB": 4 * per_pair * n_pairs / 1e6,
-                             "GB_per_s": 4 * per_pair * n_pairs / (ms * 1e-3) / 1e9})
+                             "weight_MB": per_pair * n_pairs / 1e6,
+                             "GB_per_s": per_pair * n_pairs / (ms * 1e-3) / 1e9})
         finally:
             sashimi_step.CONFIG.clear()
             sashimi_step.CONFIG.update(default)
     return rows
 
 
-def compare(device, steps=2000, naive_steps=30, configs=None):
+#: models of :func:`compare`: (layer, pairs per tier, unet, full set of rows)
+COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 8, True, False),
+                  ("s4", 2, False, False), ("s4d", 2, False, False)]
+
+
+def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS):
     """Fused vs module-by-module (both with CUDA graphs) vs naive, batch 1 and 64."""
     from ssmsignal.kernels.triton import sashimi_step
 
-    rows, models = [], {}
+    rows = []
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
     def add(row):  # printed as it comes, so a run cut short still reports
@@ -217,52 +226,89 @@ def compare(device, steps=2000, naive_steps=30, configs=None):
         print("  ", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()},
               flush=True)
 
-    for layer, n_layers in configs or [("s4", 8), ("s4d", 8), ("s4", 2), ("s4d", 2)]:
+    for r in sm_stream_probe(device):
+        add({"layer": "-", "n_layers": 0, "unet": None, "mode": "probe", **r})
+    for layer, n_layers, unet, full in models:
         torch.manual_seed(0)
-        model = SaShiMi(d_model=64, n_layers=n_layers, layer=layer, n_conditions=10)
+        model = SaShiMi(d_model=64, n_layers=n_layers, layer=layer, n_conditions=10, unet=unet)
         model = model.to(device).eval()  # class-conditional (10 digits), as AudioGenerator
-        tag = {"layer": layer, "n_layers": n_layers,
+        tag = {"layer": layer, "n_layers": n_layers, "unet": unet,
                "params": sum(p.numel() for p in model.parameters())}
-        models[layer, n_layers] = model, tag
-        runs = [(mode, dict(fused=True), config, steps) for mode, config in FUSED_CONFIGS.items()]
-        runs.append(("module+graphs", dict(fused=False), {}, steps // (4 * n_layers)))
-        for mode, kw, config, n in runs:
-            for batch in (1, 64):
+        runs = [(mode, kw, config, steps, batches if full else (1,))
+                for mode, config, kw, batches in FUSED_ROWS if full or mode == "fused"
+                or (mode == "fused split8" and n_layers == 8)]
+        if full:  # the baseline of the same run: batch 1 for each, batch 64 for the first
+            runs.append(("module+graphs", dict(fused=False), {}, steps // (4 * n_layers),
+                         (1, 64) if (layer, n_layers, unet) == models[0][:3] else (1,)))
+        for mode, kw, config, n, batches in runs:
+            for batch in batches:
                 default = dict(sashimi_step.CONFIG)
                 sashimi_step.CONFIG.update(config)
                 try:
-                    rate, setup, n_timed = steady_rate(model, batch, n, **kw)
+                    rate, setup, n_timed = steady_rate(model, batch, n, fused=True, **kw) \
+                        if "fused" in mode else steady_rate(model, batch, n, **kw)
                 finally:
                     sashimi_step.CONFIG.update(default)
                 add({**tag, "mode": mode, "batch": batch, "steps": n_timed, "samples_per_s": rate,
                      "setup_s": setup, "rtf_16k_per_stream": rate / batch / 16000.0})
-        add({**tag, **naive_speed(model, naive_steps)})
-    model, tag = models.get(("s4", 8), next(iter(models.values())))
-    for r in pass_times(model, configs=PASS_CONFIGS):
-        add({**tag, "mode": "pass", **r})
-    for (layer, n_layers), (model, tag) in models.items():  # wide tiers over 8 SMs per row
-        if n_layers != 8:
-            continue
-        sashimi_step.CONFIG["split"] = 8
-        try:
-            rate, setup, n_timed = steady_rate(model, 1, steps, fused=True)
-        finally:
-            sashimi_step.CONFIG["split"] = 1
-        add({**tag, "mode": "fused split8", "batch": 1, "steps": n_timed,
-             "samples_per_s": rate, "setup_s": setup, "rtf_16k_per_stream": rate / 16000.0})
+        if full:
+            add({**tag, **naive_speed(model, naive_steps)})
+        if n_layers == 8 and not unet:
+            for r in pass_times(model, configs=PASS_CONFIGS if layer == "s4" else [({}, False)]):
+                add({**tag, "mode": "pass", **r})
+    return rows
+
+
+def sm_stream_probe(device, n_bytes=1 << 21):
+    """Load throughput of ONE program (one SM) streaming ``n_bytes`` of float32 from L2 (the
+    data is re-read, so it stays L2-resident like the decode weights): warps per program and
+    elements per load step swept, 8 programs for comparison. Rows: GB/s per program."""
+    if device.type != "cuda":
+        return []
+    import triton
+    import triton.language as tl
+    import triton.testing
+
+    @triton.jit
+    def stream(x_ptr, out_ptr, n_per, BLOCK: tl.constexpr, UNROLL: tl.constexpr):
+        base = x_ptr + tl.program_id(0) * n_per
+        acc = tl.zeros((BLOCK,), tl.float32)
+        i = 0
+        while i < n_per:
+            for k in tl.static_range(UNROLL):  # UNROLL independent loads in flight
+                acc += tl.load(base + i + k * BLOCK + tl.arange(0, BLOCK))
+            i += UNROLL * BLOCK
+        tl.store(out_ptr + tl.program_id(0) * BLOCK + tl.arange(0, BLOCK), acc)
+
+    rows = []
+    for programs, warps, block, unroll in [(1, 8, 2048, 1), (1, 8, 2048, 4), (1, 16, 4096, 2),
+                                           (1, 16, 4096, 4), (1, 32, 8192, 2), (8, 16, 4096, 4)]:
+        n_per = n_bytes // 4
+        x = torch.randn(programs * n_per, device=device)
+        out = torch.empty(programs * block, device=device)
+        fn = lambda: stream[(programs,)](x, out, n_per, BLOCK=block, UNROLL=unroll,  # noqa
+                                         num_warps=warps)
+        fn()
+        ms = triton.testing.do_bench(fn, warmup=20, rep=100, return_mode="median")
+        rows.append({"programs": programs, "warps": warps, "block": block, "unroll": unroll,
+                     "us": ms * 1e3, "GB_per_s_per_program": n_bytes / (ms * 1e-3) / 1e9})
     return rows
 
 
 def print_compare(rows):
     print(f"{'layer':5s} {'pairs':>5s} {'mode':18s} {'batch':>5s} {'samples/s':>11s} "
           f"{'RTF@16k/str':>11s} {'x module':>8s}")
-    ref = {(r["layer"], r["n_layers"], r["batch"]): r["samples_per_s"] for r in rows
+    ref = {(r["layer"], r["n_layers"], r["unet"], r["batch"]): r["samples_per_s"] for r in rows
            if r["mode"] == "module+graphs"}
     for r in rows:
-        if r["mode"] == "pass":
+        if r["mode"] == "probe":
+            print(f"probe: {r['programs']} program(s) x {r['warps']} warps, {r['block']} x "
+                  f"{r['unroll']} per step: {r['GB_per_s_per_program']:.1f} GB/s per program")
+        if r["mode"] in ("pass", "probe"):
             continue
-        base = ref.get((r["layer"], r["n_layers"], r["batch"]))
-        print(f"{r['layer']:5s} {r['n_layers']:5d} {r['mode']:18s} {r['batch']:5d} "
+        base = ref.get((r["layer"], r["n_layers"], r["unet"], r["batch"]))
+        unet = "U" if r["unet"] else ""
+        print(f"{r['layer'] + unet:5s} {r['n_layers']:5d} {r['mode']:18s} {r['batch']:5d} "
               f"{r['samples_per_s']:11.1f} {r['rtf_16k_per_stream']:11.4f} "
               f"{r['samples_per_s'] / base if base else float('nan'):8.2f}")
     print(f"{'layer':5s} {'pairs':>5s} {'config':26s} tier    H  S pairs pro epi {'us':>8s} "

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# One call on the lent GPU machine for the fused SaShiMi decode step (issue 6 / issue 5 item 4):
-# install, the GPU tests of the fused step, then the generation benchmark (fused vs
-# module-by-module with CUDA graphs vs naive, batch 1 and 64, default and 2-pair models).
-# Run from the repository root there: `bash kernels/bench/gpu_decode.sh` (about 4 minutes).
+# One call on the lent GPU machine for the fused SaShiMi decode step (issue 6): install, the GPU
+# tests of the fused step (both block arrangements, float64 reference), then the generation
+# benchmark: a one-SM load-throughput probe; for the default depth (8 pairs, unet=False, S4 and
+# S4D) the fused step (default, split over 8 SMs, bf16 dense maps) against the module-by-module
+# step with CUDA graphs and the naive convolution rerun; the U-Net arrangement and the 2-pair
+# models fused at batch 1; per-pass kernel times.
+# Run from the repository root there: `bash kernels/bench/gpu_decode.sh` (about 5 minutes).
 # Logs and JSON go to $OUT/decode/.
 set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
@@ -12,7 +15,8 @@ mkdir -p "$D"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$D/device.txt"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$D/device.txt" || true
 date -u | tee -a "$D/device.txt"
-timeout 150 python3 -m pytest -m cuda -v --tb=short -p no:cacheprovider -o addopts="" -rfE \
-    tests/models/test_sashimi_fused.py 2>&1 | tee "$D/pytest_cuda.log" | tail -15
-timeout 150 python3 -m ssmsignal.kernels.bench.bench_generation --device cuda --compare \
-    --json "$D/bench_decode.json" 2>&1 | tee "$D/bench_decode.log" | tail -40
+timeout 110 python3 -m pytest -m cuda -v --tb=short -p no:cacheprovider -o addopts="" -rfE \
+    tests/models/test_sashimi_fused.py 2>&1 | tee "$D/pytest_cuda.log" | tail -12
+timeout 200 python3 -m ssmsignal.kernels.bench.bench_generation --device cuda --compare \
+    --json "$D/bench_decode.json" 2>&1 | tee "$D/bench_decode.log" | tail -45
+date -u | tee -a "$D/device.txt"

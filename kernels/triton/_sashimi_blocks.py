@@ -46,7 +46,8 @@ def _tile(w_ptr, ld, r0, n_rows, cols, cmask, BM: tl.constexpr):
     ``n_rows`` are masked (no memory access)."""
     rows = r0 + tl.arange(0, BM)  # (BM,)
     return tl.load(w_ptr + rows[:, None] * ld + cols[None, :],
-                   mask=(rows < n_rows)[:, None] & cmask[None, :], other=0.0)  # (BM, K)
+                   mask=(rows < n_rows)[:, None] & cmask[None, :],
+                   other=0.0).to(tl.float32)  # (BM, K), from float32 or bfloat16
 
 
 @triton.jit
@@ -74,17 +75,28 @@ def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.conste
             w = _tile(w_ptr, n_in, r0, n_out, cols, cmask, BM)
 
 
+#: polls of a split barrier before it gives up (~1 s): a row whose programs are not all resident
+#: (fewer free multiprocessors than the host assumed) sets the error flag instead of hanging
+MAX_POLLS = tl.constexpr(1 << 20)
+
+
 @triton.jit
-def _sync(cnt_ptr, target, SPLIT: tl.constexpr):
+def _sync(cnt_ptr, err_ptr, target, SPLIT: tl.constexpr):
     """Barrier of the CTA, and with ``SPLIT`` of the ``S`` programs of a batch row: each adds
     1 to the row's counter (release) and waits until it reaches ``target`` (acquire). The
-    programs of a row are co-resident (the host keeps ``batch * S`` <= multiprocessors)."""
+    programs of a row must be co-resident (the host keeps ``batch * S`` within half the
+    multiprocessors); if they are not, the wait stops after :data:`MAX_POLLS` polls and sets
+    ``err_ptr[0] = 1``, which the host turns into an error."""
     tl.debug_barrier()
     if SPLIT:
         tl.atomic_add(cnt_ptr, 1, sem="release", scope="gpu")
         seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
-        while seen < target:
+        polls = 0
+        while (seen < target) & (polls < MAX_POLLS):
             seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+            polls += 1
+        if seen < target:
+            tl.store(err_ptr, 1)
         tl.debug_barrier()
 
 
@@ -102,27 +114,42 @@ def _partials(row_scr, scr_stride, jj, jm, offs, hm, SPLIT: tl.constexpr):
 
 
 @triton.jit
-def _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si, u,
-                KIND: tl.constexpr):
+def _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, sr, si, u, dl, cc, KIND: tl.constexpr):
     """One recurrent step on ``(C, N2P)`` state planes ``sr + i si`` with input ``u (C, 1)``;
     returns the new state and ``Re(2 C x)`` summed over the stored modes ``(C,)``.
 
-    S4D (coefficients ``dA, dB, 2C``): ``x <- dA x + dB u``. S4 (``conj P, a, g, e, qc, 2C``, see
-    ``S4._discretize_step``; DPLR bilinear step via Woodbury): ``r = a x - g Re(P* x) + e u``,
-    ``x <- r - qc Re(P* r)``."""
+    S4D (planes ``dA, dB, 2C``): ``x <- dA x + dB u``. S4 (planes ``d, P, Δ B, 2C`` and the
+    per-channel ``dl = Δ``, ``cc = 2 c`` (C, 1); the bilinear DPLR step of
+    ``S4._discretize_step`` with ``a = d (1 + Δ/2 Λ) = 2 d - 1``, ``g = d Δ P``, ``e = d Δ B``,
+    ``qc = 2 c d P`` formed here from 4 planes instead of loading 6):
+    ``s = Re(P* x)``, ``r = d (2 x - Δ P s + Δ B u) - x``, ``x <- r - 2 c d P Re(P* r)``."""
     if KIND == 0:
         nr = p0 * sr - p1 * si + p2 * u
         ni = p0 * si + p1 * sr + p3 * u
         cr, ci = p4, p5
     else:
-        s = tl.sum(p0 * sr - p1 * si, axis=1)[:, None]  # (C, 1)
-        rr = p2 * sr - p3 * si - p4 * s + p6 * u
-        ri = p2 * si + p3 * sr - p5 * s + p7 * u
-        t = tl.sum(p0 * rr - p1 * ri, axis=1)[:, None]  # (C, 1)
-        nr = rr - p8 * t
-        ni = ri - p9 * t
-        cr, ci = p10, p11
+        s = tl.sum(p2 * sr + p3 * si, axis=1)[:, None]  # (C, 1): Re sum conj(P) x
+        qr = 2.0 * sr - dl * s * p2 + p4 * u
+        qi = 2.0 * si - dl * s * p3 + p5 * u
+        rr = p0 * qr - p1 * qi - sr
+        ri = p0 * qi + p1 * qr - si
+        t = tl.sum(p2 * rr + p3 * ri, axis=1)[:, None]  # (C, 1): Re sum conj(P) r
+        ct = cc * t
+        nr = rr - ct * (p0 * p2 - p1 * p3)
+        ni = ri - ct * (p0 * p3 + p1 * p2)
+        cr, ci = p6, p7
     return nr, ni, tl.sum(cr * nr - ci * ni, axis=1)
+
+
+@triton.jit
+def _scalars(d_ptr, ch, cm, H, KIND: tl.constexpr):
+    """The block's per-channel ``D`` and, for S4, ``Δ`` and ``2 c`` (zeros for S4D), at the
+    channels ``ch``; ``d_ptr``: the block's ``(1 or 3, H)`` row."""
+    dd = tl.load(d_ptr + ch, mask=cm, other=0.0)
+    if KIND == 0:
+        return dd, tl.zeros_like(dd), tl.zeros_like(dd)
+    return (dd, tl.load(d_ptr + H + ch, mask=cm, other=0.0),
+            tl.load(d_ptr + 2 * H + ch, mask=cm, other=0.0))
 
 
 @triton.jit
@@ -142,12 +169,13 @@ def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, c_start, c_end, H, N2, KIND: tl.
         u = tl.load(u_ptr + ch, mask=cm, other=0.0)  # (BC,)
         sr = tl.load(st_ptr + off, mask=m2, other=0.0)  # (BC, N2P) real part
         si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)  # imaginary part
-        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(coef_ptr, off, m2, hn, KIND)
-        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
-                                u[:, None], KIND)
+        p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr, off, m2, hn, KIND)
+        dd, dl, cc = _scalars(d_ptr, ch, cm, H, KIND)
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, sr, si, u[:, None],
+                                dl[:, None], cc[:, None], KIND)
         tl.store(st_ptr + off, nr, mask=m2)
         tl.store(st_ptr + hn + off, ni, mask=m2)
-        y += tl.load(d_ptr + ch, mask=cm, other=0.0) * u
+        y += dd * u
         tl.store(y_ptr + ch, _gelu(y), mask=cm)
         c0 += BC
 
@@ -155,7 +183,8 @@ def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, c_start, c_end, H, N2, KIND: tl.
 @triton.jit
 def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
                    b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps,
-                   scr, row_scr, scr_stride, cnt_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+                   scr, row_scr, scr_stride, cnt_ptr, err_ptr, KIND: tl.constexpr,
+                   HAS_FF: tl.constexpr,
                    SPLIT: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr, YS: tl.constexpr,
                    SP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr, BC: tl.constexpr,
                    BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
@@ -185,7 +214,7 @@ def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, f
         u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
         tl.store(u_scr + offs, u, mask=hm)
         tl.debug_barrier()
-        _ssm(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * H,
+        _ssm(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * (1 + 2 * KIND) * H,
              state_ptr + (pair * batch + b) * 2 * H * N2, u_scr, y_scr, j * HS, j * HS + HS, H,
              N2, KIND, N2P, BC)
         tl.debug_barrier()
@@ -194,7 +223,7 @@ def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, f
         _linear_to(ow_ptr + (pair * S + j) * 2 * H * HS, ob_ptr, g, hs, hsm, HS, 2 * H,
                    scr + region, BMG, False, False, PREFETCH)
         k += 1
-        _sync(cnt_ptr, S * k, SPLIT)
+        _sync(cnt_ptr, err_ptr, S * k, SPLIT)
         val = _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
         gate = _partials(row_scr + region + H, scr_stride, jj, jm, offs, hm, SPLIT)
         val += tl.load(ob_ptr + pair * 2 * H + offs, mask=hm, other=0.0)
@@ -211,7 +240,7 @@ def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, f
             _linear_to(w2_ptr + (pair * S + j) * H * FS, b2_ptr, hv, fs, fsm, FS, H,
                        scr + region, BM2, False, False, PREFETCH)
             k += 1
-            _sync(cnt_ptr, S * k, SPLIT)
+            _sync(cnt_ptr, err_ptr, S * k, SPLIT)
             x += _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
             x += tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
         pair += 1
@@ -266,12 +295,13 @@ def _ssm_regs(coef_ptr, d_ptr, st_ptr, u, H, N2, KIND: tl.constexpr, HP: tl.cons
         off = ch[:, None] * N2 + n
         sr = tl.load(st_ptr + off, mask=m2, other=0.0)
         si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)
-        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(coef_ptr, off, m2, hn, KIND)
-        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
-                                uc[:, None], KIND)
+        p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr, off, m2, hn, KIND)
+        dd, dl, cc = _scalars(d_ptr, ch, cm, H, KIND)
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, sr, si, uc[:, None],
+                                dl[:, None], cc[:, None], KIND)
         tl.store(st_ptr + off, nr, mask=m2)
         tl.store(st_ptr + hn + off, ni, mask=m2)
-        y = _gelu(y + tl.load(d_ptr + ch, mask=cm, other=0.0) * uc)
+        y = _gelu(y + dd * uc)
         y2 += tl.where(rid == c, y[None, :], 0.0)
         c += 1
     return tl.reshape(y2, (HP,))
@@ -294,7 +324,7 @@ def _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_
     pair = first
     while pair < first + n_pairs:
         u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
-        g = _ssm_regs(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * H,
+        g = _ssm_regs(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * (1 + 2 * KIND) * H,
                       state_ptr + (pair * batch + b) * 2 * H * N2, u, H, N2, KIND, HP, N2P, BC)
         wo = ow_ptr + pair * 2 * hh
         val = _rows_regs(wo, ob_ptr + pair * 2 * H, g, offs, hm, H, H, HP, BMG, False, PREFETCH)
@@ -314,7 +344,7 @@ def _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_
 
 @triton.jit
 def _planes(coef_ptr, off, m2, hn, KIND: tl.constexpr):
-    """The block's step-coefficient planes ``(HP, N2P)`` each (S4D: 6, the rest zeros; S4: 12)."""
+    """The block's step-coefficient planes ``(HP, N2P)`` each (S4D: 6, the rest zeros; S4: 8)."""
     p0 = tl.load(coef_ptr + off, mask=m2, other=0.0)
     p1 = tl.load(coef_ptr + hn + off, mask=m2, other=0.0)
     p2 = tl.load(coef_ptr + 2 * hn + off, mask=m2, other=0.0)
@@ -322,16 +352,11 @@ def _planes(coef_ptr, off, m2, hn, KIND: tl.constexpr):
     p4 = tl.load(coef_ptr + 4 * hn + off, mask=m2, other=0.0)
     p5 = tl.load(coef_ptr + 5 * hn + off, mask=m2, other=0.0)
     if KIND == 0:
-        zero = tl.zeros_like(p0)
-        p6, p7, p8, p9, p10, p11 = zero, zero, zero, zero, zero, zero
+        p6, p7 = tl.zeros_like(p0), tl.zeros_like(p0)
     else:
         p6 = tl.load(coef_ptr + 6 * hn + off, mask=m2, other=0.0)
         p7 = tl.load(coef_ptr + 7 * hn + off, mask=m2, other=0.0)
-        p8 = tl.load(coef_ptr + 8 * hn + off, mask=m2, other=0.0)
-        p9 = tl.load(coef_ptr + 9 * hn + off, mask=m2, other=0.0)
-        p10 = tl.load(coef_ptr + 10 * hn + off, mask=m2, other=0.0)
-        p11 = tl.load(coef_ptr + 11 * hn + off, mask=m2, other=0.0)
-    return p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11
+    return p0, p1, p2, p3, p4, p5, p6, p7
 
 
 @triton.jit
@@ -355,7 +380,7 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
     hn = H * N2
     hh = H * H
     last = first + n_pairs - 1
-    p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
+    p0, p1, p2, p3, p4, p5, p6, p7 = _planes(
         coef_ptr + tl.maximum(tl.minimum(first, last), 0) * n_coef * hn, off, m2, hn, KIND)
     pair = first
     while pair <= last:
@@ -363,20 +388,20 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
         sr = tl.load(st + off, mask=m2, other=0.0)  # (HP, N2P)
         si = tl.load(st + hn + off, mask=m2, other=0.0)
         wo = ow_ptr + pair * 2 * hh
-        wv = tl.load(wo + rows * H + cols, mask=wmask, other=0.0)  # (HP, HP) value half
-        wg = tl.load(wo + hh + rows * H + cols, mask=wmask, other=0.0)  # gate half
+        wv = tl.load(wo + rows * H + cols, mask=wmask, other=0.0).to(tl.float32)  # value half
+        wg = tl.load(wo + hh + rows * H + cols, mask=wmask, other=0.0).to(tl.float32)  # gate
         bv = tl.load(ob_ptr + pair * 2 * H + offs, mask=hm, other=0.0)
         bg = tl.load(ob_ptr + pair * 2 * H + H + offs, mask=hm, other=0.0)
-        dd = tl.load(d_ptr + pair * H + offs, mask=hm, other=0.0)
+        dd, dl, cc = _scalars(d_ptr + pair * (1 + 2 * KIND) * H, offs, hm, H, KIND)
         u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
-        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, sr, si,
-                                u[:, None], KIND)
+        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, sr, si, u[:, None], dl[:, None],
+                                cc[:, None], KIND)
         tl.store(st + off, nr, mask=m2)
         tl.store(st + hn + off, ni, mask=m2)
         g = _gelu(y + dd * u)  # (HP,)
         if HAS_FF:
             w1 = tl.load(w1_ptr + pair * F * H + fo[:, None] * H + cols,
-                         mask=fm[:, None] & (cols < H), other=0.0)  # (FP, HP)
+                         mask=fm[:, None] & (cols < H), other=0.0).to(tl.float32)  # (FP, HP)
             b1 = tl.load(b1_ptr + pair * F + fo, mask=fm, other=0.0)
         val = tl.sum(wv * g[None, :], axis=1) + bv
         gate = tl.sum(wg * g[None, :], axis=1) + bg
@@ -387,14 +412,14 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
                             H, eps)
             hid = _gelu(tl.sum(w1 * u[None, :], axis=1) + b1)  # (FP,)
             w2 = tl.load(w2_ptr + pair * H * F + rows * F + fo[None, :],
-                         mask=(rows < H) & fm[None, :], other=0.0)  # (HP, FP)
+                         mask=(rows < H) & fm[None, :], other=0.0).to(tl.float32)  # (HP, FP)
             b2 = tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
-            p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
-                coef_ptr + nxt * n_coef * hn, off, m2, hn, KIND)
+            p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr + nxt * n_coef * hn, off, m2,
+                                                     hn, KIND)
             x += tl.sum(w2 * hid[None, :], axis=1) + b2
         else:
-            p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11 = _planes(
-                coef_ptr + nxt * n_coef * hn, off, m2, hn, KIND)
+            p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr + nxt * n_coef * hn, off, m2,
+                                                     hn, KIND)
         pair += 1
     return x
 
@@ -402,7 +427,7 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
 @triton.jit
 def _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr, b1_ptr,
             w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps, row_scr,
-            scr_stride, cnt_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+            scr_stride, cnt_ptr, err_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
             SINGLE: tl.constexpr, SPLIT: tl.constexpr, REGS: tl.constexpr, HP: tl.constexpr,
             N2P: tl.constexpr, FP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
             FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
@@ -419,6 +444,6 @@ def _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
         x = _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                            w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
                            n_coef, eps, row_scr + j * scr_stride, row_scr, scr_stride,
-                           cnt_ptr + b, KIND, HAS_FF, SPLIT, HP, N2P, YS, SP, HSP, FSP, BC, BMG,
+                           cnt_ptr + b, err_ptr, KIND, HAS_FF, SPLIT, HP, N2P, YS, SP, HSP, FSP, BC, BMG,
                            BM1, BM2, PREFETCH)
     return x

@@ -98,7 +98,7 @@ def _tier_pass_kernel(
         # MERGE: after the head, the next step's down pass (pairs [0, n_pairs2), ring slot2)
         n_pairs2, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, der,
         # sizes, splitting
-        batch, H, N2, F, n_coef, scr_ptr, scr_stride, S, cnt_ptr,
+        batch, H, N2, F, n_coef, scr_ptr, scr_stride, S, cnt_ptr, err_ptr,
         PRO: tl.constexpr, EPI: tl.constexpr, BLOCKS: tl.constexpr, SKIP: tl.constexpr,
         BLOCKS2: tl.constexpr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
         HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, SINGLE: tl.constexpr,
@@ -127,8 +127,8 @@ def _tier_pass_kernel(
         x_in = x
         x = _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                     w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef,
-                    eps, row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE, SPLIT, REGS, HP,
-                    N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
+                    eps, row_scr, scr_stride, cnt_ptr, err_ptr, KIND, HAS_FF, SINGLE, SPLIT,
+                    REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
         if SKIP:  # the input of the modelling part added to its output (unet=False)
             x += x_in
 
@@ -167,7 +167,8 @@ def _tier_pass_kernel(
             if BLOCKS2:
                 x = _blocks(x, 0, n_pairs2, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                             w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2,
-                            F, n_coef, eps, row_scr, scr_stride, cnt_ptr, KIND, HAS_FF, SINGLE,
+                            F, n_coef, eps, row_scr, scr_stride, cnt_ptr, err_ptr, KIND, HAS_FF,
+                            SINGLE,
                             SPLIT, REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2,
                             PREFETCH)
             _ring(x, in_ptr, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, b, j, offs, hm, H, ek,
@@ -190,7 +191,7 @@ def scratch_width(H, F):
 
 
 def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, state, scratch,
-              inputs, next_codes, split=1, counters=None, emb=None, labels=None,
+              inputs, next_codes, split=1, counters=None, error=None, emb=None, labels=None,
               label_emb=None, unfolded=None, slot=0, skip=False, out=None, pool_now=False,
               pool_w=None, pool_b=None, pool_out=None, ek=0, er=0, noise=None, forced=None,
               codes=None, logits=None, inv_temp=1.0, top_p=1.0, merge=None):
@@ -204,7 +205,8 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
 
     ``split = S > 1`` runs ``S`` programs per row (``H``, ``F`` and the pooling output widths
     divisible by ``S``; ``out_w`` packed ``(pairs, S, 2H, H/S)``, ``w2`` ``(pairs, S, H, F/S)``;
-    ``scratch`` has ``batch * S`` rows; ``counters`` ``(batch,)`` int32 zeros, counting the
+    ``scratch`` has ``batch * S`` rows; ``error`` a ``(1,)`` int32 flag that a barrier which
+    waited too long sets to 1; ``counters`` ``(batch,)`` int32 zeros, counting the
     barriers of this launch; ``batch * S`` programs must fit on the GPU at once).
 
     ``skip``: add the pass input (after the prologue) to the output of its blocks, the skip
@@ -215,7 +217,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     ``0 .. n_pairs2``) with the drawn code, its ring slot and down-pool map, in this launch.
     """
     ln, coef, D, ow, ob, fln, w1, b1, w2, b2 = weights
-    n_coef = 6 if kind == KIND_S4D else 12
+    n_coef = 6 if kind == KIND_S4D else 8
     HP = triton.next_power_of_2(H)
     N2P = triton.next_power_of_2(N2)
     FP = triton.next_power_of_2(max(F, 1))
@@ -228,8 +230,9 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     YS = max(FP, HP)
     if scratch.shape[0] < batch * S or scratch.shape[1] < scratch_width(H, F):
         raise ValueError(f"scratch {tuple(scratch.shape)} too small for batch {batch} x split {S}")
-    if S > 1 and (H % S or F % S or er % S or counters is None):
-        raise ValueError(f"split {S} must divide H {H}, F {F} and {er} and needs counters")
+    if S > 1 and (H % S or F % S or er % S or counters is None or error is None):
+        raise ValueError(f"split {S} must divide H {H}, F {F} and {er} and needs counters and "
+                         "an error flag")
     single = S == 1 and fits_one_tile(H, N2, F)
     regs = S == 1 and bool(CONFIG["regs"])
     some = ln
@@ -249,7 +252,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         some if codes is None else codes, some if logits is None else logits,
         float(inv_temp), float(top_p), n2, slot2, int(bool(now2)), dpw, dpb, dpz, der,
         batch, H, N2, F, n_coef, scratch, scratch.stride(0), S,
-        some if counters is None else counters,
+        some if counters is None else counters, some if error is None else error,
         PRO=pro, EPI=epi, BLOCKS=n_pairs > 0, SKIP=bool(skip),
         BLOCKS2=n2 > 0, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP,

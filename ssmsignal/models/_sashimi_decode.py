@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,8 @@ def _tree_copy_(dst, src):
 
 @torch.no_grad()
 def sample_codes(model, n_steps, batch_size, *, labels=None, prompt=None, dt_scale=1.0,
-                 temperature=1.0, top_p=1.0, generator=None, cuda_graphs=True, fused=None):
+                 temperature=1.0, top_p=1.0, generator=None, cuda_graphs=True, fused=None,
+                 bf16_weights=False):
     """Generate ``n_steps`` mu-law codes after an optional prompt.
 
     Parameters
@@ -96,6 +98,9 @@ def sample_codes(model, n_steps, batch_size, *, labels=None, prompt=None, dt_sca
         Use the fused Triton step (:func:`~ssmsignal.models._sashimi_fused.sample_codes_fused`).
         None (default): when the model is on CUDA, supported, and ``SSMSIGNAL_BACKEND`` is not
         ``torch``; True: always (raises where it cannot run); False: the module path.
+    bf16_weights : bool
+        Fused path only (a warning elsewhere): read the blocks' dense maps as bfloat16, a lossy
+        opt-in for speed (see :func:`~ssmsignal.models._sashimi_fused.packed_model`).
 
     Returns
     -------
@@ -110,7 +115,11 @@ def sample_codes(model, n_steps, batch_size, *, labels=None, prompt=None, dt_sca
     if fused:
         return sample_codes_fused(model, n_steps, batch_size, labels=labels, prompt=prompt,
                                   dt_scale=dt_scale, temperature=temperature, top_p=top_p,
-                                  generator=generator, cuda_graphs=cuda_graphs)
+                                  generator=generator, cuda_graphs=cuda_graphs,
+                                  bf16_weights=bf16_weights)
+    if bf16_weights:
+        warnings.warn("bf16_weights applies to the fused CUDA step only; the module-by-module "
+                      "step runs in the model's own dtype", stacklevel=2)
     if param.device.type == "cpu":
         # Per-step tensors are tiny: intra-op threads only add synchronisation (10-100x slower
         # on a busy machine), so the CPU loop runs single-threaded.
@@ -258,7 +267,8 @@ class _NoiseStream:
 
 @torch.no_grad()
 def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, dt_scale=1.0,
-                       temperature=1.0, top_p=1.0, generator=None, cuda_graphs=True):
+                       temperature=1.0, top_p=1.0, generator=None, cuda_graphs=True,
+                       bf16_weights=False):
     """:func:`~ssmsignal.models._sashimi_decode.sample_codes` on the fused kernel.
 
     Same arguments and result (the same noise draws, so the same codes up to float rounding
@@ -275,7 +285,8 @@ def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, 
     _check_codes(model, batch_size, labels, prompt)
     graphs = cuda_graphs and device.type == "cuda"
     block = model.frame * max(1, _GRAPH_STEPS // model.frame) if graphs else model.frame
-    dec = FusedDecoder(model, batch_size, labels, dt_scale, temperature, top_p, block)
+    dec = FusedDecoder(model, batch_size, labels, dt_scale, temperature, top_p, block,
+                       bf16_weights)
     n_prompt = 0 if prompt is None else prompt.shape[1]
     total = n_prompt + n_steps
     noise = _NoiseStream(total, batch_size, model.n_classes, generator, device)
@@ -292,6 +303,7 @@ def sample_codes_fused(model, n_steps, batch_size, *, labels=None, prompt=None, 
             dec.forced[:m] = prompt[:, t0:t0 + m].T
         run() if graphs else run(n)
         out[:, t0:t0 + block] = dec.codes.T
+    dec.check()
     return out[:, n_prompt:total]
 
 
