@@ -146,8 +146,10 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
 
 #: fused rows of :func:`compare`: (name, ``sashimi_step.CONFIG`` overrides, sample_codes
 #: keywords, batch sizes); "fused" is the shipped default, "split8" runs the wide tiers over 8
-#: SMs per row, "bf16" reads the blocks' dense maps as bfloat16 (lossy opt-in)
+#: SMs per row, "deep" loads tier 0's second feed-forward map two stages ahead, "bf16" reads
+#: the blocks' dense maps as bfloat16 (lossy opt-in)
 FUSED_ROWS = [("fused", {}, {}, (1, 64)), ("fused split8", {"split": 8}, {}, (1,)),
+              ("fused deep", {"deep": True}, {}, (1,)),
               ("fused bf16", {}, {"bf16_weights": True}, (1,)),
               ("fused bf16 split8", {"split": 8}, {"bf16_weights": True}, (1,))]
 #: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
@@ -209,7 +211,8 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
     return rows
 
 
-#: models of :func:`compare`: (layer, pairs per tier, unet, full set of rows)
+#: models of :func:`compare`: (layer, pairs per tier, unet, with baselines and variants: all
+#: fused variants for S4, split ones for S4D)
 COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 8, True, False),
                   ("s4", 2, False, False), ("s4d", 2, False, False)]
 
@@ -235,8 +238,9 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS):
         tag = {"layer": layer, "n_layers": n_layers, "unet": unet,
                "params": sum(p.numel() for p in model.parameters())}
         runs = [(mode, kw, config, steps, batches if full else (1,))
-                for mode, config, kw, batches in FUSED_ROWS if full or mode == "fused"
-                or (mode == "fused split8" and n_layers == 8)]
+                for mode, config, kw, batches in FUSED_ROWS
+                if mode in ("fused", "fused split8" if n_layers == 8 else "fused")
+                or full and (layer == "s4" or mode == "fused bf16 split8")]
         if full:  # the baseline of the same run: batch 1 for each, batch 64 for the first
             runs.append(("module+graphs", dict(fused=False), {}, steps // (4 * n_layers),
                          (1, 64) if (layer, n_layers, unet) == models[0][:3] else (1,)))

@@ -15,8 +15,8 @@ mkdir -p "$D"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$D/device.txt"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$D/device.txt" || true
 date -u | tee -a "$D/device.txt"
-timeout 110 python3 -m pytest -m cuda -v --tb=short -p no:cacheprovider -o addopts="" -rfE \
+timeout 100 python3 -m pytest -m cuda -v --tb=short -p no:cacheprovider -o addopts="" -rfE \
     tests/models/test_sashimi_fused.py 2>&1 | tee "$D/pytest_cuda.log" | tail -12
-timeout 200 python3 -m ssmsignal.kernels.bench.bench_generation --device cuda --compare \
+timeout 210 python3 -m ssmsignal.kernels.bench.bench_generation --device cuda --compare \
     --json "$D/bench_decode.json" 2>&1 | tee "$D/bench_decode.log" | tail -45
 date -u | tee -a "$D/device.txt"

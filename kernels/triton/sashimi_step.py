@@ -51,9 +51,10 @@ KIND_S4D, KIND_S4 = 0, 1
 #: runs tier 0's head pass and the next step's down pass as one launch (True, False, or
 #: "auto": when that down pass has no blocks, as with ``unet=False``). ``regs``: wide tiers
 #: with one program per row assemble chunk outputs in registers instead of scratch memory;
-#: ``num_warps_wide``: warps for the passes that do not take the one-tile path.
+#: ``num_warps_wide``: warps for the passes that do not take the one-tile path. ``deep``: the
+#: one-tile path loads the second feed-forward map two stages ahead (with the first).
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
-          "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16}
+          "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16, "deep": False}
 
 
 @triton.jit
@@ -106,7 +107,7 @@ def _tier_pass_kernel(
         HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
         DKP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
         FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
-        BM2: tl.constexpr, BME: tl.constexpr, BMD: tl.constexpr):
+        BM2: tl.constexpr, BME: tl.constexpr, BMD: tl.constexpr, DEEP: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     j = tl.program_id(1)  # which of the S programs of this row
     offs = tl.arange(0, HP)  # (HP,)
@@ -128,7 +129,7 @@ def _tier_pass_kernel(
         x = _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                     w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef,
                     eps, row_scr, scr_stride, cnt_ptr, err_ptr, KIND, HAS_FF, SINGLE, SPLIT,
-                    REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
+                    REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH, DEEP)
         if SKIP:  # the input of the modelling part added to its output (unet=False)
             x += x_in
 
@@ -170,7 +171,7 @@ def _tier_pass_kernel(
                             F, n_coef, eps, row_scr, scr_stride, cnt_ptr, err_ptr, KIND, HAS_FF,
                             SINGLE,
                             SPLIT, REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2,
-                            PREFETCH)
+                            PREFETCH, DEEP)
             _ring(x, in_ptr, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, b, j, offs, hm, H, ek,
                   der, S, DKP, BMD, PREFETCH)
 
@@ -256,7 +257,8 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         PRO=pro, EPI=epi, BLOCKS=n_pairs > 0, SKIP=bool(skip),
         BLOCKS2=n2 > 0, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP,
-        PREFETCH=bool(CONFIG["prefetch"]), SINGLE=single, SPLIT=S > 1, MERGE=merge is not None,
+        PREFETCH=bool(CONFIG["prefetch"]), DEEP=bool(CONFIG["deep"]), SINGLE=single,
+        SPLIT=S > 1, MERGE=merge is not None,
         N2P=N2P, FP=FP, EKP=EKP, DKP=DKP, BMD=max(1, min(triton.next_power_of_2(max(der, 1)),
                                                        tile // DKP)),
         YS=YS, SP=triton.next_power_of_2(S), HSP=HSP, FSP=FSP,

@@ -111,8 +111,9 @@ def _interpret_main():
         # per stage (tiers of width 16 and 32), case 1 through scratch memory (the split path
         # with one program per row), case 3 assembled in registers; 0 and 2 also merge tier
         # 0's head pass with the next step's down pass (0: an empty one, unet=False; 3 runs
-        # that empty down pass as a launch of its own)
-        config = dict(tile=8192, ssm_tile=2048, single=True, prefetch=True, regs=True)
+        # that empty down pass as a launch of its own); 2 loads the second FF map early (deep)
+        config = dict(tile=8192, ssm_tile=2048, single=True, prefetch=True, regs=True,
+                      deep=i == 2)
         if i == 1:
             config.update(tile=256, ssm_tile=16, single=False, prefetch=False, regs=False)
         if i == 3:
@@ -120,7 +121,7 @@ def _interpret_main():
         sashimi_step.CONFIG.update(config, merge=i in (0, 2))
         layer, dt_scale, conditional, unet = case
         out.append(step_errors(layer, dt_scale, conditional, N_STEPS, seed=i, unet=unet))
-    sashimi_step.CONFIG.update(tile=8192, ssm_tile=2048, single=True, merge="auto")
+    sashimi_step.CONFIG.update(tile=8192, ssm_tile=2048, single=True, merge="auto", deep=False)
     out.append(step_errors("s4", 0.5, False, N_STEPS, seed=5, bf16_weights=True))
     prompt = torch.tensor([[3, 250], [128, 7]])
     sashimi_step.CONFIG.update(merge=True)
