@@ -200,9 +200,9 @@ def main():
 
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
-KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_BC_DIRECT", "FWD_WARPS", "FAST_MATH", "FWD_FAST_MATH",
-         "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS",
-         "BWD_SCATTER", "FWD_MAX_LANES")
+KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_BC_DIRECT", "FWD_WARPS", "FAST_MATH",
+         "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG",
+         "WARP_PARTIALS", "BWD_SCATTER", "BWD_SCATTER_EPI", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
@@ -210,11 +210,13 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
 #: round 1: ckold = the forward with gradients before FWD_CK_V4; fW1 = 1-warp forward
 #: programs (fewer cross-warp barriers per chunk); fT8* = 8-step forward chunks at 128 registers;
-#: fD* = B and C loaded in the chunk layout; nosc = dB/dC sums without BWD_SCATTER.
+#: fD* = B and C loaded in the chunk layout; nosc = dB/dC sums without BWD_SCATTER; epi = the
+#: backward's sums over states reduce-scattered too (BWD_SCATTER_EPI).
 VARIANTS = {
     "base": {},
     "ckold": dict(FWD_CK_V4=False),
     "nosc": dict(BWD_SCATTER=False),
+    "epi": dict(BWD_SCATTER_EPI=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False),
     "fW1": dict(FWD_WARPS=1),
     "fT8": dict(CHUNK_FWD=8, FWD_MAXNREG=128, fwd_only=True),

@@ -54,17 +54,24 @@ def sigmoid(x, FAST: tl.constexpr):
 
 
 @triton.jit
-def _shfl_xor(x, lane, BIT: tl.constexpr, EMULATE: tl.constexpr):
-    """``x`` of the channel ``lane ^ 2**BIT`` (axis 0): on the GPU the value held by lane
-    ``laneid ^ 2**BIT`` (PTX ``shfl.sync.bfly``; axis 0 is lane bits 0-2 in the chunk layout);
+def _shfl_xor(x, idx, BIT: tl.constexpr, AXIS: tl.constexpr, EMULATE: tl.constexpr):
+    """``x`` of the element whose index along ``AXIS`` (0: channel lanes, 1: state lanes) is
+    ``idx ^ 2**BIT``. On the GPU the value held by that lane (PTX ``shfl.sync.bfly``): in the
+    chunk layout with 8 channel lanes, axis 0 is lane bits 0-2 and axis 1 lane bits 3-4.
     ``EMULATE`` (the interpreter, which runs no PTX): the same exchange as a masked sum."""
     if EMULATE:
-        src = tl.arange(0, x.shape[0])[:, None, None, None, None, None]
-        pick = (src ^ (1 << BIT)) == lane[None, :, :, :, :, :]  # (DL, DL, 1, 1, 1, 1)
-        y = tl.sum(tl.where(pick, x[:, None, :, :, :, :], 0.0), axis=0)
+        if AXIS == 0:
+            src = tl.arange(0, x.shape[0])[:, None, None, None, None, None]
+            pick = (src ^ (1 << BIT)) == idx[None, :, :, :, :, :]  # (DL, DL, 1, 1, 1, 1)
+            y = tl.sum(tl.where(pick, x[:, None, :, :, :, :], 0.0), axis=0)
+        else:
+            src = tl.arange(0, x.shape[1])[None, :, None, None, None, None]
+            pick = (src ^ (1 << BIT)) == idx[:, None, :, :, :, :]  # (1, NO, NO, 1, 1, 1)
+            y = tl.sum(tl.where(pick, x[:, :, None, :, :, :], 0.0), axis=1)
     else:
         y = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, 0xffffffff;",
-                                      "=r,r,r", [x, tl.full(x.shape, 1 << BIT, tl.int32)],
+                                      "=r,r,r",
+                                      [x, tl.full(x.shape, 1 << (BIT + 3 * AXIS), tl.int32)],
                                       dtype=tl.float32, is_pure=True, pack=1)
     return y
 
@@ -77,7 +84,7 @@ def _halve_lanes(x, lane, BIT: tl.constexpr, EMULATE: tl.constexpr):
     a, b = tl.split(tl.reshape(x, (x.shape[0], x.shape[1], x.shape[2], x.shape[3],
                                    x.shape[4] // 2, 2)))
     odd = ((lane >> BIT) & 1) == 1  # (DL, 1, 1, 1, 1)
-    return tl.where(odd, b, a) + _shfl_xor(tl.where(odd, a, b), lane, BIT, EMULATE)
+    return tl.where(odd, b, a) + _shfl_xor(tl.where(odd, a, b), lane, BIT, 0, EMULATE)
 
 
 @triton.jit
@@ -88,6 +95,40 @@ def sum_channels_scatter(x, lane, EMULATE: tl.constexpr):
     exchange through shared memory before the store)."""
     x = _halve_lanes(x, lane, 0, EMULATE)
     return _halve_lanes(_halve_lanes(x, lane, 1, EMULATE), lane, 2, EMULATE)
+
+
+@triton.jit
+def _halves(x):
+    """First and second half of the last axis (in registers)."""
+    y = tl.reshape(x, (x.shape[0], x.shape[1], x.shape[2], x.shape[3], 2, x.shape[4] // 2))
+    return tl.split(tl.permute(y, (0, 1, 2, 3, 5, 4)))
+
+
+@triton.jit
+def own_steps(x, rep):
+    """Of a per-(channel, step) ``(..., 8)`` tensor (the same on the 4 state lanes ``rep``
+    (1, 4, 1, 1, 1) of a channel), the steps ``2 rep`` and ``2 rep + 1``: ``(..., 4, ..., 2)``."""
+    a, b = _halves(x)
+    a, b = _halves(tl.where(((rep >> 1) & 1) == 1, b, a))
+    return tl.where((rep & 1) == 1, b, a)
+
+
+@triton.jit
+def sum_states_scatter(x, rep, EMULATE: tl.constexpr):
+    """Sum over the states (axis 3 in registers, axis 1 over the 4 state lanes ``rep``) of a
+    ``(DL, 4, W, NI, 8)`` tensor, spread like :func:`own_steps`: ``(DL, 4, W, 1, 2)``
+    (6 shuffles per thread instead of a butterfly's 16)."""
+    x = _halve_states(tl.sum(x, axis=3, keep_dims=True), rep, 1, EMULATE)
+    return _halve_states(x, rep, 0, EMULATE)
+
+
+@triton.jit
+def _halve_states(x, rep, BIT: tl.constexpr, EMULATE: tl.constexpr):
+    """Reduce-scatter step over the state lanes ``rep ^ 2**BIT``: the first or second half of
+    the last axis (``rep`` bit 0 or 1)."""
+    a, b = _halves(x)
+    odd = ((rep >> BIT) & 1) == 1  # (1, 4, 1, 1, 1)
+    return tl.where(odd, b, a) + _shfl_xor(tl.where(odd, a, b), rep, BIT, 1, EMULATE)
 
 
 @triton.jit
@@ -121,7 +162,8 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
-               SEG: tl.constexpr, WARP_PARTS: tl.constexpr, SCATTER: tl.constexpr):
+               SEG: tl.constexpr, WARP_PARTS: tl.constexpr, SCATTER: tl.constexpr,
+               EPI: tl.constexpr):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
@@ -197,14 +239,16 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         if HAS_Z:
             zf = zz.to(tl.float32)
             sg = sigmoid(zf, FAST)
-            dz = dy * yv.to(tl.float32) * sg * (1.0 + zf * (1.0 - sg))
-            if not EVEN:
-                dz = tl.where(valid, dz, 0.0)
-            tl.store(dz_ptr + row_off + tt, dz.to(dz_ptr.dtype.element_ty), mask=io_mask)
+            if not EPI:
+                dz = dy * yv.to(tl.float32) * sg * (1.0 + zf * (1.0 - sg))
+                if not EVEN:
+                    dz = tl.where(valid, dz, 0.0)
+                tl.store(dz_ptr + row_off + tt, dz.to(dz_ptr.dtype.element_ty), mask=io_mask)
             dy = dy * zf * sg
         if not EVEN:
             dy = tl.where(valid, dy, 0.0)  # (DL, NO, W, 1, T)
-        dD_acc += sum_time(dy * u)
+        if not EPI:
+            dD_acc += sum_time(dy * u)
         # adjoint g_t = C_t dy_t + a_{t+1} g_{t+1}: a scan over segments (see adjoint_combine)
         # running from the chunk's end, the carry p folded into the last step. (Flipping the
         # in-register time axis is free; Triton 3.6's reverse=True scan costs ~30 shuffles/step.)
@@ -216,16 +260,37 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         p = row(a, t, 0) * row(gs, t, 0)  # (DL, NO, W, NI, 1)
         gah = gs * (hs - b)  # g_t a_t x_{t-1}, (DL, NO, W, NI, T)
         dA_acc += sum_time(gah * dt)
-        gB = sum_states(gs * Bt)  # (DL, 1, W, 1, T)
-        ddt = gB * u + sum_states(gah * A2) * LN2  # d loss / d dt (A = A2 * ln 2)
-        du = dt * gB + Dv * dy  # (DL, NO, W, 1, T)
-        if SOFTPLUS:
-            ddt = ddt * dsp
-        if not EVEN:
-            ddt = tl.where(valid, ddt, 0.0)
-        dbias_acc += sum_time(ddt)
-        tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask)
-        tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty), mask=io_mask)
+        if EPI:  # per-(channel, step) work on 2 steps per lane, not 8 repeated on 4 lanes
+            gB = sum_states_scatter(gs * Bt, rep, SCATTER == 2)  # (DL, NO, W, 1, 2)
+            gA = sum_states_scatter(gah * A2, rep, SCATTER == 2)
+            ts = own_steps(tt + rep * 0, rep)  # (1, NO, 1, 1, 2)
+            u2 = own_steps(u, rep)
+            dy2 = own_steps(dy, rep)
+            dt2 = own_steps(dt, rep)
+            dz = dy2  # (unused without z)
+            dsp2 = dt2  # (unused without softplus)
+            if HAS_Z:
+                zf2 = own_steps(zf, rep)
+                sg2 = own_steps(sg, rep)
+                dz = own_steps(dout, rep).to(tl.float32) * own_steps(yv, rep).to(tl.float32)
+                dz = dz * sg2 * (1.0 + zf2 * (1.0 - sg2))
+            if SOFTPLUS:
+                dsp2 = own_steps(dsp, rep)
+            dD_c, dbias_c = _epilogue(ts, row_off, gB, gA, u2, dt2, dy2, dz, dsp2, Dv, du_ptr,
+                                      ddt_ptr, dz_ptr, seq_len, L, ch_ok, HAS_Z, SOFTPLUS, EVEN)
+            dD_acc += dD_c
+            dbias_acc += dbias_c
+        else:
+            gB = sum_states(gs * Bt)  # (DL, 1, W, 1, T)
+            ddt = gB * u + sum_states(gah * A2) * LN2  # d loss / d dt (A = A2 * ln 2)
+            du = dt * gB + Dv * dy  # (DL, NO, W, 1, T)
+            if SOFTPLUS:
+                ddt = ddt * dsp
+            if not EVEN:
+                ddt = tl.where(valid, ddt, 0.0)
+            dbias_acc += sum_time(ddt)
+            tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask)
+            tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty), mask=io_mask)
         if SCATTER:  # (WARP_PARTS, T = DL = 8): lane l holds the channel sum of step l
             # (1: shuffles, 2: emulated for the interpreter)
             lane = tl.arange(0, DL)[:, None, None, None, None]  # (DL, 1, 1, 1, 1)
@@ -245,10 +310,34 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
             store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
         c -= 1
+    if EPI:  # each state lane summed its own steps
+        dD_acc = tl.sum(dD_acc, axis=1, keep_dims=True)
+        dbias_acc = tl.sum(dbias_acc, axis=1, keep_dims=True)
     store_masked(dA_ptr + (prow * dim + ch) * N + n, dA_acc, state_mask, EVEN)
     out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)
     tl.store(dD_ptr + prow * dim + ch + rep * 0, dD_acc, mask=out_mask)
     tl.store(dbias_ptr + prow * dim + ch + rep * 0, dbias_acc, mask=out_mask)
+
+
+@triton.jit
+def _epilogue(ts, row_off, gB, gA, u, dt, dy, dz, dsp, Dv, du_ptr, ddt_ptr, dz_ptr, seq_len, L,
+              ch_ok, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN: tl.constexpr):
+    """du, d delta and dz of steps ``ts`` (one lane's own steps, :func:`own_steps`) from the
+    state sums ``gB`` (of g B) and ``gA`` (of g a x A2); returns the steps' parts of dD and
+    d(delta_bias). ``dy``: the gated output gradient (0 past the end), ``dsp``: d dt / d raw."""
+    ddt = gB * u + gA * LN2  # (DL, NO, W, 1, 2) d loss / d dt (A = A2 * ln 2)
+    du = dt * gB + Dv * dy
+    if SOFTPLUS:
+        ddt = ddt * dsp
+    mask = ch_ok & (ts < L)
+    if not EVEN:
+        ddt = tl.where(ts < seq_len, ddt, 0.0)
+        dz = tl.where(ts < seq_len, dz, 0.0)
+    store_masked(du_ptr + row_off + ts, du.to(du_ptr.dtype.element_ty), mask, EVEN)
+    store_masked(ddt_ptr + row_off + ts, ddt.to(ddt_ptr.dtype.element_ty), mask, EVEN)
+    if HAS_Z:
+        store_masked(dz_ptr + row_off + ts, dz.to(dz_ptr.dtype.element_ty), mask, EVEN)
+    return sum_time(dy * u), sum_time(ddt)
 
 
 @triton.jit

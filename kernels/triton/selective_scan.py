@@ -90,6 +90,9 @@ WARP_PARTIALS = True
 #: With per-warp partials, 8 channels per warp and 8-step chunks: the sum over a warp's channels
 #: as a reduce-scatter of shuffles (``_selective_scan_bwd.sum_channels_scatter``).
 BWD_SCATTER = True
+#: With BWD_SCATTER: the sums over states too, so that the per-(channel, step) work after the
+#: scan runs on 2 steps per lane instead of 8 repeated on the 4 state lanes.
+BWD_SCATTER_EPI = False
 
 
 def _scatter(g):
@@ -369,7 +372,8 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         _opt(seq_lengths, u), dout, _opt(carry, u), ck,
         du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
         *sizes, ck.shape[2], n_parts, *seg, HAS_DLAST=dlast is not None, SEG=n_seg > 1,
-        WARP_PARTS=WARP_PARTIALS, SCATTER=_scatter(g), **meta, **_cap(BWD_MAXNREG))
+        WARP_PARTS=WARP_PARTIALS, SCATTER=_scatter(g), EPI=bool(_scatter(g) and BWD_SCATTER_EPI),
+        **meta, **_cap(BWD_MAXNREG))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = n_parts // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
