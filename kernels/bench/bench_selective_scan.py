@@ -211,12 +211,14 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: round 1: ckold = the forward with gradients before FWD_CK_V4; fW1 = 1-warp forward
 #: programs (fewer cross-warp barriers per chunk); fT8* = 8-step forward chunks at 128 registers;
 #: fD* = B and C loaded in the chunk layout; nosc = dB/dC sums without BWD_SCATTER; epi = the
-#: backward's sums over states reduce-scattered too (BWD_SCATTER_EPI).
+#: backward's sums over states reduce-scattered too (BWD_SCATTER_EPI); psum = dB/dC partials
+#: per program (the scattered sums added over its 2 warps in shared memory: half the bytes).
 VARIANTS = {
     "base": {},
     "ckold": dict(FWD_CK_V4=False),
     "nosc": dict(BWD_SCATTER=False),
     "epi": dict(BWD_SCATTER_EPI=True),
+    "psum": dict(WARP_PARTIALS=False),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False),
     "fW1": dict(FWD_WARPS=1),
     "fT8": dict(CHUNK_FWD=8, FWD_MAXNREG=128, fwd_only=True),

@@ -291,14 +291,17 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             dbias_acc += sum_time(ddt)
             tl.store(du_ptr + row_off + tt, du.to(du_ptr.dtype.element_ty), mask=io_mask)
             tl.store(ddt_ptr + row_off + tt, ddt.to(ddt_ptr.dtype.element_ty), mask=io_mask)
-        if SCATTER:  # (WARP_PARTS, T = DL = 8): lane l holds the channel sum of step l
+        if SCATTER:  # (T = DL = 8): lane l holds the channel sum of step l
             # (1: shuffles, 2: emulated for the interpreter)
             lane = tl.arange(0, DL)[:, None, None, None, None]  # (DL, 1, 1, 1, 1)
             # contiguity hidden (see _common): a coalesced store layout would become the chunk's
             ts = c * T + (lane * N) // N
             dB = sum_channels_scatter(gs * dtu, lane, SCATTER == 2)  # (DL, NO, W, NI, 1)
-            store_masked(dB_ptr + part_off + ts, dB, (ts < L) & n_ok, EVEN)
             dC = sum_channels_scatter(hs * dy, lane, SCATTER == 2)
+            if not WARP_PARTS:  # and over the program's warps (through shared memory)
+                dB = tl.sum(dB, axis=2, keep_dims=True)  # (DL, NO, 1, NI, 1)
+                dC = tl.sum(dC, axis=2, keep_dims=True)
+            store_masked(dB_ptr + part_off + ts, dB, (ts < L) & n_ok, EVEN)
             store_masked(dC_ptr + part_off + ts, dC, (ts < L) & n_ok, EVEN)
         else:
             if WARP_PARTS:

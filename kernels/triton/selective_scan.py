@@ -97,7 +97,7 @@ BWD_SCATTER_EPI = False
 
 def _scatter(g):
     """The backward's SCATTER mode: 0 off, 1 shuffles, 2 emulated (interpreter)."""
-    if not (BWD_SCATTER and WARP_PARTIALS and g["T"] == 8 and g["DL"] == 8):
+    if not (BWD_SCATTER and g["T"] == 8 and g["DL"] == 8):
         return 0
     return 2 if os.environ.get("TRITON_INTERPRET", "") == "1" else 1
 
