@@ -200,7 +200,7 @@ def main():
 
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
-KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_BC_DIRECT", "FWD_WARPS", "FAST_MATH",
+KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_BC_DIRECT", "FWD_XCH", "FWD_WARPS", "FAST_MATH",
          "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG",
          "WARP_PARTIALS", "BWD_SCATTER", "BWD_SCATTER_EPI", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
@@ -208,11 +208,12 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 1: ckold = the forward with gradients before FWD_CK_V4; fW1 = 1-warp forward
-#: programs (fewer cross-warp barriers per chunk); fT8* = 8-step forward chunks at 128 registers;
-#: fD* = B and C loaded in the chunk layout; nosc = dB/dC sums without BWD_SCATTER; epi = the
-#: backward's sums over states reduce-scattered too (BWD_SCATTER_EPI); psum = dB/dC partials
-#: per program (the scattered sums added over its 2 warps in shared memory: half the bytes).
+#: round 1: ckold = the forward with gradients before FWD_CK_V4; fW1 = 1-warp forward programs
+#: (fewer cross-warp barriers per chunk); fT8* = 8-step forward chunks at 128 registers; fD* = B
+#: and C loaded in the chunk layout; fX* = per-step values exchanged by shuffles (FWD_XCH);
+#: nosc = dB/dC sums without BWD_SCATTER; epi = the backward's sums over states
+#: reduce-scattered too (BWD_SCATTER_EPI); psum = dB/dC partials per program (the scattered
+#: sums added over its 2 warps in shared memory: half the bytes).
 VARIANTS = {
     "base": {},
     "ckold": dict(FWD_CK_V4=False),
@@ -224,7 +225,9 @@ VARIANTS = {
     "fT8": dict(CHUNK_FWD=8, FWD_MAXNREG=128, fwd_only=True),
     "fT8W1": dict(CHUNK_FWD=8, FWD_MAXNREG=128, FWD_WARPS=1, fwd_only=True),
     "fD8": dict(CHUNK_FWD=8, FWD_BC_DIRECT=True, fwd_only=True),
-    "fD8W1": dict(CHUNK_FWD=8, FWD_BC_DIRECT=True, FWD_WARPS=1, fwd_only=True),
+    "fX": dict(FWD_XCH=True),
+    "fXW1": dict(FWD_XCH=True, FWD_WARPS=1),
+    "fXD8": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_BC_DIRECT=True, fwd_only=True),
 }
 
 
@@ -253,10 +256,13 @@ def check_variant(v, test_mod):
     any case is over the test suite's tolerance."""
     worst = 0.0
     # masks and padding; time segments without masks; float16 with groups and N = 5 (the
-    # GPU tests add segments with padding, every dtype and L, for the default settings)
+    # GPU tests add segments with padding, every dtype and L, for the default settings); then
+    # enough channels for the forward's NO = 4 (its layouts at the first benchmark shape)
     for (b, d, L, N, G, dtype, lengths) in [(2, 37, 1000, 16, 0, torch.float32, True),
                                              (2, 128, 2048, 16, 0, torch.bfloat16, False),
-                                             (3, 64, 600, 5, 2, torch.float16, False)]:
+                                             (3, 64, 600, 5, 2, torch.float16, False),
+                                             (2, 4352, 256, 16, 0, torch.bfloat16, False),
+                                             (2, 4352, 250, 16, 0, torch.float32, True)]:
         apply_variant(v, b, d, N)
         errs = test_mod.compare(b, d, L, N, G, dtype, "cuda", seed=L + d, lengths=lengths)
         errs["out_no_grad"] = forward_error(test_mod, b, d, L, N, G, dtype, lengths)

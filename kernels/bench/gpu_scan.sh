@@ -14,9 +14,9 @@ LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
 QUICK=${QUICK:-0}
-VARIANTS=${1:-base,old,ckold,nosc,epi,psum,fW1,fT8,fT8W1,fD8}
+VARIANTS=${1:-base,old,ckold,nosc,epi,psum,fW1,fX,fXW1,fXD8}
 BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
-QFLAG=""; WT=110; BT=150
+QFLAG=""; WT=110; BT=170
 [ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80
 . kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$SETUP"

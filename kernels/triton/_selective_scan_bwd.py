@@ -132,6 +132,33 @@ def _halve_states(x, rep, BIT: tl.constexpr, EMULATE: tl.constexpr):
 
 
 @triton.jit
+def _from_lane_group(x, rep, J: tl.constexpr, EMULATE: tl.constexpr):
+    """``x`` of the same channel on state lane ``J`` (axis 1; lane bits 3-4 in the chunk layout
+    with 8 channel lanes): PTX ``shfl.sync.idx``, or emulated as a masked sum."""
+    if EMULATE:
+        y = tl.sum(tl.where(rep == J, x, 0.0), axis=1, keep_dims=True)
+    else:
+        y = tl.inline_asm_elementwise(
+            "{ .reg .b32 l; mov.u32 l, %laneid; and.b32 l, l, 7; or.b32 l, l, $2; "
+            "shfl.sync.idx.b32 $0, $1, l, 0x1f, 0xffffffff; }", "=r,r,r",
+            [x, tl.full(x.shape, J * 8, tl.int32)], dtype=tl.float32, is_pure=True, pack=1)
+    return y
+
+
+@triton.jit
+def gather_steps(x, rep, EMULATE: tl.constexpr):
+    """All ``4 K`` steps on every state lane from a ``(DL, 4, W, 1, K)`` tensor in which state
+    lane ``j`` holds steps ``j K .. j K + K - 1`` (16 shuffles per thread for K = 4)."""
+    g0 = _from_lane_group(x, rep, 0, EMULATE)
+    g1 = _from_lane_group(x, rep, 1, EMULATE)
+    g2 = _from_lane_group(x, rep, 2, EMULATE)
+    g3 = _from_lane_group(x, rep, 3, EMULATE)
+    y = tl.join(tl.join(g0, g1), tl.join(g2, g3))  # (..., K, 2, 2): [r, a, b] = g_(a + 2b)[r]
+    y = tl.permute(y, (0, 1, 2, 3, 6, 5, 4))
+    return tl.reshape(y, (y.shape[0], y.shape[1], y.shape[2], y.shape[3], 4 * x.shape[4]))
+
+
+@triton.jit
 def _chunk_inputs(c, t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr, B_ptr,
                   C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T: tl.constexpr,
                   HAS_Z: tl.constexpr, EVEN: tl.constexpr):

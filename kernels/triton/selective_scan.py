@@ -35,7 +35,8 @@ from . import _common
 from ._common import (LOG2E, axis_t, block_channels, check_device_dtypes, dummy, load_or_zero,
                       new_buffer, row, row_params, scan_combine, scan_combine_mul, scan_config,
                       scan_program, store_masked, sum_states)
-from ._selective_scan_bwd import adjoint_local_kernel, bwd_kernel, sigmoid, softplus_sigmoid
+from ._selective_scan_bwd import (adjoint_local_kernel, bwd_kernel, gather_steps, sigmoid,
+                                  softplus_sigmoid, sum_states_scatter)
 
 __all__ = ["selective_scan"]
 
@@ -62,6 +63,9 @@ FWD_CK_V4 = True
 #: The forward loads B and C directly in the chunk layout (8 steps per load; no exchange
 #: through shared memory and no barriers for them).
 FWD_BC_DIRECT = False
+#: The forward's per-(channel, step) values spread over the 4 state lanes of a channel (T/4
+#: steps each) and exchanged by shuffles (``gather_steps``, ``sum_states_scatter``).
+FWD_XCH = False
 
 
 def _fast():
@@ -102,6 +106,13 @@ def _scatter(g):
     return 2 if os.environ.get("TRITON_INTERPRET", "") == "1" else 1
 
 
+def _xch(g):
+    """The forward's XCH mode: 0 off, 1 shuffles, 2 emulated (interpreter)."""
+    if not (FWD_XCH and g["NO"] == 4 and g["DL"] == 8):
+        return 0
+    return 2 if os.environ.get("TRITON_INTERPRET", "") == "1" else 1
+
+
 def _cap(maxnreg):
     """Launch option capping the registers (not under the interpreter)."""
     if maxnreg is None or os.environ.get("TRITON_INTERPRET", "") == "1":
@@ -119,7 +130,7 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
                 SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
                 EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
                 FAST: tl.constexpr, FMA: tl.constexpr, CK_V4: tl.constexpr,
-                BC_DIRECT: tl.constexpr):
+                BC_DIRECT: tl.constexpr, XCH: tl.constexpr):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -130,6 +141,11 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
         block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
     t = axis_t(T)  # (1, 1, 1, 1, T)
+    tc = t  # the steps of its channel's per-step values that a lane holds
+    rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1)
+    if XCH:  # (NO = 4, 8 channel lanes, not LOCAL; 1: shuffles, 2: emulated): state lane j
+        # holds steps j T/4 .. (j+1) T/4 of u, delta, z, out (no exchange through shared memory)
+        tc = rep * (T // NO) + tl.arange(0, T // NO)[None, None, None, None, :]
     # ``(n * N) // N``: an offset whose contiguity the compiler cannot see (see _common)
     A_off = ch * N + (n * N) // N  # (DL, NO, W, NI, 1)
     row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1): (b, c, 0) in u, dt, z, out
@@ -152,20 +168,20 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     # the first chunk's inputs; inside the loop the next chunk's loads are issued before the
     # current chunk's arithmetic, so their latency overlaps it. Inputs are read only below
     # seq_len (<= L): padding, whatever it holds (NaN included), enters as 0.
-    u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(c0, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
+    u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(c0, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
                                                  B_ptr, C_ptr, seq_len, ch_ok, n_ok, T,
                                                  HAS_Z and not LOCAL, EVEN, LOCAL, BC_DIRECT)
     c = c0
     while c < c1:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
         if SAVE_CK:
             store_masked(ck_ptr + ck_off + c * (T // CK) * N, h, ch_ok & n_ok, EVEN)
-        tt = c * T + t  # (1, 1, 1, 1, T)
+        tt = c * T + tc  # (1, 1, 1, 1, T) or (XCH) (1, NO, 1, 1, T / NO)
         io_mask = (tt < L) & ch_ok  # (DL, 1, W, 1, T)
         valid = tt < seq_len  # (1, 1, 1, 1, T)
         u, raw, Bt, Ct, zz = u_nx, raw_nx, B_nx, C_nx, z_nx
         # the next chunk's loads go out now (the last chunk re-reads itself)
         u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
-            tl.minimum(c + 1, c1 - 1), t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
+            tl.minimum(c + 1, c1 - 1), t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
             seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL, BC_DIRECT)
         u = u.to(tl.float32)
         dt = raw.to(tl.float32) + bias  # (DL, 1, W, 1, T)
@@ -176,8 +192,12 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
         A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
         # A2: (DL, NO, W, NI, 1)
-        a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
-        b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
+        if XCH:  # every step on every lane
+            a = tl.exp2(gather_steps(dt, rep, XCH == 2) * A2)  # (DL, NO, W, NI, T)
+            b = gather_steps(dt * u, rep, XCH == 2) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
+        else:
+            a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
+            b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
         if FMA:
             _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
@@ -187,7 +207,10 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         if LOCAL:
             sdt += tl.sum(dt, axis=4, keep_dims=True)
         else:
-            y = sum_states(hs * Ct.to(tl.float32))  # (DL, 1, W, 1, T)
+            if XCH:  # summed and spread back: lane j gets its own steps
+                y = sum_states_scatter(hs * Ct.to(tl.float32), rep, XCH == 2)  # (.., T/NO)
+            else:
+                y = sum_states(hs * Ct.to(tl.float32))  # (DL, 1, W, 1, T)
             if SAVE_CK:
                 for s in tl.static_range(1, T // CK):  # states inside the chunk, every CK steps
                     store_masked(ck_ptr + ck_off + (c * (T // CK) + s) * N, row(hs, t, s * CK - 1),
@@ -218,15 +241,16 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
 
 
 @triton.jit
-def _fwd_inputs(c, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok, n_ok,
-                T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr, NO_C: tl.constexpr,
-                BC_DIRECT: tl.constexpr):
+def _fwd_inputs(c, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok,
+                n_ok, T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr,
+                NO_C: tl.constexpr, BC_DIRECT: tl.constexpr):
     """Forward inputs of chunk ``c`` (raw dtypes), read only below ``seq_len`` (<= L):
-    padding, whatever it holds (NaN included), enters as 0."""
+    padding, whatever it holds (NaN included), enters as 0. u, delta, z: steps ``tc``."""
     tt = c * T + t  # (1, 1, 1, 1, T)
-    io = (tt < seq_len) & ch_ok  # (DL, 1, W, 1, T)
-    u = load_or_zero(u_ptr + row_off + tt, io, EVEN)
-    raw = load_or_zero(dt_ptr + row_off + tt, io, EVEN)
+    tq = c * T + tc
+    io = (tq < seq_len) & ch_ok  # (DL, 1, W, 1, T)
+    u = load_or_zero(u_ptr + row_off + tq, io, EVEN)
+    raw = load_or_zero(dt_ptr + row_off + tq, io, EVEN)
     if BC_DIRECT:
         Bt = _load_steps(B_ptr + bc_off, c, seq_len, n_ok, T, EVEN)
     else:
@@ -239,7 +263,7 @@ def _fwd_inputs(c, t, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_l
             Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     zz = u
     if HAS_Z:
-        zz = load_or_zero(z_ptr + row_off + tt, io, EVEN)
+        zz = load_or_zero(z_ptr + row_off + tq, io, EVEN)
     return u, raw, Bt, Ct, zz
 
 
@@ -330,11 +354,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
         sdt = torch.empty((b, d, n_seg), **f32)
         _fwd_kernel[(g["n_blocks"], b, n_seg - 1)](
             *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=False, SAVE_LAST=False,
-            SEG=True, LOCAL=True, **meta)
+            SEG=True, LOCAL=True, XCH=0, **meta)
         h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
     _fwd_kernel[(g["n_blocks"], b, n_seg)](
         *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=save_ck, SAVE_LAST=want_last,
-        SEG=n_seg > 1, LOCAL=False, **meta)
+        SEG=n_seg > 1, LOCAL=False, XCH=_xch(g), **meta)
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
 
