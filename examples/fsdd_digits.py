@@ -86,9 +86,9 @@ def accuracies(clf, proba, y, prefix):
 
 def run(args, X, y, train, test, name, dev=None):
     if args.subset:
-        rng = np.random.default_rng(0)  # the same files for every seed (ensembles)
-        train = np.sort(rng.permutation(train)[:args.subset])
+        rng = np.random.default_rng(0)  # the same test files for every fit (ensembles)
         test = np.sort(rng.permutation(test)[:args.subset])
+        train = np.sort(rng.permutation(train)[:args.subset])
         dev = None if dev is None else np.sort(rng.permutation(dev)[:args.subset])
     prep = normalize if args.normalize else (lambda x: x)
     start = time.perf_counter()
@@ -116,7 +116,8 @@ def run(args, X, y, train, test, name, dev=None):
                       y_dev=y[dev])
     if args.proba_dir:  # test (and dev) probabilities at every rate, for ensembles
         tag = name.replace(" ", "_")  # (examples/loso_ensemble.py)
-        np.savez(f"{args.proba_dir}/{tag}__{args.tag or args.layer}__s{args.seed}.npz",
+        fit = f"s{args.seed}" + ("-dev" if dev is not None else "")  # trained without dev
+        np.savez(f"{args.proba_dir}/{tag}__{args.tag or args.layer}__{fit}.npz",
                  test=test, classes=clf.classes_, y=y[test], **arrays)
     print(json.dumps(row), flush=True)
     if args.out:
@@ -148,6 +149,8 @@ def main(argv=None):
                         help="standard split: hold out recordings 5-9 as a development set")
     parser.add_argument("--tag", default=None, help="recipe name in rows and .npz file names")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--cuda-memory-fraction", type=float, default=None,
+                        help="cap this process's share of the GPU memory (parallel lanes)")
     parser.add_argument("--rates", default="8000,4000,16000",
                         help="comma-separated test rates in Hz (the audio is resampled)")
     parser.add_argument("--max-time", type=float, default=None,
@@ -167,6 +170,11 @@ def main(argv=None):
                         help="save each fit's test (and dev) probabilities at every rate "
                              "here (.npz)")
     args = parser.parse_args(argv)
+    if args.cuda_memory_fraction:
+        import torch
+
+        if torch.cuda.is_available():  # the caching allocator frees and retries at the cap
+            torch.cuda.set_per_process_memory_fraction(args.cuda_memory_fraction)
     started = time.perf_counter()
     X, y, speaker, recording = load(args)
     if not args.skip_standard:

@@ -1,7 +1,8 @@
 """Ensembles of saved FSDD fits: mean class probabilities, per setting, at every rate.
 
 Reads the ``.npz`` files that ``fsdd_digits.py --proba-dir DIR`` writes, one per fit, named
-``<setting>__<recipe>__s<seed>.npz`` (setting: ``standard_split`` or ``LOSO_<speaker>``),
+``<setting>__<recipe>__s<seed>[-dev].npz`` (setting: ``standard_split`` or
+``LOSO_<speaker>``; ``-dev``: trained without the development files),
 from one or more folders. For each setting it prints the accuracy of every fit, of each
 recipe's seed ensemble, and of the ensemble of ALL fits given (``--recipes`` restricts which
 recipes count), at every rate saved, on the test files (``acc``) and, where the fits held one
@@ -68,7 +69,7 @@ def main(argv=None):
         for recipe in sorted({r for r, _ in by_fit}):
             members = [f for (r, _), f in sorted(by_fit.items()) if r == recipe]
             if len(members) > 1:
-                rows[f"{recipe} ({len(members)} seeds)"] = scores(members)
+                rows[f"{recipe} ({len(members)} fits)"] = scores(members)
         if len(rows) > 1:
             rows[f"all {len(by_fit)} fits"] = scores(list(by_fit.values()))
         for name, row in rows.items():
