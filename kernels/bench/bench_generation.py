@@ -217,8 +217,9 @@ COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 8, Tru
                   ("s4", 2, False, False), ("s4d", 2, False, False)]
 
 
-def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS):
-    """Fused vs module-by-module (both with CUDA graphs) vs naive, batch 1 and 64."""
+def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path=None):
+    """Fused vs module-by-module (both with CUDA graphs) vs naive, batch 1 and 64 (rows also
+    written to ``json_path`` as they come, so a run cut short keeps them)."""
     from ssmsignal.kernels.triton import sashimi_step
 
     rows = []
@@ -228,6 +229,9 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS):
         rows.append({**row, "device": name})
         print("  ", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()},
               flush=True)
+        if json_path:
+            with open(json_path, "w") as f:
+                json.dump(rows, f, indent=1)
 
     for r in sm_stream_probe(device):
         add({"layer": "-", "n_layers": 0, "unet": None, "mode": "probe", **r})
@@ -340,11 +344,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.compare:
-        rows = compare(device, 512, min(args.naive_steps, 10))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(rows, f, indent=1)
-        print_compare(rows)
+        print_compare(compare(device, 512, min(args.naive_steps, 10), json_path=args.json))
         return rows
     torch.manual_seed(0)
     model = SaShiMi(d_model=args.d_model, n_layers=args.n_layers, layer=args.layer)
