@@ -202,31 +202,28 @@ def main():
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
 KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_BC_DIRECT", "FWD_XCH", "FWD_WARPS", "FAST_MATH",
          "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG",
-         "WARP_PARTIALS", "BWD_SCATTER", "BWD_SCATTER_EPI", "FWD_MAX_LANES")
+         "WARP_PARTIALS", "BWD_SCATTER", "BWD_SCATTER_EPI", "BWD_XCH", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 1: ckold = the forward with gradients before FWD_CK_V4; fW1 = 1-warp forward programs
-#: (fewer cross-warp barriers per chunk); fT8* = 8-step forward chunks at 128 registers; fD* = B
-#: and C loaded in the chunk layout; fX* = per-step values exchanged by shuffles (FWD_XCH);
-#: nosc = dB/dC sums without BWD_SCATTER; epi = the backward's sums over states
-#: reduce-scattered too (BWD_SCATTER_EPI); psum = dB/dC partials per program (the scattered
-#: sums added over its 2 warps in shared memory: half the bytes).
+#: round 1: old = FWD_CK_V4 and BWD_SCATTER off (session 2's shipped kernels); nosc = without
+#: BWD_SCATTER; psum = dB/dC partials per program (the scattered sums added over its 2 warps
+#: in shared memory: half the bytes); bX = BWD_XCH; fX* / XX* = FWD_XCH (and BWD_XCH); *W1 =
+#: 1-warp forward programs; fXD8 = 8-step forward chunks with B and C loaded in the chunk
+#: layout (no shared memory at all).
 VARIANTS = {
     "base": {},
-    "ckold": dict(FWD_CK_V4=False),
     "nosc": dict(BWD_SCATTER=False),
-    "epi": dict(BWD_SCATTER_EPI=True),
     "psum": dict(WARP_PARTIALS=False),
+    "bX": dict(BWD_XCH=True),
+    "XX": dict(BWD_XCH=True, FWD_XCH=True),
+    "XXW1": dict(BWD_XCH=True, FWD_XCH=True, FWD_WARPS=1),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False),
-    "fW1": dict(FWD_WARPS=1),
-    "fT8": dict(CHUNK_FWD=8, FWD_MAXNREG=128, fwd_only=True),
-    "fT8W1": dict(CHUNK_FWD=8, FWD_MAXNREG=128, FWD_WARPS=1, fwd_only=True),
-    "fD8": dict(CHUNK_FWD=8, FWD_BC_DIRECT=True, fwd_only=True),
-    "fX": dict(FWD_XCH=True),
-    "fXW1": dict(FWD_XCH=True, FWD_WARPS=1),
+    "fW1": dict(FWD_WARPS=1, fwd_only=True),
+    "fX": dict(FWD_XCH=True, fwd_only=True),
+    "fXW1": dict(FWD_XCH=True, FWD_WARPS=1, fwd_only=True),
     "fXD8": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_BC_DIRECT=True, fwd_only=True),
 }
 

@@ -114,6 +114,14 @@ def own_steps(x, rep):
 
 
 @triton.jit
+def _own(x, rep, XCH: tl.constexpr):
+    """:func:`own_steps` of ``x``, or ``x`` itself when it holds them already (``XCH``)."""
+    if not XCH:
+        x = own_steps(x, rep)
+    return x
+
+
+@triton.jit
 def sum_states_scatter(x, rep, EMULATE: tl.constexpr):
     """Sum over the states (axis 3 in registers, axis 1 over the 4 state lanes ``rep``) of a
     ``(DL, 4, W, NI, 8)`` tensor, spread like :func:`own_steps`: ``(DL, 4, W, 1, 2)``
@@ -159,21 +167,22 @@ def gather_steps(x, rep, EMULATE: tl.constexpr):
 
 
 @triton.jit
-def _chunk_inputs(c, t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr, B_ptr,
-                  C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T: tl.constexpr,
+def _chunk_inputs(c, t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr,
+                  B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T: tl.constexpr,
                   HAS_Z: tl.constexpr, EVEN: tl.constexpr):
-    """Inputs of chunk ``c`` (raw dtypes): u, delta, dout, y, z (per channel and step), B, C
-    (per state and step) and the checkpointed state at the chunk's start."""
+    """Inputs of chunk ``c`` (raw dtypes): u, delta, dout, y, z (per channel, steps ``tc``),
+    B, C (per state and step) and the checkpointed state at the chunk's start."""
     tt = c * T + t  # (1, 1, 1, 1, T)
-    in_mask = (tt < seq_len) & ch_ok  # inputs only below seq_len: padding enters as 0
-    u = load_or_zero(u_ptr + row_off + tt, in_mask, EVEN)
-    raw = load_or_zero(dt_ptr + row_off + tt, in_mask, EVEN)
-    dout = load_or_zero(dout_ptr + row_off + tt, (tt < L) & ch_ok, EVEN)
+    tq = c * T + tc
+    in_mask = (tq < seq_len) & ch_ok  # inputs only below seq_len: padding enters as 0
+    u = load_or_zero(u_ptr + row_off + tq, in_mask, EVEN)
+    raw = load_or_zero(dt_ptr + row_off + tq, in_mask, EVEN)
+    dout = load_or_zero(dout_ptr + row_off + tq, (tq < L) & ch_ok, EVEN)
     yv = u
     zz = u
     if HAS_Z:
-        yv = load_or_zero(y_ptr + row_off + tt, in_mask, EVEN)
-        zz = load_or_zero(z_ptr + row_off + tt, in_mask, EVEN)
+        yv = load_or_zero(y_ptr + row_off + tq, in_mask, EVEN)
+        zz = load_or_zero(z_ptr + row_off + tq, in_mask, EVEN)
     Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     h0 = load_or_zero(ck_ptr + ck_off + c * N, state_mask & (c * T < L), EVEN)
@@ -190,7 +199,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
                SEG: tl.constexpr, WARP_PARTS: tl.constexpr, SCATTER: tl.constexpr,
-               EPI: tl.constexpr):
+               EPI: tl.constexpr, XCH: tl.constexpr):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
@@ -233,16 +242,19 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     dD_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
     dbias_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
     c = c1 - 1
+    tc = t  # the steps of its channel's per-step values that a lane holds
+    if XCH:  # (with SCATTER and EPI) state lane j holds steps j T/4 .. (j+1) T/4 - 1 of them
+        tc = rep * (T // NO) + tl.arange(0, T // NO)[None, None, None, None, :]
     u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
-        tl.maximum(c, 0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr,
+        tl.maximum(c, 0), t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr,
         B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
     while c >= c0:
         u, raw, dout, yv, zz, Bt, Ct, h0 = u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx
         # the next (earlier) chunk's loads go out now; the first chunk re-reads itself at the end
         u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
-            tl.maximum(c - 1, c0), t, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
+            tl.maximum(c - 1, c0), t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
             z_ptr, B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
-        tt = c * T + t  # (1, 1, 1, 1, T)
+        tt = c * T + tc  # (1, 1, 1, 1, T), or (XCH) (1, NO, 1, 1, T / NO)
         valid = tt < seq_len  # steps past the end (or padding) have dt = 0: state unchanged
         io_mask = rep == 0  # one lane of the NO that hold a channel's value writes it
         if not EVEN:
@@ -258,8 +270,12 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         Bt = Bt.to(tl.float32)
         Ct = Ct.to(tl.float32)
         # recompute the chunk's states from its checkpoint
-        a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
+        dtf = dt  # every step of dt and dt u on every lane
         dtu = dt * u  # (DL, NO, W, 1, T)
+        if XCH:
+            dtf = gather_steps(dt, rep, XCH == 2)
+            dtu = gather_steps(dtu, rep, XCH == 2)
+        a = tl.exp2(dtf * A2)  # (DL, NO, W, NI, T)
         b = dtu * Bt  # (DL, NO, W, NI, T)
         _, hs = tl.associative_scan((a, tl.where(t == 0, b + a * h0, b)), 4, scan_combine)
         dy = dout.to(tl.float32)
@@ -276,33 +292,36 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             dy = tl.where(valid, dy, 0.0)  # (DL, NO, W, 1, T)
         if not EPI:
             dD_acc += sum_time(dy * u)
+        dyf = dy
+        if XCH:
+            dyf = gather_steps(dy, rep, XCH == 2)
         # adjoint g_t = C_t dy_t + a_{t+1} g_{t+1}: a scan over segments (see adjoint_combine)
         # running from the chunk's end, the carry p folded into the last step. (Flipping the
         # in-register time axis is free; Triton 3.6's reverse=True scan costs ~30 shuffles/step.)
-        cg = Ct * dy  # (DL, NO, W, NI, T)
+        cg = Ct * dyf  # (DL, NO, W, NI, T)
         cg = tl.where(t == T - 1, cg + p, cg)
         ones = tl.full(a.shape, 1.0, tl.float32)
         _, gs, _ = tl.associative_scan((tl.flip(a, 4), tl.flip(cg, 4), ones), 4, adjoint_combine)
         gs = tl.flip(gs, 4)  # (DL, NO, W, NI, T)
         p = row(a, t, 0) * row(gs, t, 0)  # (DL, NO, W, NI, 1)
         gah = gs * (hs - b)  # g_t a_t x_{t-1}, (DL, NO, W, NI, T)
-        dA_acc += sum_time(gah * dt)
+        dA_acc += sum_time(gah * dtf)
         if EPI:  # per-(channel, step) work on 2 steps per lane, not 8 repeated on 4 lanes
             gB = sum_states_scatter(gs * Bt, rep, SCATTER == 2)  # (DL, NO, W, 1, 2)
             gA = sum_states_scatter(gah * A2, rep, SCATTER == 2)
-            ts = own_steps(tt + rep * 0, rep)  # (1, NO, 1, 1, 2)
-            u2 = own_steps(u, rep)
-            dy2 = own_steps(dy, rep)
-            dt2 = own_steps(dt, rep)
+            ts = _own(tt + rep * 0, rep, XCH)  # (1, NO, 1, 1, 2)
+            u2 = _own(u, rep, XCH)
+            dy2 = _own(dy, rep, XCH)
+            dt2 = _own(dt, rep, XCH)
             dz = dy2  # (unused without z)
             dsp2 = dt2  # (unused without softplus)
             if HAS_Z:
-                zf2 = own_steps(zf, rep)
-                sg2 = own_steps(sg, rep)
-                dz = own_steps(dout, rep).to(tl.float32) * own_steps(yv, rep).to(tl.float32)
+                zf2 = _own(zf, rep, XCH)
+                sg2 = _own(sg, rep, XCH)
+                dz = _own(dout, rep, XCH).to(tl.float32) * _own(yv, rep, XCH).to(tl.float32)
                 dz = dz * sg2 * (1.0 + zf2 * (1.0 - sg2))
             if SOFTPLUS:
-                dsp2 = own_steps(dsp, rep)
+                dsp2 = _own(dsp, rep, XCH)
             dD_c, dbias_c = _epilogue(ts, row_off, gB, gA, u2, dt2, dy2, dz, dsp2, Dv, du_ptr,
                                       ddt_ptr, dz_ptr, seq_len, L, ch_ok, HAS_Z, SOFTPLUS, EVEN)
             dD_acc += dD_c
@@ -324,7 +343,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             # contiguity hidden (see _common): a coalesced store layout would become the chunk's
             ts = c * T + (lane * N) // N
             dB = sum_channels_scatter(gs * dtu, lane, SCATTER == 2)  # (DL, NO, W, NI, 1)
-            dC = sum_channels_scatter(hs * dy, lane, SCATTER == 2)
+            dC = sum_channels_scatter(hs * dyf, lane, SCATTER == 2)
             if not WARP_PARTS:  # and over the program's warps (through shared memory)
                 dB = tl.sum(dB, axis=2, keep_dims=True)  # (DL, NO, 1, NI, 1)
                 dC = tl.sum(dC, axis=2, keep_dims=True)

@@ -97,6 +97,10 @@ BWD_SCATTER = True
 #: With BWD_SCATTER: the sums over states too, so that the per-(channel, step) work after the
 #: scan runs on 2 steps per lane instead of 8 repeated on the 4 state lanes.
 BWD_SCATTER_EPI = False
+#: With BWD_SCATTER: u, delta, dout, y, z loaded and their per-step work done on 2 steps per
+#: lane (as FWD_XCH), dt, dt u and the gated dout gathered to every lane by shuffles for the
+#: scans (implies BWD_SCATTER_EPI).
+BWD_XCH = False
 
 
 def _scatter(g):
@@ -396,8 +400,9 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
         _opt(seq_lengths, u), dout, _opt(carry, u), ck,
         du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
         *sizes, ck.shape[2], n_parts, *seg, HAS_DLAST=dlast is not None, SEG=n_seg > 1,
-        WARP_PARTS=WARP_PARTIALS, SCATTER=_scatter(g), EPI=bool(_scatter(g) and BWD_SCATTER_EPI),
-        **meta, **_cap(BWD_MAXNREG))
+        WARP_PARTS=WARP_PARTIALS, SCATTER=_scatter(g),
+        EPI=bool(_scatter(g) and (BWD_SCATTER_EPI or BWD_XCH)),
+        XCH=_scatter(g) if BWD_XCH else 0, **meta, **_cap(BWD_MAXNREG))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = n_parts // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
