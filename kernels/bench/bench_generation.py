@@ -344,7 +344,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.compare:
-        print_compare(compare(device, 512, min(args.naive_steps, 10), json_path=args.json))
+        rows = compare(device, 512, min(args.naive_steps, 10), json_path=args.json)
+        print_compare(rows)
         return rows
     torch.manual_seed(0)
     model = SaShiMi(d_model=args.d_model, n_layers=args.n_layers, layer=args.layer)
