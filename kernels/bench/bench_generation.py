@@ -144,21 +144,30 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
     return batch_size / per_step, t1 - n * per_step, n
 
 
-#: fused rows of :func:`compare`: (name, ``sashimi_step.CONFIG`` overrides, sample_codes
-#: keywords, batch sizes); "fused" is the shipped default, "split8" runs the wide tiers over 8
-#: SMs per row, "deep" loads tier 0's second feed-forward map two stages ahead, "bf16" reads
-#: the blocks' dense maps as bfloat16 (lossy opt-in)
-FUSED_ROWS = [("fused", {}, {}, (1, 64)), ("fused split8", {"split": 8}, {}, (1,)),
-              ("fused deep", {"deep": True}, {}, (1,)),
-              ("fused bf16", {}, {"bf16_weights": True}, (1,)),
-              ("fused bf16 split8", {"split": 8}, {"bf16_weights": True}, (1,))]
+#: launch configurations (``sashimi_step.CONFIG`` overrides; lists are per tier, outermost
+#: first): every tier on the register-assembled chunk path, tier 0 at 32 warps and the wide
+#: tiers at 16 ("mix", no spills on sm_90) or all at 32 ("w32", the wide passes spill 168-192 B)
+MIX = {"single": False, "num_warps_wide": [32, 16], "tile_wide": 4096, "ssm_tile_wide": 1024}
+W32 = {"single": False, "num_warps_wide": 32, "tile_wide": 4096, "ssm_tile_wide": 1024}
+#: fused rows of :func:`compare`: (name, CONFIG overrides, sample_codes keywords, models:
+#: "all", "8" (default depth) or "first" (the first model only)); "fused" is the shipped
+#: default, "split8" runs tiers 1 and 2 over 8 SMs per row, "bf16" reads the blocks' dense maps
+#: as bfloat16 (lossy opt-in). Batch 64 too for "fused" and "fused mix" at the default depth.
+FUSED_ROWS = [("fused", {}, {}, "all"), ("fused mix", MIX, {}, "all"),
+              ("fused w32", W32, {}, "first"),
+              ("fused mix split8", {**MIX, "split": [1, 8]}, {}, "first"),
+              ("fused mix bf16 split8", {**MIX, "split": [1, 8]}, {"bf16_weights": True}, "8")]
 #: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
-PASS_CONFIGS = [({}, False), ({"num_warps_wide": 8}, False), ({}, True)]
+PASS_CONFIGS = [({}, False), (W32, False), (MIX, False)]
 
 
 def _config_name(c):
-    return (f"w{c['num_warps']}/{c['num_warps_wide']} " + ("pipe" if c["single"] else "chunk")
-            + (" regs" if c["regs"] else " scratch") + f" S{c['split']}")
+    def show(v):
+        return "/".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return (f"w{show(c['num_warps'])}|{show(c['num_warps_wide'])} "
+            + ("pipe" if c["single"] is True else "regs" if c["regs"] else "scratch")
+            + f" t{c['tile_wide']} S{show(c['split'])}")
 
 
 def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
@@ -211,10 +220,9 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
     return rows
 
 
-#: models of :func:`compare`: (layer, pairs per tier, unet, with baselines and variants: all
-#: fused variants for S4, split ones for S4D)
-COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 8, True, False),
-                  ("s4", 2, False, False), ("s4d", 2, False, False)]
+#: models of :func:`compare`: (layer, pairs per tier, unet, with the module and naive baselines)
+COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 2, False, False),
+                  ("s4d", 2, False, False), ("s4", 8, True, False)]
 
 
 def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path=None):
@@ -241,13 +249,14 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
         model = model.to(device).eval()  # class-conditional (10 digits), as AudioGenerator
         tag = {"layer": layer, "n_layers": n_layers, "unet": unet,
                "params": sum(p.numel() for p in model.parameters())}
-        runs = [(mode, kw, config, steps, batches if full else (1,))
-                for mode, config, kw, batches in FUSED_ROWS
-                if mode in ("fused", "fused split8" if n_layers == 8 else "fused")
-                or full and (layer == "s4" or mode == "fused bf16 split8")]
+        first = (layer, n_layers, unet) == models[0][:3]
+        runs = [(mode, kw, config, steps,
+                 (1, 64) if mode in ("fused", "fused mix") and full else (1,))
+                for mode, config, kw, which in FUSED_ROWS
+                if which == "all" or which == "8" and full or which == "first" and first]
         if full:  # the baseline of the same run: batch 1 for each, batch 64 for the first
             runs.append(("module+graphs", dict(fused=False), {}, steps // (4 * n_layers),
-                         (1, 64) if (layer, n_layers, unet) == models[0][:3] else (1,)))
+                         (1, 64) if first else (1,)))
         for mode, kw, config, n, batches in runs:
             for batch in batches:
                 default = dict(sashimi_step.CONFIG)
@@ -261,8 +270,8 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
                      "setup_s": setup, "rtf_16k_per_stream": rate / batch / 16000.0})
         if full:
             add({**tag, **naive_speed(model, naive_steps)})
-        if n_layers == 8 and not unet:
-            for r in pass_times(model, configs=PASS_CONFIGS if layer == "s4" else [({}, False)]):
+        if first:
+            for r in pass_times(model, configs=PASS_CONFIGS):
                 add({**tag, "mode": "pass", **r})
     return rows
 
@@ -304,7 +313,7 @@ def sm_stream_probe(device, n_bytes=1 << 21):
 
 
 def print_compare(rows):
-    print(f"{'layer':5s} {'pairs':>5s} {'mode':18s} {'batch':>5s} {'samples/s':>11s} "
+    print(f"{'layer':5s} {'pairs':>5s} {'mode':22s} {'batch':>5s} {'samples/s':>11s} "
           f"{'RTF@16k/str':>11s} {'x module':>8s}")
     ref = {(r["layer"], r["n_layers"], r["unet"], r["batch"]): r["samples_per_s"] for r in rows
            if r["mode"] == "module+graphs"}
@@ -316,7 +325,7 @@ def print_compare(rows):
             continue
         base = ref.get((r["layer"], r["n_layers"], r["unet"], r["batch"]))
         unet = "U" if r["unet"] else ""
-        print(f"{r['layer'] + unet:5s} {r['n_layers']:5d} {r['mode']:18s} {r['batch']:5d} "
+        print(f"{r['layer'] + unet:5s} {r['n_layers']:5d} {r['mode']:22s} {r['batch']:5d} "
               f"{r['samples_per_s']:11.1f} {r['rtf_16k_per_stream']:11.4f} "
               f"{r['samples_per_s'] / base if base else float('nan'):8.2f}")
     print(f"{'layer':5s} {'pairs':>5s} {'config':26s} tier    H  S pairs pro epi {'us':>8s} "

@@ -34,7 +34,7 @@ import triton.language as tl
 
 from ._sashimi_blocks import _blocks, _layer_norm, _linear_to
 
-__all__ = ["tier_pass", "scratch_width", "fits_one_tile", "PRO_EMBED", "PRO_Z", "PRO_UNFOLD",
+__all__ = ["tier_pass", "scratch_width", "fits_one_tile", "setting", "PRO_EMBED", "PRO_Z", "PRO_UNFOLD",
            "EPI_RING", "EPI_UP", "EPI_HEAD", "KIND_S4D", "KIND_S4", "CONFIG"]
 
 PRO_EMBED, PRO_Z, PRO_UNFOLD = 0, 1, 2
@@ -51,10 +51,13 @@ KIND_S4D, KIND_S4 = 0, 1
 #: runs tier 0's head pass and the next step's down pass as one launch (True, False, or
 #: "auto": when that down pass has no blocks, as with ``unet=False``). ``regs``: wide tiers
 #: with one program per row assemble chunk outputs in registers instead of scratch memory;
-#: ``num_warps_wide``: warps for the passes that do not take the one-tile path. ``deep``: the
-#: one-tile path loads the second feed-forward map two stages ahead (with the first).
+#: ``num_warps_wide``, ``tile_wide``, ``ssm_tile_wide``: warps and chunk sizes of the passes
+#: that assemble chunks in registers (one program per row, no one-tile path). ``deep``: the
+#: one-tile path loads the second feed-forward map two stages ahead (with the first). Every
+#: value may be a list with one entry per tier (outermost first), see :func:`setting`.
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
-          "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16, "deep": False}
+          "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16, "deep": False,
+          "tile_wide": 8192, "ssm_tile_wide": 2048}
 
 
 @triton.jit
@@ -176,12 +179,22 @@ def _tier_pass_kernel(
                   der, S, DKP, BMD, PREFETCH)
 
 
-def fits_one_tile(H, N2, F):
+def setting(name, tier=0):
+    """``CONFIG[name]``, or its entry for ``tier`` where it is a list (the last entry serves the
+    deeper tiers): e.g. ``CONFIG["split"] = [1, 8]`` splits every tier but the outer one."""
+    value = CONFIG[name]
+    if isinstance(value, (list, tuple)):
+        return value[min(tier, len(value) - 1)]
+    return value
+
+
+def fits_one_tile(H, N2, F, tier=0):
     """Whether a tier's blocks take the one-tile pipelined path (with ``CONFIG["single"]``)."""
     HP, N2P = triton.next_power_of_2(H), triton.next_power_of_2(N2)
     FP = triton.next_power_of_2(max(F, 1))
-    tile = CONFIG["tile"]
-    return (bool(CONFIG["single"]) and HP * N2P <= CONFIG["ssm_tile"] and 2 * HP * HP <= tile
+    tile = setting("tile", tier)
+    return (bool(setting("single", tier)) and HP * N2P <= setting("ssm_tile", tier)
+            and 2 * HP * HP <= tile
             and FP * HP <= tile)
 
 
@@ -195,7 +208,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
               inputs, next_codes, split=1, counters=None, error=None, emb=None, labels=None,
               label_emb=None, unfolded=None, slot=0, skip=False, out=None, pool_now=False,
               pool_w=None, pool_b=None, pool_out=None, ek=0, er=0, noise=None, forced=None,
-              codes=None, logits=None, inv_temp=1.0, top_p=1.0, merge=None):
+              codes=None, logits=None, inv_temp=1.0, top_p=1.0, merge=None, tier=0):
     """Launch one tier pass for every batch row (grid ``(batch,)``); see the module docstring.
 
     ``weights`` is the tier's packed tuple ``(ln, coef, D, out_w, out_b, ff_ln, w1, b1, w2,
@@ -209,6 +222,8 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     ``scratch`` has ``batch * S`` rows; ``error`` a ``(1,)`` int32 flag that a barrier which
     waited too long sets to 1; ``counters`` ``(batch,)`` int32 zeros, counting the
     barriers of this launch; ``batch * S`` programs must fit on the GPU at once).
+
+    ``tier``: which tier's launch configuration (:func:`setting`) applies.
 
     ``skip``: add the pass input (after the prologue) to the output of its blocks, the skip
     connection around the modelling part of the autoregressive arrangement (``unet=False``).
@@ -225,8 +240,12 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     EKP = triton.next_power_of_2(max(ek if epi == EPI_RING else H, er if epi == EPI_HEAD else 1))
     if epi == EPI_UP:
         EKP = max(EKP, HP)
-    tile, ssm_tile = CONFIG["tile"], CONFIG["ssm_tile"]
     S = int(split)
+    single = S == 1 and fits_one_tile(H, N2, F, tier)
+    regs = S == 1 and bool(setting("regs", tier))
+    wide = regs and not single  # the register-assembled chunked path: its own chunk sizes
+    tile = setting("tile_wide" if wide else "tile", tier)
+    ssm_tile = setting("ssm_tile_wide" if wide else "ssm_tile", tier)
     HSP, FSP = triton.next_power_of_2(max(H // S, 1)), triton.next_power_of_2(max(F // S, 1))
     YS = max(FP, HP)
     if scratch.shape[0] < batch * S or scratch.shape[1] < scratch_width(H, F):
@@ -234,8 +253,6 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
     if S > 1 and (H % S or F % S or er % S or counters is None or error is None):
         raise ValueError(f"split {S} must divide H {H}, F {F} and {er} and needs counters and "
                          "an error flag")
-    single = S == 1 and fits_one_tile(H, N2, F)
-    regs = S == 1 and bool(CONFIG["regs"])
     some = ln
     n2, slot2, now2, dpw, dpb, dpz, der = merge or (0, 0, 0, some, some, some, 0)
     if skip and n_pairs < 1:
@@ -257,7 +274,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         PRO=pro, EPI=epi, BLOCKS=n_pairs > 0, SKIP=bool(skip),
         BLOCKS2=n2 > 0, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP,
-        PREFETCH=bool(CONFIG["prefetch"]), DEEP=bool(CONFIG["deep"]), SINGLE=single,
+        PREFETCH=bool(setting("prefetch", tier)), DEEP=bool(setting("deep", tier)), SINGLE=single,
         SPLIT=S > 1, MERGE=merge is not None,
         N2P=N2P, FP=FP, EKP=EKP, DKP=DKP, BMD=max(1, min(triton.next_power_of_2(max(der, 1)),
                                                        tile // DKP)),
@@ -267,4 +284,4 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         BM1=max(1, min(FSP, tile // HP)), BM2=max(1, min(HP, tile // FSP)),
         BME=max(1, min(triton.next_power_of_2(max(er // S, 1)),
                        tile // (EKP if epi == EPI_RING else HP))),
-        num_warps=CONFIG["num_warps_wide"] if regs and not single else CONFIG["num_warps"])
+        num_warps=setting("num_warps_wide" if wide else "num_warps", tier))

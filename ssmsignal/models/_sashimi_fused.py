@@ -290,9 +290,9 @@ class FusedDecoder:
         the multiprocessors (the split passes spin on a counter until every program of a row
         has arrived, so all of them must be resident at once; the margin leaves room for
         kernels of other streams). One-tile tiers and the CPU interpreter never split."""
-        from ssmsignal.kernels.triton.sashimi_step import CONFIG, fits_one_tile
+        from ssmsignal.kernels.triton.sashimi_step import fits_one_tile, setting
 
-        if device.type != "cuda" or fits_one_tile(tp.H, tp.N2, tp.F):
+        if device.type != "cuda" or fits_one_tile(tp.H, tp.N2, tp.F, k):
             return 1  # the interpreter runs programs one after the other: no barriers
         sms = torch.cuda.get_device_properties(device).multi_processor_count
         widths = [tp.H, tp.F or tp.H, self.n_classes]
@@ -300,7 +300,7 @@ class FusedDecoder:
             widths.append(self.tiers[k + 1].H)
         if k:
             widths.append(self.tiers[k - 1].pool * self.tiers[k - 1].H)
-        S = int(CONFIG["split"])
+        S = int(setting("split", k))
         while S > 1 and (2 * self.batch * S > sms or any(w % S for w in widths)
                          or tp.H // S < 16):
             S //= 2
@@ -383,7 +383,7 @@ class FusedDecoder:
                 self._slot = 0
             args.update(split=S, counters=self.counters[self._slot], error=self.error)
             self._slot += 1
-        tier_pass(pro=pro, epi=epi, kind=tp.kind, batch=self.batch, H=tp.H, N2=tp.N2, F=tp.F,
+        tier_pass(tier=k, pro=pro, epi=epi, kind=tp.kind, batch=self.batch, H=tp.H, N2=tp.N2, F=tp.F,
                   eps=self.head[4], first=first, n_pairs=n_pairs, weights=self.weights[k],
                   state=self.state[k], scratch=self.scratch, next_codes=self.next_input,
                   emb=self.head[2], labels=self.labels, label_emb=self.head[3], **args)

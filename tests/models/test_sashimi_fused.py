@@ -107,21 +107,25 @@ def _interpret_main():
 
     out = []
     for i, case in enumerate(CASES):
-        # even cases: the one-tile pipelined path; odd: tiles small enough for several chunks
-        # per stage (tiers of width 16 and 32), case 1 through scratch memory (the split path
-        # with one program per row), case 3 assembled in registers; 0 and 2 also merge tier
-        # 0's head pass with the next step's down pass (0: an empty one, unet=False; 3 runs
-        # that empty down pass as a launch of its own); 2 loads the second FF map early (deep)
+        # 0: tier 0 on the one-tile pipelined path, the inner tiers (16 and 32 wide) assembled
+        # in registers (a per-tier setting); 1: tiles small enough for several chunks per
+        # stage, through scratch memory (the split path with one program per row); 2: the
+        # one-tile path everywhere, second FF map loaded early (deep); 3: several chunks per
+        # stage assembled in registers. 0 and 2 merge tier 0's head pass with the next step's
+        # down pass (0: an empty one, unet=False); 3 runs that empty down pass on its own.
         config = dict(tile=8192, ssm_tile=2048, single=True, prefetch=True, regs=True,
-                      deep=i == 2)
+                      deep=i == 2, tile_wide=8192, ssm_tile_wide=2048)
+        if i == 0:
+            config.update(single=[True, False])
         if i == 1:
             config.update(tile=256, ssm_tile=16, single=False, prefetch=False, regs=False)
         if i == 3:
-            config.update(tile=128, ssm_tile=16, single=False)
+            config.update(tile_wide=128, ssm_tile_wide=16, single=False)
         sashimi_step.CONFIG.update(config, merge=i in (0, 2))
         layer, dt_scale, conditional, unet = case
         out.append(step_errors(layer, dt_scale, conditional, N_STEPS, seed=i, unet=unet))
-    sashimi_step.CONFIG.update(tile=8192, ssm_tile=2048, single=True, merge="auto", deep=False)
+    sashimi_step.CONFIG.update(tile=8192, ssm_tile=2048, single=True, merge="auto", deep=False,
+                               tile_wide=8192, ssm_tile_wide=2048)
     out.append(step_errors("s4", 0.5, False, N_STEPS, seed=5, bf16_weights=True))
     prompt = torch.tensor([[3, 250], [128, 7]])
     sashimi_step.CONFIG.update(merge=True)
@@ -253,12 +257,14 @@ def _with_config(config, fn, *args, **kwargs):
 #: the shipped default (sashimi_step.CONFIG) runs the wide tiers at 16 warps, unsplit
 BASE = {"split": 1, "num_warps_wide": 8, "merge": False}
 WIDE16_MERGE = {"split": 1, "num_warps_wide": 16, "merge": True}
+#: every tier on the register-assembled path, tier 0 at 32 warps (bench: "fused mix")
+MIX = {"single": False, "num_warps_wide": [32, 16], "tile_wide": 4096, "ssm_tile_wide": 1024}
 
 
 @cuda
 @pytest.mark.parametrize("layer,dt_scale,config,unet", [
-    ("s4", 0.5, BASE, True), ("s4d", 1.0, BASE, False), ("s4", 1.0, WIDE16_MERGE, False)],
-    ids=["s4-base-unet", "s4d-base", "s4-w16merge"])
+    ("s4", 0.5, BASE, True), ("s4d", 1.0, BASE, False), ("s4", 1.0, WIDE16_MERGE, False),
+    ("s4d", 0.5, MIX, False)], ids=["s4-base-unet", "s4d-base", "s4-w16merge", "s4d-mix"])
 def test_gpu_default_model_step_matches_float64(layer, dt_scale, config, unet):
     errs = _with_config(config, step_errors, layer, dt_scale, True, 40, device="cuda",
                         d_model=64, n_layers=8, pool=(4, 4), d_state=64, unet=unet)
@@ -289,7 +295,7 @@ def test_gpu_bf16_weights_stay_close_to_float64():
 @cuda
 def test_gpu_split_tiers_match_float64():
     # last in the file: a split launch that hung would stop the tests after it
-    errs = _with_config({"split": 8, "merge": False}, step_errors, "s4", 0.5, True, 20,
+    errs = _with_config({**MIX, "split": [1, 8]}, step_errors, "s4", 0.5, True, 20,
                         device="cuda",
                         d_model=64, n_layers=2, pool=(4, 4), d_state=64)
     assert errs.pop("split") == 8 and max(errs.values()) < TOL, errs  # tiers 1, 2: 8 per row
