@@ -363,7 +363,7 @@ def _planes(coef_ptr, off, m2, hn, KIND: tl.constexpr):
 def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
                   b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef, eps,
                   KIND: tl.constexpr, HAS_FF: tl.constexpr, HP: tl.constexpr,
-                  N2P: tl.constexpr, FP: tl.constexpr, DEEP: tl.constexpr):
+                  N2P: tl.constexpr, FP: tl.constexpr):
     """The blocks of a pass whose every stage fits one register tile (tier 0 of the defaults),
     software-pipelined: each stage's weights are loaded one stage ahead (the SSM coefficients
     of the next pair during the last linear map of this one), so an L2 round trip overlaps the
@@ -403,10 +403,6 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
             w1 = tl.load(w1_ptr + pair * F * H + fo[:, None] * H + cols,
                          mask=fm[:, None] & (cols < H), other=0.0).to(tl.float32)  # (FP, HP)
             b1 = tl.load(b1_ptr + pair * F + fo, mask=fm, other=0.0)
-            if DEEP:  # the second map too: two stages ahead
-                w2 = tl.load(w2_ptr + pair * H * F + rows * F + fo[None, :],
-                             mask=(rows < H) & fm[None, :], other=0.0).to(tl.float32)
-                b2 = tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
         val = tl.sum(wv * g[None, :], axis=1) + bv
         gate = tl.sum(wg * g[None, :], axis=1) + bg
         x += val * tl.sigmoid(gate)
@@ -415,10 +411,9 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
             u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
                             H, eps)
             hid = _gelu(tl.sum(w1 * u[None, :], axis=1) + b1)  # (FP,)
-            if not DEEP:
-                w2 = tl.load(w2_ptr + pair * H * F + rows * F + fo[None, :],
-                             mask=(rows < H) & fm[None, :], other=0.0).to(tl.float32)  # (HP, FP)
-                b2 = tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
+            w2 = tl.load(w2_ptr + pair * H * F + rows * F + fo[None, :],
+                         mask=(rows < H) & fm[None, :], other=0.0).to(tl.float32)  # (HP, FP)
+            b2 = tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
             p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr + nxt * n_coef * hn, off, m2,
                                                      hn, KIND)
             x += tl.sum(w2 * hid[None, :], axis=1) + b2
@@ -436,11 +431,11 @@ def _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
             SINGLE: tl.constexpr, SPLIT: tl.constexpr, REGS: tl.constexpr, HP: tl.constexpr,
             N2P: tl.constexpr, FP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
             FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
-            BM2: tl.constexpr, PREFETCH: tl.constexpr, DEEP: tl.constexpr):
+            BM2: tl.constexpr, PREFETCH: tl.constexpr):
     if SINGLE:
         x = _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
-                          eps, KIND, HAS_FF, HP, N2P, FP, DEEP)
+                          eps, KIND, HAS_FF, HP, N2P, FP)
     elif not SPLIT and REGS:
         x = _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                         w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,

@@ -52,11 +52,10 @@ KIND_S4D, KIND_S4 = 0, 1
 #: "auto": when that down pass has no blocks, as with ``unet=False``). ``regs``: wide tiers
 #: with one program per row assemble chunk outputs in registers instead of scratch memory;
 #: ``num_warps_wide``, ``tile_wide``, ``ssm_tile_wide``: warps and chunk sizes of the passes
-#: that assemble chunks in registers (one program per row, no one-tile path). ``deep``: the
-#: one-tile path loads the second feed-forward map two stages ahead (with the first). Every
-#: value may be a list with one entry per tier (outermost first), see :func:`setting`.
+#: that assemble chunks in registers (one program per row, no one-tile path). Every value may
+#: be a list with one entry per tier (outermost first), see :func:`setting`.
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
-          "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16, "deep": False,
+          "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16,
           "tile_wide": 8192, "ssm_tile_wide": 2048}
 
 
@@ -110,7 +109,7 @@ def _tier_pass_kernel(
         HP: tl.constexpr, N2P: tl.constexpr, FP: tl.constexpr, EKP: tl.constexpr,
         DKP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
         FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
-        BM2: tl.constexpr, BME: tl.constexpr, BMD: tl.constexpr, DEEP: tl.constexpr):
+        BM2: tl.constexpr, BME: tl.constexpr, BMD: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     j = tl.program_id(1)  # which of the S programs of this row
     offs = tl.arange(0, HP)  # (HP,)
@@ -132,7 +131,7 @@ def _tier_pass_kernel(
         x = _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
                     w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef,
                     eps, row_scr, scr_stride, cnt_ptr, err_ptr, KIND, HAS_FF, SINGLE, SPLIT,
-                    REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH, DEEP)
+                    REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2, PREFETCH)
         if SKIP:  # the input of the modelling part added to its output (unet=False)
             x += x_in
 
@@ -174,7 +173,7 @@ def _tier_pass_kernel(
                             F, n_coef, eps, row_scr, scr_stride, cnt_ptr, err_ptr, KIND, HAS_FF,
                             SINGLE,
                             SPLIT, REGS, HP, N2P, FP, YS, SP, HSP, FSP, BC, BMG, BM1, BM2,
-                            PREFETCH, DEEP)
+                            PREFETCH)
             _ring(x, in_ptr, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, b, j, offs, hm, H, ek,
                   der, S, DKP, BMD, PREFETCH)
 
@@ -274,7 +273,7 @@ def tier_pass(*, pro, epi, kind, batch, H, N2, F, eps, first, n_pairs, weights, 
         PRO=pro, EPI=epi, BLOCKS=n_pairs > 0, SKIP=bool(skip),
         BLOCKS2=n2 > 0, KIND=kind, HAS_FF=F > 0, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, HP=HP,
-        PREFETCH=bool(setting("prefetch", tier)), DEEP=bool(setting("deep", tier)), SINGLE=single,
+        PREFETCH=bool(setting("prefetch", tier)), SINGLE=single,
         SPLIT=S > 1, MERGE=merge is not None,
         N2P=N2P, FP=FP, EKP=EKP, DKP=DKP, BMD=max(1, min(triton.next_power_of_2(max(der, 1)),
                                                        tile // DKP)),

@@ -110,11 +110,11 @@ def _interpret_main():
         # 0: tier 0 on the one-tile pipelined path, the inner tiers (16 and 32 wide) assembled
         # in registers (a per-tier setting); 1: tiles small enough for several chunks per
         # stage, through scratch memory (the split path with one program per row); 2: the
-        # one-tile path everywhere, second FF map loaded early (deep); 3: several chunks per
-        # stage assembled in registers. 0 and 2 merge tier 0's head pass with the next step's
-        # down pass (0: an empty one, unet=False); 3 runs that empty down pass on its own.
+        # one-tile path everywhere; 3: several chunks per stage assembled in registers. 0 and 2
+        # merge tier 0's head pass with the next step's down pass (0: an empty one,
+        # unet=False); 3 runs that empty down pass as a launch of its own.
         config = dict(tile=8192, ssm_tile=2048, single=True, prefetch=True, regs=True,
-                      deep=i == 2, tile_wide=8192, ssm_tile_wide=2048)
+                      tile_wide=8192, ssm_tile_wide=2048)
         if i == 0:
             config.update(single=[True, False])
         if i == 1:
@@ -124,7 +124,7 @@ def _interpret_main():
         sashimi_step.CONFIG.update(config, merge=i in (0, 2))
         layer, dt_scale, conditional, unet = case
         out.append(step_errors(layer, dt_scale, conditional, N_STEPS, seed=i, unet=unet))
-    sashimi_step.CONFIG.update(tile=8192, ssm_tile=2048, single=True, merge="auto", deep=False,
+    sashimi_step.CONFIG.update(tile=8192, ssm_tile=2048, single=True, merge="auto",
                                tile_wide=8192, ssm_tile_wide=2048)
     out.append(step_errors("s4", 0.5, False, N_STEPS, seed=5, bf16_weights=True))
     prompt = torch.tensor([[3, 250], [128, 7]])
