@@ -153,30 +153,38 @@ def _scalars(d_ptr, ch, cm, H, KIND: tl.constexpr):
 
 
 @triton.jit
-def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, c_start, c_end, H, N2, KIND: tl.constexpr,
-         N2P: tl.constexpr, BC: tl.constexpr):
-    """SSM step of channels ``c_start .. c_end`` of a row, in chunks of ``BC``: state in place,
-    ``GELU(y + D u)`` to ``y_ptr``. ``coef_ptr``: the block's ``(NK, 2, H, N2)`` coefficients;
-    ``st_ptr``: the row's ``(2, H, N2)`` state; ``u_ptr``: the normalised input."""
+def _ssm_chunk(coef_ptr, d_ptr, st_ptr, ch, cm, u, H, N2, KIND: tl.constexpr,
+               N2P: tl.constexpr):
+    """SSM step of the channels ``ch (BC,)`` (mask ``cm``) with input ``u (BC,)``: the state
+    ``(2, H, N2)`` at ``st_ptr`` updated in place; returns ``GELU(y + D u) (BC,)``.
+    ``coef_ptr``: the block's ``(NK, 2, H, N2)`` coefficients; ``d_ptr``: its scalars."""
     hn = H * N2
     n = tl.arange(0, N2P)[None, :]  # (1, N2P)
+    m2 = cm[:, None] & (n < N2)  # (BC, N2P)
+    off = ch[:, None] * N2 + n  # (BC, N2P)
+    sr = tl.load(st_ptr + off, mask=m2, other=0.0)  # (BC, N2P) real part
+    si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)  # imaginary part
+    p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr, off, m2, hn, KIND)
+    dd, dl, cc = _scalars(d_ptr, ch, cm, H, KIND)
+    nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, sr, si, u[:, None], dl[:, None],
+                            cc[:, None], KIND)
+    tl.store(st_ptr + off, nr, mask=m2)
+    tl.store(st_ptr + hn + off, ni, mask=m2)
+    return _gelu(y + dd * u)
+
+
+@triton.jit
+def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, c_start, c_end, H, N2, KIND: tl.constexpr,
+         N2P: tl.constexpr, BC: tl.constexpr):
+    """:func:`_ssm_chunk` over channels ``c_start .. c_end`` of a row in chunks of ``BC``, the
+    normalised input read from ``u_ptr``, the output written to ``y_ptr``."""
     c0 = c_start
     while c0 < c_end:
         ch = c0 + tl.arange(0, BC)  # (BC,)
         cm = ch < c_end
-        m2 = cm[:, None] & (n < N2)  # (BC, N2P)
-        off = ch[:, None] * N2 + n  # (BC, N2P)
         u = tl.load(u_ptr + ch, mask=cm, other=0.0)  # (BC,)
-        sr = tl.load(st_ptr + off, mask=m2, other=0.0)  # (BC, N2P) real part
-        si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)  # imaginary part
-        p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr, off, m2, hn, KIND)
-        dd, dl, cc = _scalars(d_ptr, ch, cm, H, KIND)
-        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, sr, si, u[:, None],
-                                dl[:, None], cc[:, None], KIND)
-        tl.store(st_ptr + off, nr, mask=m2)
-        tl.store(st_ptr + hn + off, ni, mask=m2)
-        y += dd * u
-        tl.store(y_ptr + ch, _gelu(y), mask=cm)
+        y = _ssm_chunk(coef_ptr, d_ptr, st_ptr, ch, cm, u, H, N2, KIND, N2P)
+        tl.store(y_ptr + ch, y, mask=cm)
         c0 += BC
 
 
@@ -281,8 +289,6 @@ def _ssm_regs(coef_ptr, d_ptr, st_ptr, u, H, N2, KIND: tl.constexpr, HP: tl.cons
     """:func:`_ssm` with the input ``u (HP,)`` and the output ``GELU(y + D u) (HP,)`` in
     registers: channel chunk ``c`` is selected from / added to row ``c`` of an ``(HP/BC, BC)``
     view."""
-    hn = H * N2
-    n = tl.arange(0, N2P)[None, :]  # (1, N2P)
     rid = tl.arange(0, HP // BC)[:, None]  # (NCH, 1)
     u2 = tl.reshape(u, (HP // BC, BC))
     y2 = tl.zeros((HP // BC, BC), tl.float32)
@@ -290,18 +296,7 @@ def _ssm_regs(coef_ptr, d_ptr, st_ptr, u, H, N2, KIND: tl.constexpr, HP: tl.cons
     while c < HP // BC:
         uc = tl.sum(tl.where(rid == c, u2, 0.0), axis=0)  # (BC,) this chunk of u
         ch = c * BC + tl.arange(0, BC)
-        cm = ch < H
-        m2 = cm[:, None] & (n < N2)  # (BC, N2P)
-        off = ch[:, None] * N2 + n
-        sr = tl.load(st_ptr + off, mask=m2, other=0.0)
-        si = tl.load(st_ptr + hn + off, mask=m2, other=0.0)
-        p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr, off, m2, hn, KIND)
-        dd, dl, cc = _scalars(d_ptr, ch, cm, H, KIND)
-        nr, ni, y = _ssm_update(p0, p1, p2, p3, p4, p5, p6, p7, sr, si, uc[:, None],
-                                dl[:, None], cc[:, None], KIND)
-        tl.store(st_ptr + off, nr, mask=m2)
-        tl.store(st_ptr + hn + off, ni, mask=m2)
-        y = _gelu(y + dd * uc)
+        y = _ssm_chunk(coef_ptr, d_ptr, st_ptr, ch, ch < H, uc, H, N2, KIND, N2P)
         y2 += tl.where(rid == c, y[None, :], 0.0)
         c += 1
     return tl.reshape(y2, (HP,))
