@@ -38,23 +38,11 @@ else
 fi
 S="$D/summary.txt"
 STEPS=$(mktemp /tmp/results_steps.XXXXXX)
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) \
-  if torch.cuda.is_available() else 'cpu')" | tee "$S"
-git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$S"
+source examples/gpu_lanes.sh  # device_header, step
+device_header "$S"
 date -u +"%Y-%m-%dT%H:%MZ" | tee -a "$S"
 
 budget() { python3 -c "print(round($1 * $SCALE, 1))"; }
-
-step() {  # step LIMIT_SECONDS NAME command...: runs under min(LIMIT, time to the deadline)
-  local limit=$1 name=$2; shift 2
-  local left=$((DEADLINE - $(date +%s) - 3))
-  [ "$left" -lt "$limit" ] && limit=$left
-  if [ "$limit" -le 15 ]; then echo "$name: skipped, no time left" >> "$STEPS"; return; fi
-  local t0=$(date +%s)
-  echo "=== $name" >> "$LOG"
-  timeout -k 5 "$limit" "$@" >> "$LOG" 2>&1
-  echo "$name: exit $? after $(( $(date +%s) - t0 )) s (limit $limit s)" >> "$STEPS"
-}
 
 F=(python3 examples/fsdd_digits.py --data .devdata/results/fsdd.npz --out "$D/results.jsonl")
 M=(python3 examples/mitbih_interpatient.py --data .devdata/results/mitbih.npz
