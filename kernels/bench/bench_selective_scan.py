@@ -208,22 +208,21 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 1: old = FWD_CK_V4 and BWD_SCATTER off (session 2's shipped kernels); nosc = without
-#: BWD_SCATTER; psum = dB/dC partials per program (the scattered sums added over its 2 warps
-#: in shared memory: half the bytes); bX = BWD_XCH; fX* / XX* = FWD_XCH (and BWD_XCH); *W1 =
-#: 1-warp forward programs; fXD8 = 8-step forward chunks with B and C loaded in the chunk
-#: layout (no shared memory at all).
+#: round 2: old = session 2's shipped kernels (FWD_CK_V4, BWD_SCATTER off, per-warp partials);
+#: wp = per-warp partials (WARP_PARTIALS, the default before); bX = BWD_XCH; bX4 = the same with
+#: 4-warp backward programs; fX* / XX* = FWD_XCH (and BWD_XCH); *W1 = 1-warp forward programs;
+#: fXT8 = 8-step forward chunks; fXD8 = the same with B and C loaded in the chunk layout.
 VARIANTS = {
     "base": {},
-    "nosc": dict(BWD_SCATTER=False),
-    "psum": dict(WARP_PARTIALS=False),
+    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, WARP_PARTIALS=True),
+    "wp": dict(WARP_PARTIALS=True),
     "bX": dict(BWD_XCH=True),
+    "bX4": dict(BWD_XCH=True, bwd=(None, 4)),
     "XX": dict(BWD_XCH=True, FWD_XCH=True),
     "XXW1": dict(BWD_XCH=True, FWD_XCH=True, FWD_WARPS=1),
-    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False),
-    "fW1": dict(FWD_WARPS=1, fwd_only=True),
     "fX": dict(FWD_XCH=True, fwd_only=True),
     "fXW1": dict(FWD_XCH=True, FWD_WARPS=1, fwd_only=True),
+    "fXT8": dict(FWD_XCH=True, CHUNK_FWD=8, fwd_only=True),
     "fXD8": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_BC_DIRECT=True, fwd_only=True),
 }
 
@@ -252,20 +251,22 @@ def check_variant(v, test_mod):
     """Max relative error of each case (forward and all gradients) against float64; raises if
     any case is over the test suite's tolerance."""
     worst = 0.0
-    # masks and padding; time segments without masks; float16 with groups and N = 5 (the
-    # GPU tests add segments with padding, every dtype and L, for the default settings); then
-    # enough channels for the forward's NO = 4 (its layouts at the first benchmark shape)
-    for (b, d, L, N, G, dtype, lengths) in [(2, 37, 1000, 16, 0, torch.float32, True),
-                                             (2, 128, 2048, 16, 0, torch.bfloat16, False),
-                                             (3, 64, 600, 5, 2, torch.float16, False),
-                                             (2, 4352, 256, 16, 0, torch.bfloat16, False),
-                                             (2, 4352, 250, 16, 0, torch.float32, True)]:
-        apply_variant(v, b, d, N)
-        errs = test_mod.compare(b, d, L, N, G, dtype, "cuda", seed=L + d, lengths=lengths)
-        errs["out_no_grad"] = forward_error(test_mod, b, d, L, N, G, dtype, lengths)
-        test_mod.check_errors(errs, dtype)
-        worst = max(worst, max(errs.values()))
-    _common.POISON_OUTPUTS = False
+    try:
+        # masks and padding; time segments without masks; float16 with groups and N = 5 (the
+        # GPU tests add segments with padding, every dtype and L, for the default settings); then
+        # enough channels for the forward's NO = 4 (its layouts at the first benchmark shape)
+        for (b, d, L, N, G, dtype, lengths) in [(2, 37, 1000, 16, 0, torch.float32, True),
+                                                 (2, 128, 2048, 16, 0, torch.bfloat16, False),
+                                                 (3, 64, 600, 5, 2, torch.float16, False),
+                                                 (2, 4352, 256, 16, 0, torch.bfloat16, False),
+                                                 (2, 4352, 250, 16, 0, torch.float32, True)]:
+            apply_variant(v, b, d, N)
+            errs = test_mod.compare(b, d, L, N, G, dtype, "cuda", seed=L + d, lengths=lengths)
+            errs["out_no_grad"] = forward_error(test_mod, b, d, L, N, G, dtype, lengths)
+            test_mod.check_errors(errs, dtype)
+            worst = max(worst, max(errs.values()))
+    finally:  # (a failing case must not leave later timings filling NaN buffers)
+        _common.POISON_OUTPUTS = False
     return worst
 
 
@@ -323,6 +324,7 @@ def run_variants(names, mamba, json_path, n_shapes, check=True):
     except Exception as e:  # noqa: BLE001
         print(f"ceilings failed: {str(e)[:200]}", flush=True)
     res = dict(meta=meta, check={}, rows=[])
+    print("(a * after a name: that timing fell back to the kernel without shuffles)")
     ok = [] if check else list(names)
     for name in names if check else ():
         try:
@@ -344,12 +346,16 @@ def run_variants(names, mamba, json_path, n_shapes, check=True):
                 if grad and VARIANTS[name].get("fwd_only"):
                     continue
                 apply_variant(VARIANTS[name], b, d, N)
+                falls = ours_mod.LANE_FALLBACK_LAUNCHES
                 r[name] = timed(lambda: ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7],
                                                                 True), grad, reps)
+                if ours_mod.LANE_FALLBACK_LAUNCHES != falls:  # timed without its shuffles
+                    r.setdefault("fallback", []).append(name)
             apply_variant({}, b, d, N)
             res["rows"].append(r)
-            cells = [f"{k} {v:.3f} ({r['mamba_cuda'] / v:.2f}x)" for k, v in r.items()
-                     if k not in ("shape", "mode", "mamba_cuda")]
+            cells = [f"{k}{'*' if k in r.get('fallback', ()) else ''} {v:.3f} "
+                     f"({r['mamba_cuda'] / v:.2f}x)" for k, v in r.items()
+                     if k not in ("shape", "mode", "mamba_cuda", "fallback")]
             print(f"{str(r['shape']):>22} {r['mode']:>8} mamba {r['mamba_cuda']:7.3f} | "
                   + " ".join(cells), flush=True)
             if json_path:

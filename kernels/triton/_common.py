@@ -23,6 +23,7 @@ inherits (checked in the generated TTGIR: ``kernels/NOTES.md``).
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 import triton
@@ -262,3 +263,57 @@ def new_buffer(shape, dtype, device):
 def dummy(ref):
     """A one-element tensor standing in for an absent optional pointer argument."""
     return torch.empty(1, device=ref.device, dtype=torch.float32)
+
+
+def lane_layout_errors(ttgir):
+    """Inline-asm lane exchanges whose operands are not in the layout they assume.
+
+    The selective scan's shuffles (``tl.inline_asm_elementwise`` with ``shfl.sync``) assume that
+    axis 0 of their 5-D operands lies on lane bits 0-2 and axis 1 on lane bits 3-4 (one element
+    per lane along them, no warps along them). Triton picks layouts itself, and they change with
+    the launch's specialization (an argument equal to 1, divisibility, dtypes), so the launcher
+    checks the compiled kernel's TTGIR (``kernel.asm["ttgir"]``) with this function and falls
+    back to the kernel without shuffles when it returns anything. Returns a list of
+    ``(layout name, layout)`` for every asm operand layout that is not the assumed one.
+    """
+    layouts = dict(re.findall(r"^(#[\w]+) = (.*)$", ttgir, flags=re.M))
+    bad = []
+    for line in ttgir.splitlines():
+        if "elementwise_inline_asm" not in line:
+            continue
+        for name in set(re.findall(r"tensor<[^>]*, (#[\w]+)>", line)):
+            spec = layouts.get(name, "")
+            if _lane_bases(spec) != [[1, 0], [2, 0], [4, 0], [0, 1], [0, 2]]:
+                bad.append((name, spec))
+    return bad
+
+
+def _lane_bases(spec):
+    """Lane bases of a ``#ttg.blocked`` or ``#ttg.linear`` layout, restricted to axes 0 and 1
+    (None when warps or other axes share them, or for any other layout)."""
+    if spec.startswith("#ttg.blocked"):
+        f = {k: [int(v) for v in vals.split(",")]
+             for k, vals in re.findall(r"(\w+) = \[([\d, ]*)\]", spec)}
+        if f["warpsPerCTA"][0] != 1 or f["warpsPerCTA"][1] != 1:
+            return None
+        bases = []
+        for ax in f["order"]:
+            size, step = f["threadsPerWarp"][ax], f["sizePerThread"][ax]
+            while size > 1:
+                bases.append([step if a == ax else 0 for a in range(len(f["order"]))])
+                step, size = step * 2, size // 2
+    elif spec.startswith("#ttg.linear"):
+        lane = re.search(r"lane = \[(.*?)\]\], warp = \[(.*?)\]\]?,", spec + ",")
+        if lane is None:
+            return None
+        bases = [[int(x) for x in v.split(",")] for v in re.findall(r"\[([-\d, ]+)\]",
+                                                                   lane.group(1) + "]")]
+        warps = [[int(x) for x in v.split(",")] for v in re.findall(r"\[([-\d, ]+)\]",
+                                                                   lane.group(2) + "]")]
+        if any(w[0] or w[1] for w in warps):
+            return None
+    else:
+        return None
+    if any(any(b[2:]) for b in bases):
+        return None
+    return [b[:2] for b in bases]

@@ -344,9 +344,9 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             ts = c * T + (lane * N) // N
             dB = sum_channels_scatter(gs * dtu, lane, SCATTER == 2)  # (DL, NO, W, NI, 1)
             dC = sum_channels_scatter(hs * dyf, lane, SCATTER == 2)
-            if not WARP_PARTS:  # and over the program's warps (through shared memory)
-                dB = tl.sum(dB, axis=2, keep_dims=True)  # (DL, NO, 1, NI, 1)
-                dC = tl.sum(dC, axis=2, keep_dims=True)
+            if not WARP_PARTS:  # and over the program's warps (one exchange through shared
+                # memory for both)
+                dB, dC = tl.split(tl.sum(tl.join(dB, dC), axis=2, keep_dims=True))
             store_masked(dB_ptr + part_off + ts, dB, (ts < L) & n_ok, EVEN)
             store_masked(dC_ptr + part_off + ts, dC, (ts < L) & n_ok, EVEN)
         else:

@@ -24,6 +24,7 @@ below; ``kernels/bench/bench_selective_scan.py --variants`` times alternatives s
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -32,13 +33,15 @@ import triton.language as tl
 
 from ..reference import expand_groups
 from . import _common
-from ._common import (LOG2E, axis_t, block_channels, check_device_dtypes, dummy, load_or_zero,
-                      new_buffer, row, row_params, scan_combine, scan_combine_mul, scan_config,
-                      scan_program, store_masked, sum_states)
+from ._common import (LOG2E, axis_t, block_channels, check_device_dtypes, dummy,
+                      lane_layout_errors, load_or_zero, new_buffer, row, row_params, scan_combine,
+                      scan_combine_mul, scan_config, scan_program, store_masked, sum_states)
 from ._selective_scan_bwd import (adjoint_local_kernel, bwd_kernel, gather_steps, sigmoid,
                                   softplus_sigmoid, sum_states_scatter)
 
 __all__ = ["selective_scan"]
+
+_LOG = logging.getLogger(__name__)
 
 #: Time steps per chunk of the forward pass without gradients.
 CHUNK_FWD = 16
@@ -89,8 +92,10 @@ BWD_MAXNREG = 168
 #: Warps per program of the forward pass (one program: W x 32 / NO channels).
 FWD_WARPS = 4
 #: dB, dC partial sums per warp instead of per program (no cross-warp reduction in the
-#: backward kernel; W times the partial buffers, summed by torch).
-WARP_PARTIALS = True
+#: backward kernel; W times the partial buffers, summed by torch). Off since session 3's
+#: round 1: with BWD_SCATTER the cross-warp sum of per-program partials costs less than the
+#: bytes it saves (kernels/NOTES.md).
+WARP_PARTIALS = False
 #: With per-warp partials, 8 channels per warp and 8-step chunks: the sum over a warp's channels
 #: as a reduce-scatter of shuffles (``_selective_scan_bwd.sum_channels_scatter``).
 BWD_SCATTER = True
@@ -115,6 +120,36 @@ def _xch(g):
     if not (FWD_XCH and g["NO"] == 4 and g["DL"] == 8):
         return 0
     return 2 if os.environ.get("TRITON_INTERPRET", "") == "1" else 1
+
+
+#: Compiled kernels whose lane exchanges were checked (``id`` -> layouts as assumed or not).
+_LANES_CHECKED = {}
+#: Settings whose compiled kernel fell back to the one without shuffles (one entry each), and
+#: the number of launches that did (benchmarks report both).
+LANE_FALLBACKS = []
+LANE_FALLBACK_LAUNCHES = 0
+
+
+def _launch(kernel, grid, args, kwargs, lanes):
+    """Launch ``kernel``; if the switches named in ``lanes`` turn on GPU shuffles (value 1) and
+    the compiled kernel's layouts are not the ones the shuffles assume (``lane_layout_errors``,
+    checked once per compiled kernel), launch again with them off: the second launch rewrites
+    every output, so results never depend on the compiler's layout choices."""
+    global LANE_FALLBACK_LAUNCHES
+    k = kernel[grid](*args, **kwargs)
+    if any(type(kwargs[n]) is int and kwargs[n] == 1 for n in lanes):  # (2: emulation)
+        ok = _LANES_CHECKED.get(id(k))
+        if ok is None:
+            errors = lane_layout_errors(k.asm["ttgir"])
+            ok = _LANES_CHECKED[id(k)] = not errors
+            if errors:
+                LANE_FALLBACKS.append({n: v for n, v in kwargs.items() if n != "num_warps"})
+                _LOG.warning("%s: compiled layouts do not fit its lane exchanges (%s); using "
+                             "the kernel without them for these settings", kernel.fn.__name__,
+                             errors[0][1][:120])
+        if not ok:
+            LANE_FALLBACK_LAUNCHES += 1
+            kernel[grid](*args, **{**kwargs, **{n: 0 for n in lanes}})
 
 
 def _cap(maxnreg):
@@ -360,9 +395,10 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
             *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=False, SAVE_LAST=False,
             SEG=True, LOCAL=True, XCH=0, **meta)
         h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
-    _fwd_kernel[(g["n_blocks"], b, n_seg)](
-        *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=save_ck, SAVE_LAST=want_last,
-        SEG=n_seg > 1, LOCAL=False, XCH=_xch(g), **meta)
+    _launch(_fwd_kernel, (g["n_blocks"], b, n_seg),
+            (*args, out, last, ck, y, h0, sdt, *sizes),
+            dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
+                 **meta), ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
 
@@ -395,14 +431,15 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
             *sizes, *seg, **meta1)
         first = dlast if dlast is not None else 0.0
         carry = _link_segments(A, pl, sdt, first, reverse=True)  # entering each segment's end
-    bwd_kernel[(g["n_blocks"], b, n_seg)](
-        u, delta, A, B, C, _opt(D, u), _opt(z, u), _opt(y, u), _opt(delta_bias, u),
-        _opt(seq_lengths, u), dout, _opt(carry, u), ck,
-        du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
-        *sizes, ck.shape[2], n_parts, *seg, HAS_DLAST=dlast is not None, SEG=n_seg > 1,
-        WARP_PARTS=WARP_PARTIALS, SCATTER=_scatter(g),
-        EPI=bool(_scatter(g) and (BWD_SCATTER_EPI or BWD_XCH)),
-        XCH=_scatter(g) if BWD_XCH else 0, **meta, **_cap(BWD_MAXNREG))
+    _launch(bwd_kernel, (g["n_blocks"], b, n_seg),
+            (u, delta, A, B, C, _opt(D, u), _opt(z, u), _opt(y, u), _opt(delta_bias, u),
+             _opt(seq_lengths, u), dout, _opt(carry, u), ck,
+             du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
+             *sizes, ck.shape[2], n_parts, *seg),
+            dict(HAS_DLAST=dlast is not None, SEG=n_seg > 1, WARP_PARTS=WARP_PARTIALS,
+                 SCATTER=_scatter(g), EPI=bool(_scatter(g) and (BWD_SCATTER_EPI or BWD_XCH)),
+                 XCH=_scatter(g) if BWD_XCH else 0, **meta, **_cap(BWD_MAXNREG)),
+            ("SCATTER", "EPI", "XCH"))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = n_parts // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
