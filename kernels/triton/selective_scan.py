@@ -69,6 +69,9 @@ FWD_BC_DIRECT = False
 #: The forward's per-(channel, step) values spread over the 4 state lanes of a channel (T/4
 #: steps each) and exchanged by shuffles (``gather_steps``, ``sum_states_scatter``).
 FWD_XCH = False
+#: The forward computes the next chunk's ``exp2`` during the current chunk (delta loaded two
+#: chunks ahead), so that the MUFU work overlaps the scan's multiply-adds.
+FWD_PIPE = False
 
 
 def _fast():
@@ -169,7 +172,7 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
                 SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
                 EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
                 FAST: tl.constexpr, FMA: tl.constexpr, CK_V4: tl.constexpr,
-                BC_DIRECT: tl.constexpr, XCH: tl.constexpr):
+                BC_DIRECT: tl.constexpr, XCH: tl.constexpr, PIPE: tl.constexpr):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -210,6 +213,13 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
     u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(c0, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
                                                  B_ptr, C_ptr, seq_len, ch_ok, n_ok, T,
                                                  HAS_Z and not LOCAL, EVEN, LOCAL, BC_DIRECT)
+    if PIPE:  # (not LOCAL) the exp2 of chunk c + 1 are computed during chunk c, from delta
+        # loaded two chunks ahead: the MUFU work overlaps the scan's multiply-adds
+        dt_nx = _fwd_dt(raw_nx, bias, c0 * T + tc < seq_len, SOFTPLUS, FAST, EVEN)
+        A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
+        a_nx = tl.exp2(_all_steps(dt_nx, rep, XCH) * A2)
+        raw_n2 = load_or_zero(dt_ptr + row_off + tl.minimum(c0 + 1, c1 - 1) * T + tc,
+                              ((c0 + 1) * T + tc < seq_len) & ch_ok, EVEN)
     c = c0
     while c < c1:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
         if SAVE_CK:
@@ -223,20 +233,21 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
             tl.minimum(c + 1, c1 - 1), t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
             seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL, BC_DIRECT)
         u = u.to(tl.float32)
-        dt = raw.to(tl.float32) + bias  # (DL, 1, W, 1, T)
-        if SOFTPLUS:
-            dt, _ = softplus_sigmoid(dt, FAST)
-        if not EVEN:
-            dt = tl.where(valid, dt, 0.0)
+        if PIPE:
+            dt, a, raw1 = dt_nx, a_nx, raw_n2
+            raw_n2 = load_or_zero(dt_ptr + row_off + tl.minimum(c + 2, c1 - 1) * T + tc,
+                                  ((c + 2) * T + tc < seq_len) & ch_ok, EVEN)
+            dt_nx = _fwd_dt(raw1, bias, (c + 1) * T + tc < seq_len, SOFTPLUS, FAST, EVEN)
+        else:
+            dt = _fwd_dt(raw, bias, valid, SOFTPLUS, FAST, EVEN)  # (DL, 1, W, 1, T)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
         A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
         # A2: (DL, NO, W, NI, 1)
-        if XCH:  # every step on every lane
-            a = tl.exp2(gather_steps(dt, rep, XCH == 2) * A2)  # (DL, NO, W, NI, T)
-            b = gather_steps(dt * u, rep, XCH == 2) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
+        if PIPE:
+            a_nx = tl.exp2(_all_steps(dt_nx, rep, XCH) * A2)
         else:
-            a = tl.exp2(dt * A2)  # (DL, NO, W, NI, T)
-            b = (dt * u) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
+            a = tl.exp2(_all_steps(dt, rep, XCH) * A2)  # (DL, NO, W, NI, T)
+        b = _all_steps(dt * u, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
         if FMA:
             _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
@@ -277,6 +288,26 @@ def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_
         tl.store(sdt_ptr + (pid_b * dim + ch) * n_seg + pid_s, sdt, mask=ch_ok)
     if SAVE_LAST:
         tl.store(last_ptr + (pid_b * dim + ch) * N + n, h, mask=ch_ok & n_ok & (pid_s == n_seg - 1))
+
+
+@triton.jit
+def _fwd_dt(raw, bias, valid, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, EVEN: tl.constexpr):
+    """The step ``softplus(delta + bias)`` (or without softplus), 0 where not ``valid``."""
+    dt = raw.to(tl.float32) + bias
+    if SOFTPLUS:
+        dt, _ = softplus_sigmoid(dt, FAST)
+    if not EVEN:
+        dt = tl.where(valid, dt, 0.0)
+    return dt
+
+
+@triton.jit
+def _all_steps(x, rep, XCH: tl.constexpr):
+    """Every step of a per-(channel, step) value on every lane (with XCH gathered from the
+    state lanes that hold them)."""
+    if XCH:
+        x = gather_steps(x, rep, XCH == 2)
+    return x
 
 
 @triton.jit
@@ -393,11 +424,12 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
         sdt = torch.empty((b, d, n_seg), **f32)
         _fwd_kernel[(g["n_blocks"], b, n_seg - 1)](
             *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=False, SAVE_LAST=False,
-            SEG=True, LOCAL=True, XCH=0, **meta)
+            SEG=True, LOCAL=True, XCH=0, PIPE=False, **meta)
         h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
     _launch(_fwd_kernel, (g["n_blocks"], b, n_seg),
             (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
+                 PIPE=FWD_PIPE,
                  **meta), ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
