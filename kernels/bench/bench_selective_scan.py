@@ -200,10 +200,9 @@ def main():
 
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
-KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_BC_DIRECT", "FWD_XCH", "FWD_PIPE",
-         "FWD_WARPS", "FAST_MATH", "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG",
-         "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER", "BWD_SCATTER_EPI", "BWD_XCH",
-         "FWD_MAX_LANES")
+KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS", "FAST_MATH",
+         "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG",
+         "WARP_PARTIALS", "BWD_SCATTER", "BWD_XCH", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
@@ -212,8 +211,7 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: round 2: old = session 2's shipped kernels (FWD_CK_V4, BWD_SCATTER off, per-warp partials);
 #: wp = per-warp partials (WARP_PARTIALS, the default before); bX = BWD_XCH; bX4 = the same with
 #: 4-warp backward programs; fX* / XX* = FWD_XCH (and BWD_XCH); *W1 = 1-warp forward programs;
-#: fXT8 = 8-step forward chunks; fXD8 = the same with B and C loaded in the chunk layout;
-#: fXP8* = with the next chunk's exp2 computed during the current one (FWD_PIPE).
+#: fXT8 = 8-step forward chunks; fXP8* = with the next chunk's exp2 computed during the current one (FWD_PIPE).
 VARIANTS = {
     "base": {},
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, WARP_PARTIALS=True),
@@ -225,7 +223,6 @@ VARIANTS = {
     "fX": dict(FWD_XCH=True, fwd_only=True),
     "fXW1": dict(FWD_XCH=True, FWD_WARPS=1, fwd_only=True),
     "fXT8": dict(FWD_XCH=True, CHUNK_FWD=8, fwd_only=True),
-    "fXD8": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_BC_DIRECT=True, fwd_only=True),
     "fXP8": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_PIPE=True, fwd_only=True),
     "fXP8W1": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_PIPE=True, FWD_WARPS=1, fwd_only=True),
 }

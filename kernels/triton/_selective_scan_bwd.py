@@ -105,26 +105,10 @@ def _halves(x):
 
 
 @triton.jit
-def own_steps(x, rep):
-    """Of a per-(channel, step) ``(..., 8)`` tensor (the same on the 4 state lanes ``rep``
-    (1, 4, 1, 1, 1) of a channel), the steps ``2 rep`` and ``2 rep + 1``: ``(..., 4, ..., 2)``."""
-    a, b = _halves(x)
-    a, b = _halves(tl.where(((rep >> 1) & 1) == 1, b, a))
-    return tl.where((rep & 1) == 1, b, a)
-
-
-@triton.jit
-def _own(x, rep, XCH: tl.constexpr):
-    """:func:`own_steps` of ``x``, or ``x`` itself when it holds them already (``XCH``)."""
-    if not XCH:
-        x = own_steps(x, rep)
-    return x
-
-
-@triton.jit
 def sum_states_scatter(x, rep, EMULATE: tl.constexpr):
     """Sum over the states (axis 3 in registers, axis 1 over the 4 state lanes ``rep``) of a
-    ``(DL, 4, W, NI, 8)`` tensor, spread like :func:`own_steps`: ``(DL, 4, W, 1, 2)``
+    ``(DL, 4, W, NI, 8)`` tensor, spread: state lane ``j`` gets steps ``2 j, 2 j + 1``, a
+    ``(DL, 4, W, 1, 2)`` tensor
     (6 shuffles per thread instead of a butterfly's 16)."""
     x = _halve_states(tl.sum(x, axis=3, keep_dims=True), rep, 1, EMULATE)
     return _halve_states(x, rep, 0, EMULATE)
@@ -199,7 +183,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
                SEG: tl.constexpr, WARP_PARTS: tl.constexpr, SCATTER: tl.constexpr,
-               EPI: tl.constexpr, XCH: tl.constexpr):
+               XCH: tl.constexpr):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
@@ -243,7 +227,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     dbias_acc = tl.zeros((DL, NO, W, 1, 1), dtype=tl.float32)
     c = c1 - 1
     tc = t  # the steps of its channel's per-step values that a lane holds
-    if XCH:  # (with SCATTER and EPI) state lane j holds steps j T/4 .. (j+1) T/4 - 1 of them
+    if XCH:  # (with SCATTER) state lane j holds steps j T/4 .. (j+1) T/4 - 1 of them
         tc = rep * (T // NO) + tl.arange(0, T // NO)[None, None, None, None, :]
     u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
         tl.maximum(c, 0), t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr,
@@ -282,7 +266,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         if HAS_Z:
             zf = zz.to(tl.float32)
             sg = sigmoid(zf, FAST)
-            if not EPI:
+            if not XCH:
                 dz = dy * yv.to(tl.float32) * sg * (1.0 + zf * (1.0 - sg))
                 if not EVEN:
                     dz = tl.where(valid, dz, 0.0)
@@ -290,7 +274,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             dy = dy * zf * sg
         if not EVEN:
             dy = tl.where(valid, dy, 0.0)  # (DL, NO, W, 1, T)
-        if not EPI:
+        if not XCH:
             dD_acc += sum_time(dy * u)
         dyf = dy
         if XCH:
@@ -306,24 +290,18 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         p = row(a, t, 0) * row(gs, t, 0)  # (DL, NO, W, NI, 1)
         gah = gs * (hs - b)  # g_t a_t x_{t-1}, (DL, NO, W, NI, T)
         dA_acc += sum_time(gah * dtf)
-        if EPI:  # per-(channel, step) work on 2 steps per lane, not 8 repeated on 4 lanes
+        if XCH:  # per-(channel, step) work on 2 steps per lane, not 8 repeated on 4 lanes
             gB = sum_states_scatter(gs * Bt, rep, SCATTER == 2)  # (DL, NO, W, 1, 2)
             gA = sum_states_scatter(gah * A2, rep, SCATTER == 2)
-            ts = _own(tt + rep * 0, rep, XCH)  # (1, NO, 1, 1, 2)
-            u2 = _own(u, rep, XCH)
-            dy2 = _own(dy, rep, XCH)
-            dt2 = _own(dt, rep, XCH)
-            dz = dy2  # (unused without z)
-            dsp2 = dt2  # (unused without softplus)
+            dz = dy  # (unused without z)
+            dsp_ = dt  # (unused without softplus)
             if HAS_Z:
-                zf2 = _own(zf, rep, XCH)
-                sg2 = _own(sg, rep, XCH)
-                dz = _own(dout, rep, XCH).to(tl.float32) * _own(yv, rep, XCH).to(tl.float32)
-                dz = dz * sg2 * (1.0 + zf2 * (1.0 - sg2))
+                dz = dout.to(tl.float32) * yv.to(tl.float32) * sg * (1.0 + zf * (1.0 - sg))
             if SOFTPLUS:
-                dsp2 = _own(dsp, rep, XCH)
-            dD_c, dbias_c = _epilogue(ts, row_off, gB, gA, u2, dt2, dy2, dz, dsp2, Dv, du_ptr,
-                                      ddt_ptr, dz_ptr, seq_len, L, ch_ok, HAS_Z, SOFTPLUS, EVEN)
+                dsp_ = dsp
+            dD_c, dbias_c = _epilogue(tt + rep * 0, row_off, gB, gA, u, dt, dy, dz, dsp_, Dv,
+                                      du_ptr, ddt_ptr, dz_ptr, seq_len, L, ch_ok, HAS_Z,
+                                      SOFTPLUS, EVEN)
             dD_acc += dD_c
             dbias_acc += dbias_c
         else:
@@ -359,7 +337,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
             store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
         c -= 1
-    if EPI:  # each state lane summed its own steps
+    if XCH:  # each state lane summed its own steps
         dD_acc = tl.sum(dD_acc, axis=1, keep_dims=True)
         dbias_acc = tl.sum(dbias_acc, axis=1, keep_dims=True)
     store_masked(dA_ptr + (prow * dim + ch) * N + n, dA_acc, state_mask, EVEN)
@@ -371,7 +349,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
 @triton.jit
 def _epilogue(ts, row_off, gB, gA, u, dt, dy, dz, dsp, Dv, du_ptr, ddt_ptr, dz_ptr, seq_len, L,
               ch_ok, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN: tl.constexpr):
-    """du, d delta and dz of steps ``ts`` (one lane's own steps, :func:`own_steps`) from the
+    """du, d delta and dz of steps ``ts`` (one lane's own steps, ``XCH``) from the
     state sums ``gB`` (of g B) and ``gA`` (of g a x A2); returns the steps' parts of dD and
     d(delta_bias). ``dy``: the gated output gradient (0 past the end), ``dsp``: d dt / d raw."""
     ddt = gB * u + gA * LN2  # (DL, NO, W, 1, 2) d loss / d dt (A = A2 * ln 2)

@@ -5,7 +5,8 @@ specification). One program owns one batch row, a block of channels and a time s
 state of all its channels (``(BD, N)`` float32) stays in registers while a loop walks over the
 segment in chunks of ``T`` steps; inside a chunk the recurrence is a ``tl.associative_scan``
 whose axis lies in one thread's registers (see :mod:`ssmsignal.kernels.triton._common` for the
-layout), so it compiles to a plain sequential loop. The sequence is one segment unless rows x
+layout), so it compiles to a plain sequential loop (kernel: :mod:`._selective_scan_fwd`). The
+sequence is one segment unless rows x
 channel blocks leave the GPU short of warps (small ``b * d``); then an extra pass gives the
 state entering each segment (forward) or the adjoint entering it (backward), chained on the
 host (:func:`_link_segments`).
@@ -15,11 +16,14 @@ When gradients are needed the forward pass stores the state before every ``CHUNK
 output before the gate. The backward kernel (:mod:`._selective_scan_bwd`) walks the chunks in
 reverse, recomputes their states from the checkpoints, runs the adjoint recurrence as a scan
 over the time-flipped chunk, and writes every gradient without atomics: per-(b, channel)
-gradients directly, ``dB``/``dC`` (shared by the channels of a group) as per-warp partial sums
-and ``dA``/``dD``/``d(delta_bias)`` (shared by the batch) as per-row (and segment) partial sums,
-all reduced afterwards with ``torch.sum`` in a fixed order, so two runs give bit-identical
-gradients. Launch settings (chunks, register caps, math, segments) are the module constants
-below; ``kernels/bench/bench_selective_scan.py --variants`` times alternatives side by side.
+gradients directly, ``dB``/``dC`` (shared by the channels of a group) as per-program (or warp)
+partial sums and ``dA``/``dD``/``d(delta_bias)`` (shared by the batch) as per-row (and segment)
+partial sums, all reduced afterwards with ``torch.sum`` in a fixed order, so two runs give
+bit-identical gradients. Some sums and exchanges between the lanes of a warp are PTX shuffles
+(inline asm) that assume a layout Triton chooses itself; :func:`_launch` checks each compiled
+kernel's layouts and falls back to the kernel without them. Launch settings (chunks, register
+caps, math, segments, shuffles) are the module constants below;
+``kernels/bench/bench_selective_scan.py --variants`` times alternatives side by side.
 """
 
 from __future__ import annotations
@@ -29,15 +33,13 @@ import os
 
 import torch
 import triton
-import triton.language as tl
 
 from ..reference import expand_groups
 from . import _common
-from ._common import (LOG2E, axis_t, block_channels, check_device_dtypes, dummy,
-                      lane_layout_errors, load_or_zero, new_buffer, row, row_params, scan_combine,
-                      scan_combine_mul, scan_config, scan_program, store_masked, sum_states)
-from ._selective_scan_bwd import (adjoint_local_kernel, bwd_kernel, gather_steps, sigmoid,
-                                  softplus_sigmoid, sum_states_scatter)
+from ._common import (block_channels, check_device_dtypes, dummy, lane_layout_errors,
+                      new_buffer, scan_config)
+from ._selective_scan_bwd import adjoint_local_kernel, bwd_kernel
+from ._selective_scan_fwd import fwd_kernel
 
 __all__ = ["selective_scan"]
 
@@ -63,9 +65,6 @@ FMA_SCAN = True
 #: The forward with gradients rounds ``y`` to the output dtype before the gate (the gate then
 #: stays in the 4-steps-per-thread store layout) and stores checkpoints from the chunk layout.
 FWD_CK_V4 = True
-#: The forward loads B and C directly in the chunk layout (8 steps per load; no exchange
-#: through shared memory and no barriers for them).
-FWD_BC_DIRECT = False
 #: The forward's per-(channel, step) values spread over the 4 state lanes of a channel (T/4
 #: steps each) and exchanged by shuffles (``gather_steps``, ``sum_states_scatter``).
 FWD_XCH = False
@@ -102,12 +101,9 @@ WARP_PARTIALS = False
 #: With per-warp partials, 8 channels per warp and 8-step chunks: the sum over a warp's channels
 #: as a reduce-scatter of shuffles (``_selective_scan_bwd.sum_channels_scatter``).
 BWD_SCATTER = True
-#: With BWD_SCATTER: the sums over states too, so that the per-(channel, step) work after the
-#: scan runs on 2 steps per lane instead of 8 repeated on the 4 state lanes.
-BWD_SCATTER_EPI = False
 #: With BWD_SCATTER: u, delta, dout, y, z loaded and their per-step work done on 2 steps per
 #: lane (as FWD_XCH), dt, dt u and the gated dout gathered to every lane by shuffles for the
-#: scans (implies BWD_SCATTER_EPI).
+#: scans, their sums over states reduce-scattered back.
 BWD_XCH = False
 
 
@@ -160,196 +156,6 @@ def _cap(maxnreg):
     if maxnreg is None or os.environ.get("TRITON_INTERPRET", "") == "1":
         return {}
     return dict(maxnreg=maxnreg)
-
-
-@triton.jit
-def _fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_ptr,
-                out_ptr, last_ptr, ck_ptr, y_ptr, h0_ptr, sdt_ptr,
-                L, dim, N, G, ch_per_group, block_ch, n_chunks, n_ck, seg_chunks, n_seg,
-                T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
-                DL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
-                SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
-                EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
-                FAST: tl.constexpr, FMA: tl.constexpr, CK_V4: tl.constexpr,
-                BC_DIRECT: tl.constexpr, XCH: tl.constexpr, PIPE: tl.constexpr):
-    # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
-    # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
-    # segmented forward): start from 0, write nothing but the state after the segment (to h0)
-    # and its sum of steps (to sdt (b, d, n_seg)). SAVE_CK: the state before every CK steps goes
-    # to ck (b, d, n_ck, N) (CK divides T); with z, y before the gate goes to y_ptr too (the
-    # backward pass reads it). EVEN: L % T == 0, the channel blocks tile ``dim``, N is a power
-    # of two and no seq_lengths: no masks.
-    pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
-        block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
-    t = axis_t(T)  # (1, 1, 1, 1, T)
-    tc = t  # the steps of its channel's per-step values that a lane holds
-    rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1)
-    if XCH:  # (NO = 4, 8 channel lanes, not LOCAL; 1: shuffles, 2: emulated): state lane j
-        # holds steps j T/4 .. (j+1) T/4 of u, delta, z, out (no exchange through shared memory)
-        tc = rep * (T // NO) + tl.arange(0, T // NO)[None, None, None, None, :]
-    # ``(n * N) // N``: an offset whose contiguity the compiler cannot see (see _common)
-    A_off = ch * N + (n * N) // N  # (DL, NO, W, NI, 1)
-    row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1): (b, c, 0) in u, dt, z, out
-    grp = (pid_d * block_ch) // ch_per_group  # every channel of a block is in one group
-    bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1): (b, g, n, 0) in B, C
-    if BC_DIRECT:  # B, C loaded in the chunk layout (repeated over the channels' lanes)
-        bc_off = bc_off + off_c * 0  # (DL, NO, W, NI, 1)
-    if CK_V4:  # stored from the chunk's own layout (no exchange through shared memory)
-        ck_off = (pid_b * dim + ch) * n_ck * N + (n * N) // N  # (DL, NO, W, NI, 1)
-    else:
-        ck_off = (pid_b * dim + ch) * n_ck * N + n  # (DL, NO, W, NI, 1)
-    bias, seq_len = row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS, HAS_LEN, EVEN)
-    if HAS_D:
-        Dv = load_or_zero(D_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
-    h = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)  # state before the chunk
-    seg_off = ((pid_b * dim + ch) * n_seg + pid_s) * N + n  # (DL, NO, W, NI, 1) in h0
-    if SEG and not LOCAL:
-        h += load_or_zero(h0_ptr + seg_off, ch_ok & n_ok, EVEN)
-    sdt = tl.zeros((DL, 1, W, 1, 1), dtype=tl.float32)
-    # the first chunk's inputs; inside the loop the next chunk's loads are issued before the
-    # current chunk's arithmetic, so their latency overlaps it. Inputs are read only below
-    # seq_len (<= L): padding, whatever it holds (NaN included), enters as 0.
-    u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(c0, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
-                                                 B_ptr, C_ptr, seq_len, ch_ok, n_ok, T,
-                                                 HAS_Z and not LOCAL, EVEN, LOCAL, BC_DIRECT)
-    if PIPE:  # (not LOCAL) the exp2 of chunk c + 1 are computed during chunk c, from delta
-        # loaded two chunks ahead: the MUFU work overlaps the scan's multiply-adds
-        dt_nx = _fwd_dt(raw_nx, bias, c0 * T + tc < seq_len, SOFTPLUS, FAST, EVEN)
-        A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
-        a_nx = tl.exp2(_all_steps(dt_nx, rep, XCH) * A2)
-        raw_n2 = load_or_zero(dt_ptr + row_off + tl.minimum(c0 + 1, c1 - 1) * T + tc,
-                              ((c0 + 1) * T + tc < seq_len) & ch_ok, EVEN)
-    c = c0
-    while c < c1:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
-        if SAVE_CK:
-            store_masked(ck_ptr + ck_off + c * (T // CK) * N, h, ch_ok & n_ok, EVEN)
-        tt = c * T + tc  # (1, 1, 1, 1, T) or (XCH) (1, NO, 1, 1, T / NO)
-        io_mask = (tt < L) & ch_ok  # (DL, 1, W, 1, T)
-        valid = tt < seq_len  # (1, 1, 1, 1, T)
-        u, raw, Bt, Ct, zz = u_nx, raw_nx, B_nx, C_nx, z_nx
-        # the next chunk's loads go out now (the last chunk re-reads itself)
-        u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
-            tl.minimum(c + 1, c1 - 1), t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
-            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL, BC_DIRECT)
-        u = u.to(tl.float32)
-        if PIPE:
-            dt, a, raw1 = dt_nx, a_nx, raw_n2
-            raw_n2 = load_or_zero(dt_ptr + row_off + tl.minimum(c + 2, c1 - 1) * T + tc,
-                                  ((c + 2) * T + tc < seq_len) & ch_ok, EVEN)
-            dt_nx = _fwd_dt(raw1, bias, (c + 1) * T + tc < seq_len, SOFTPLUS, FAST, EVEN)
-        else:
-            dt = _fwd_dt(raw, bias, valid, SOFTPLUS, FAST, EVEN)  # (DL, 1, W, 1, T)
-        # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
-        A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
-        # A2: (DL, NO, W, NI, 1)
-        if PIPE:
-            a_nx = tl.exp2(_all_steps(dt_nx, rep, XCH) * A2)
-        else:
-            a = tl.exp2(_all_steps(dt, rep, XCH) * A2)  # (DL, NO, W, NI, T)
-        b = _all_steps(dt * u, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
-        b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
-        if FMA:
-            _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
-        else:
-            _, hs = tl.associative_scan((a, b), 4, scan_combine_mul)
-        h = row(hs, t, T - 1)  # (DL, NO, W, NI, 1) state after the chunk
-        if LOCAL:
-            sdt += tl.sum(dt, axis=4, keep_dims=True)
-        else:
-            if XCH:  # summed and spread back: lane j gets its own steps
-                y = sum_states_scatter(hs * Ct.to(tl.float32), rep, XCH == 2)  # (.., T/NO)
-            else:
-                y = sum_states(hs * Ct.to(tl.float32))  # (DL, 1, W, 1, T)
-            if SAVE_CK:
-                for s in tl.static_range(1, T // CK):  # states inside the chunk, every CK steps
-                    store_masked(ck_ptr + ck_off + (c * (T // CK) + s) * N, row(hs, t, s * CK - 1),
-                                 ch_ok & n_ok, EVEN)
-            if HAS_D:
-                y += Dv * u
-            if HAS_Z:
-                if SAVE_CK and CK_V4:
-                    # the gate multiplies the stored (rounded) y: then the gate is computed in
-                    # the store's layout, 4 steps per thread (unrounded, the compiler moved it
-                    # into the chunk layout: 16 steps per thread, 4 lanes repeating each step)
-                    y = y.to(y_ptr.dtype.element_ty)
-                    store_masked(y_ptr + row_off + tt, y, io_mask, EVEN)
-                    y = y.to(tl.float32)
-                elif SAVE_CK:
-                    store_masked(y_ptr + row_off + tt, y.to(y_ptr.dtype.element_ty), io_mask, EVEN)
-                zf = zz.to(tl.float32)
-                y *= zf * sigmoid(zf, FAST)
-            if HAS_LEN:
-                y = tl.where(valid, y, 0.0)
-            store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN)
-        c += 1
-    if LOCAL:
-        tl.store(h0_ptr + seg_off, h, mask=ch_ok & n_ok)
-        tl.store(sdt_ptr + (pid_b * dim + ch) * n_seg + pid_s, sdt, mask=ch_ok)
-    if SAVE_LAST:
-        tl.store(last_ptr + (pid_b * dim + ch) * N + n, h, mask=ch_ok & n_ok & (pid_s == n_seg - 1))
-
-
-@triton.jit
-def _fwd_dt(raw, bias, valid, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, EVEN: tl.constexpr):
-    """The step ``softplus(delta + bias)`` (or without softplus), 0 where not ``valid``."""
-    dt = raw.to(tl.float32) + bias
-    if SOFTPLUS:
-        dt, _ = softplus_sigmoid(dt, FAST)
-    if not EVEN:
-        dt = tl.where(valid, dt, 0.0)
-    return dt
-
-
-@triton.jit
-def _all_steps(x, rep, XCH: tl.constexpr):
-    """Every step of a per-(channel, step) value on every lane (with XCH gathered from the
-    state lanes that hold them)."""
-    if XCH:
-        x = gather_steps(x, rep, XCH == 2)
-    return x
-
-
-@triton.jit
-def _fwd_inputs(c, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok,
-                n_ok, T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr,
-                NO_C: tl.constexpr, BC_DIRECT: tl.constexpr):
-    """Forward inputs of chunk ``c`` (raw dtypes), read only below ``seq_len`` (<= L):
-    padding, whatever it holds (NaN included), enters as 0. u, delta, z: steps ``tc``."""
-    tt = c * T + t  # (1, 1, 1, 1, T)
-    tq = c * T + tc
-    io = (tq < seq_len) & ch_ok  # (DL, 1, W, 1, T)
-    u = load_or_zero(u_ptr + row_off + tq, io, EVEN)
-    raw = load_or_zero(dt_ptr + row_off + tq, io, EVEN)
-    if BC_DIRECT:
-        Bt = _load_steps(B_ptr + bc_off, c, seq_len, n_ok, T, EVEN)
-    else:
-        Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
-    Ct = Bt
-    if not NO_C:
-        if BC_DIRECT:
-            Ct = _load_steps(C_ptr + bc_off, c, seq_len, n_ok, T, EVEN)
-        else:
-            Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
-    zz = u
-    if HAS_Z:
-        zz = load_or_zero(z_ptr + row_off + tq, io, EVEN)
-    return u, raw, Bt, Ct, zz
-
-
-@triton.jit
-def _load_steps(ptr, c, seq_len, mask, T: tl.constexpr, EVEN: tl.constexpr):
-    """Steps ``[c T, c T + T)`` after ``ptr`` (5-D, last axis 1) as a (..., T) tensor, 0 from
-    ``seq_len`` on, loaded 8 steps at a time (16 bytes of 16-bit inputs: one thread's share
-    in the chunk layout, so the load needs no exchange). T: 8 or 16."""
-    t8 = tl.arange(0, 8)[None, None, None, None, :]
-    tt = c * T + t8  # (1, 1, 1, 1, 8)
-    x = load_or_zero(ptr + tt, (tt < seq_len) & mask, EVEN)
-    if T == 16:
-        hi = load_or_zero(ptr + tt + 8, (tt + 8 < seq_len) & mask, EVEN)
-        x = tl.reshape(tl.permute(tl.join(x, hi), (0, 1, 2, 3, 5, 4)),
-                       (x.shape[0], x.shape[1], x.shape[2], x.shape[3], 16))
-    return x
 
 
 def _geometry(u, A, B, T, seq_lengths, backward=False):
@@ -416,17 +222,16 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
                 FAST=_fast() and FWD_FAST_MATH, FMA=FMA_SCAN, CK_V4=FWD_CK_V4,
-                BC_DIRECT=FWD_BC_DIRECT and g["T"] in (8, 16), num_warps=g["W"],
-                **_cap(FWD_MAXNREG))
+                num_warps=g["W"], **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
         h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
         sdt = torch.empty((b, d, n_seg), **f32)
-        _fwd_kernel[(g["n_blocks"], b, n_seg - 1)](
+        fwd_kernel[(g["n_blocks"], b, n_seg - 1)](
             *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=False, SAVE_LAST=False,
             SEG=True, LOCAL=True, XCH=0, PIPE=False, **meta)
         h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
-    _launch(_fwd_kernel, (g["n_blocks"], b, n_seg),
+    _launch(fwd_kernel, (g["n_blocks"], b, n_seg),
             (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
                  PIPE=FWD_PIPE,
@@ -469,9 +274,9 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
              du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part,
              *sizes, ck.shape[2], n_parts, *seg),
             dict(HAS_DLAST=dlast is not None, SEG=n_seg > 1, WARP_PARTS=WARP_PARTIALS,
-                 SCATTER=_scatter(g), EPI=bool(_scatter(g) and (BWD_SCATTER_EPI or BWD_XCH)),
+                 SCATTER=_scatter(g),
                  XCH=_scatter(g) if BWD_XCH else 0, **meta, **_cap(BWD_MAXNREG)),
-            ("SCATTER", "EPI", "XCH"))
+            ("SCATTER", "XCH"))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = n_parts // G
     dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
