@@ -211,7 +211,8 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: round 2: old = session 2's shipped kernels (FWD_CK_V4, BWD_SCATTER off, per-warp partials);
 #: wp = per-warp partials (WARP_PARTIALS, the default before); bX = BWD_XCH; bX4 = the same with
 #: 4-warp backward programs; fX* / XX* = FWD_XCH (and BWD_XCH); *W1 = 1-warp forward programs;
-#: fXT8 = 8-step forward chunks; fXP8* = with the next chunk's exp2 computed during the current one (FWD_PIPE).
+#: fXT8 = 8-step forward chunks; fXP8* = the same with the next chunk's exp2 computed during
+#: the current one (FWD_PIPE).
 VARIANTS = {
     "base": {},
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, WARP_PARTIALS=True),
