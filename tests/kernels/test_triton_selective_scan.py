@@ -359,6 +359,18 @@ def test_gpu_backward_is_deterministic():
 
 
 @cuda
+def test_gpu_shuffles_used_at_benchmark_layouts():
+    """At a benchmark-like configuration (bf16, 4 lanes per channel, blocks tiling d, L a
+    multiple of 16) the compiled layouts are those the lane shuffles assume: no launch falls
+    back to the kernels without them (a Triton update that changes layouts shows up here)."""
+    from ssmsignal.kernels.triton import selective_scan as mod
+    before = mod.LANE_FALLBACK_LAUNCHES
+    errs = compare(2, 4352, 256, 16, 0, torch.bfloat16, "cuda", seed=3)
+    check_errors(errs, torch.bfloat16)
+    assert mod.LANE_FALLBACK_LAUNCHES == before, mod.LANE_FALLBACKS
+
+
+@cuda
 def test_gpu_dispatch_picks_triton():
     from ssmsignal.kernels import _dispatch
     from ssmsignal.kernels.triton.selective_scan import selective_scan as tri
