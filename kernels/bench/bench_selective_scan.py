@@ -211,8 +211,8 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: round 2: old = session 2's shipped kernels (FWD_CK_V4, BWD_SCATTER off, per-warp partials);
 #: wp = per-warp partials (WARP_PARTIALS, the default before); bX = BWD_XCH; bX4 = the same with
 #: 4-warp backward programs; fX* / XX* = FWD_XCH (and BWD_XCH); *W1 = 1-warp forward programs;
-#: fXT8 = 8-step forward chunks; fXP8* = the same with the next chunk's exp2 computed during
-#: the current one (FWD_PIPE).
+#: fXT8 = 8-step forward chunks; fXP* / XXP = the next chunk's exp2 computed during the
+#: current one (FWD_PIPE; fXP8: with 8-step chunks).
 VARIANTS = {
     "base": {},
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, WARP_PARTIALS=True),
@@ -221,10 +221,12 @@ VARIANTS = {
     "bX4": dict(BWD_XCH=True, bwd=(None, 4)),
     "XX": dict(BWD_XCH=True, FWD_XCH=True),
     "XXW1": dict(BWD_XCH=True, FWD_XCH=True, FWD_WARPS=1),
+    "XXP": dict(BWD_XCH=True, FWD_XCH=True, FWD_PIPE=True),
     "fX": dict(FWD_XCH=True, fwd_only=True),
     "fXW1": dict(FWD_XCH=True, FWD_WARPS=1, fwd_only=True),
     "fXT8": dict(FWD_XCH=True, CHUNK_FWD=8, fwd_only=True),
     "fXP8": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_PIPE=True, fwd_only=True),
+    "fXP": dict(FWD_XCH=True, FWD_PIPE=True, fwd_only=True),
     "fXP8W1": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_PIPE=True, FWD_WARPS=1, fwd_only=True),
 }
 

@@ -14,7 +14,7 @@ LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
 QUICK=${QUICK:-0}
-VARIANTS=${1:-base,old,wp,bX,bX4,XX,XXW1,fX,fXW1,fXT8,fXP8}
+VARIANTS=${1:-base,old,wp,bX,bX4,XX,XXP,fX,fXT8,fXP,fXP8}
 BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
 QFLAG=""; WT=110; BT=170
 [ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80
