@@ -144,21 +144,19 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
     return batch_size / per_step, t1 - n * per_step, n
 
 
-#: launch configurations (``sashimi_step.CONFIG`` overrides; lists are per tier, outermost
-#: first): every tier on the register-assembled chunk path, tier 0 at 32 warps and the wide
-#: tiers at 16 ("mix", no spills on sm_90) or all at 32 ("w32", the wide passes spill 168-192 B)
+#: a launch configuration measured slower (session-3 round 2: 7.5 k vs 9.9 k samples/s for the
+#: default S4 model at batch 1): every tier on the register-assembled path, tier 0 at 32 warps
 MIX = {"single": False, "num_warps_wide": [32, 16], "tile_wide": 4096, "ssm_tile_wide": 1024}
-W32 = {"single": False, "num_warps_wide": 32, "tile_wide": 4096, "ssm_tile_wide": 1024}
-#: fused rows of :func:`compare`: (name, CONFIG overrides, sample_codes keywords, models:
-#: "all", "8" (default depth) or "first" (the first model only)); "fused" is the shipped
-#: default, "split8" runs tiers 1 and 2 over 8 SMs per row, "bf16" reads the blocks' dense maps
-#: as bfloat16 (lossy opt-in). Batch 64 too for "fused" and "fused mix" at the default depth.
-FUSED_ROWS = [("fused", {}, {}, "all"), ("fused mix", MIX, {}, "all"),
-              ("fused w32", W32, {}, "first"),
-              ("fused mix split8", {**MIX, "split": [1, 8]}, {}, "first"),
-              ("fused mix bf16 split8", {**MIX, "split": [1, 8]}, {"bf16_weights": True}, "8")]
+#: fused rows of :func:`compare`: (name, ``sashimi_step.CONFIG`` overrides, sample_codes
+#: keywords, models: "all", "8" (default depth) or "first" (the first model only)); "fused" is
+#: the shipped default, "split8" runs tiers 1 and 2 over 8 SMs per row, "bf16" reads the
+#: blocks' dense maps as bfloat16 (lossy opt-in). Batch 64 too for "fused" at the default depth.
+FUSED_ROWS = [("fused", {}, {}, "all"), ("fused split8", {"split": [1, 8]}, {}, "8"),
+              ("fused bf16", {}, {"bf16_weights": True}, "first"),
+              ("fused bf16 split8", {"split": [1, 8]}, {"bf16_weights": True}, "8"),
+              ("fused mix", MIX, {}, "first")]
 #: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
-PASS_CONFIGS = [({}, False), (W32, False), (MIX, False)]
+PASS_CONFIGS = [({}, False), ({}, True)]
 
 
 def _config_name(c):
@@ -251,7 +249,7 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
                "params": sum(p.numel() for p in model.parameters())}
         first = (layer, n_layers, unet) == models[0][:3]
         runs = [(mode, kw, config, steps,
-                 (1, 64) if mode in ("fused", "fused mix") and full else (1,))
+                 (1, 64) if mode == "fused" and full else (1,))
                 for mode, config, kw, which in FUSED_ROWS
                 if which == "all" or which == "8" and full or which == "first" and first]
         if full:  # the baseline of the same run: batch 1 for each, batch 64 for the first

@@ -2,9 +2,9 @@
 # One call on the lent GPU machine for the fused SaShiMi decode step (issue 6): install, the GPU
 # tests of the fused step (both block arrangements, float64 reference), then the generation
 # benchmark: a one-SM load-throughput probe; for the default depth (8 pairs, unet=False, S4 and
-# S4D) the fused step (default, split over 8 SMs, bf16 dense maps) against the module-by-module
-# step with CUDA graphs and the naive convolution rerun; the U-Net arrangement and the 2-pair
-# models fused at batch 1; per-pass kernel times.
+# S4D) the fused step (shipped, split over 8 SMs, bf16 dense maps, "mix") against the
+# module-by-module step with CUDA graphs and the naive convolution rerun; the 2-pair models and
+# the U-Net arrangement fused at batch 1; per-pass kernel times.
 # Run from the repository root there: `bash kernels/bench/gpu_decode.sh` (about 5 minutes).
 # Logs and JSON go to $OUT/decode/.
 set -uo pipefail
