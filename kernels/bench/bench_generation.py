@@ -330,7 +330,8 @@ def print_compare(rows):
           f"{'MB':>7s} {'GB/s':>7s}")
     for r in rows:
         if r["mode"] == "pass":
-            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:26s} {r['tier']:4d} {r['H']:4d} "
+            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:26s} {r['tier']:4d} "
+                  f"{r['H']:4d} "
                   f"{r['split']:2d} "
                   f"{r['pairs']:5d} "
                   f"{r['prologue']:3d} {r['epilogue']:3d} {r['us']:8.1f} {r['weight_MB']:7.3f} "

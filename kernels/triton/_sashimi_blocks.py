@@ -3,18 +3,19 @@
 A pair is a residual SSM block (LayerNorm -> S4 or S4D step on the state -> + D u -> GELU ->
 linear to ``2 H`` -> GLU -> residual add) and, with ``HAS_FF``, a feed-forward block (LayerNorm
 -> linear -> GELU -> linear -> residual add); the math is that of :mod:`ssmsignal.layers.s4`,
-:mod:`ssmsignal.layers.s4d` and :mod:`ssmsignal.layers.blocks`. Three ways to run the pairs of
-a pass, chosen by the launcher (:func:`_blocks`):
+:mod:`ssmsignal.layers.s4d` and :mod:`ssmsignal.layers.blocks`. Here: the shared pieces (norm,
+GELU, matrix-vector chunks, the SSM step) and the two one-program-per-row ways to run the pairs
+of a pass:
 
 * :func:`_pairs_single`: every stage fits one register tile (tier 0 of the defaults); the
   weights of each stage are loaded one stage ahead, nothing goes through memory;
-* :func:`_pairs_regs`: wider tiers, one program per batch row; stages in chunks whose outputs
-  are assembled in registers;
-* :func:`_pairs_chunked`: ``S`` programs per row (``S = 1`` on the CPU tests): each runs a
-  channel/column slice, partial sums go through a scratch area and a barrier (:func:`_sync`).
+* :func:`_pairs_regs`: wider tiers; stages in chunks whose outputs are assembled in registers.
 
-The residual stream ``x (HP,)`` is in registers throughout; the state ``(pairs, batch, 2, H,
-N/2)`` (real and imaginary planes) is updated in place.
+The third way, ``S`` programs per row exchanging partial sums through memory (its barrier
+:func:`_sync`, :func:`_partials` and :func:`_ssm` are here), and the choice among the three are
+in :mod:`ssmsignal.kernels.triton.sashimi_step`. The residual stream
+``x (HP,)`` is in registers throughout; the state ``(pairs, batch, 2, H, N/2)`` (real and
+imaginary planes) is updated in place.
 """
 
 from __future__ import annotations
@@ -73,44 +74,6 @@ def _linear_to(w_ptr, b_ptr, v, cols, cmask, n_in, n_out, out_ptr, BM: tl.conste
             w = w_next
         else:
             w = _tile(w_ptr, n_in, r0, n_out, cols, cmask, BM)
-
-
-#: polls of a split barrier before it gives up (~1 s): a row whose programs are not all resident
-#: (fewer free multiprocessors than the host assumed) sets the error flag instead of hanging
-MAX_POLLS = tl.constexpr(1 << 20)
-
-
-@triton.jit
-def _sync(cnt_ptr, err_ptr, target, SPLIT: tl.constexpr):
-    """Barrier of the CTA, and with ``SPLIT`` of the ``S`` programs of a batch row: each adds
-    1 to the row's counter (release) and waits until it reaches ``target`` (acquire). The
-    programs of a row must be co-resident (the host keeps ``batch * S`` within half the
-    multiprocessors); if they are not, the wait stops after :data:`MAX_POLLS` polls and sets
-    ``err_ptr[0] = 1``, which the host turns into an error."""
-    tl.debug_barrier()
-    if SPLIT:
-        tl.atomic_add(cnt_ptr, 1, sem="release", scope="gpu")
-        seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
-        polls = 0
-        while (seen < target) & (polls < MAX_POLLS):
-            seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
-            polls += 1
-        if seen < target:
-            tl.store(err_ptr, 1)
-        tl.debug_barrier()
-
-
-@triton.jit
-def _partials(row_scr, scr_stride, jj, jm, offs, hm, SPLIT: tl.constexpr):
-    """Sum over the ``S`` programs of a row of their partial vectors at ``row_scr + j *
-    scr_stride`` (fixed order: the same result in every program). ``.cg`` loads bypass L1,
-    which may hold an older copy written by another multiprocessor."""
-    ptrs = row_scr + jj * scr_stride + offs[None, :]  # (SP, HP)
-    if SPLIT:
-        part = tl.load(ptrs, mask=jm & hm[None, :], other=0.0, cache_modifier=".cg")
-    else:
-        part = tl.load(ptrs, mask=jm & hm[None, :], other=0.0)
-    return tl.sum(part, axis=0)  # (HP,)
 
 
 @triton.jit
@@ -173,6 +136,44 @@ def _ssm_chunk(coef_ptr, d_ptr, st_ptr, ch, cm, u, H, N2, KIND: tl.constexpr,
     return _gelu(y + dd * u)
 
 
+#: polls of a split barrier before it gives up (~1 s): a row whose programs are not all resident
+#: (fewer free multiprocessors than the host assumed) sets the error flag instead of hanging
+MAX_POLLS = tl.constexpr(1 << 20)
+
+
+@triton.jit
+def _sync(cnt_ptr, err_ptr, target, SPLIT: tl.constexpr):
+    """Barrier of the CTA, and with ``SPLIT`` of the ``S`` programs of a batch row: each adds
+    1 to the row's counter (release) and waits until it reaches ``target`` (acquire). The
+    programs of a row must be co-resident (the host keeps ``batch * S`` within half the
+    multiprocessors); if they are not, the wait stops after :data:`MAX_POLLS` polls and sets
+    ``err_ptr[0] = 1``, which the host turns into an error."""
+    tl.debug_barrier()
+    if SPLIT:
+        tl.atomic_add(cnt_ptr, 1, sem="release", scope="gpu")
+        seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+        polls = 0
+        while (seen < target) & (polls < MAX_POLLS):
+            seen = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+            polls += 1
+        if seen < target:
+            tl.store(err_ptr, 1)
+        tl.debug_barrier()
+
+
+@triton.jit
+def _partials(row_scr, scr_stride, jj, jm, offs, hm, SPLIT: tl.constexpr):
+    """Sum over the ``S`` programs of a row of their partial vectors at ``row_scr + j *
+    scr_stride`` (fixed order: the same result in every program). ``.cg`` loads bypass L1,
+    which may hold an older copy written by another multiprocessor."""
+    ptrs = row_scr + jj * scr_stride + offs[None, :]  # (SP, HP)
+    if SPLIT:
+        part = tl.load(ptrs, mask=jm & hm[None, :], other=0.0, cache_modifier=".cg")
+    else:
+        part = tl.load(ptrs, mask=jm & hm[None, :], other=0.0)
+    return tl.sum(part, axis=0)  # (HP,)
+
+
 @triton.jit
 def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, c_start, c_end, H, N2, KIND: tl.constexpr,
          N2P: tl.constexpr, BC: tl.constexpr):
@@ -186,73 +187,6 @@ def _ssm(coef_ptr, d_ptr, st_ptr, u_ptr, y_ptr, c_start, c_end, H, N2, KIND: tl.
         y = _ssm_chunk(coef_ptr, d_ptr, st_ptr, ch, cm, u, H, N2, KIND, N2P)
         tl.store(y_ptr + ch, y, mask=cm)
         c0 += BC
-
-
-@triton.jit
-def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
-                   b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps,
-                   scr, row_scr, scr_stride, cnt_ptr, err_ptr, KIND: tl.constexpr,
-                   HAS_FF: tl.constexpr,
-                   SPLIT: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr, YS: tl.constexpr,
-                   SP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr, BC: tl.constexpr,
-                   BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
-                   PREFETCH: tl.constexpr):
-    """The blocks of a pass in chunks, program ``j`` of the ``S`` of its row: SSM of channels
-    ``j H/S ..``, products with column slice ``j`` of the gated-output map ``(S, 2H, H/S)`` and
-    of the second feed-forward map ``(S, H, F/S)``, rows ``j F/S ..`` of the first; partial sums
-    go to two alternating regions of the scratch area (a region is rewritten only after the
-    next barrier, when every program has read it)."""
-    offs = tl.arange(0, HP)
-    hm = offs < H
-    HS = H // S
-    FS = F // S
-    hs = tl.arange(0, HSP)
-    hsm = hs < HS
-    fs = tl.arange(0, FSP)
-    fsm = fs < FS
-    jj = tl.arange(0, SP)[:, None]
-    jm = jj < S
-    u_scr = scr  # (HP,) normalised input
-    y_scr = scr + HP  # (YS,) SSM output / feed-forward hidden
-    p_off = HP + YS  # two regions of 2 HP partial sums
-    k = 0  # barriers passed in this launch
-    pair = first
-    while pair < first + n_pairs:
-        # residual SSM block: x += GLU(W GELU(SSM(LN x) + D LN x) + b)
-        u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
-        tl.store(u_scr + offs, u, mask=hm)
-        tl.debug_barrier()
-        _ssm(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * (1 + 2 * KIND) * H,
-             state_ptr + (pair * batch + b) * 2 * H * N2, u_scr, y_scr, j * HS, j * HS + HS, H,
-             N2, KIND, N2P, BC)
-        tl.debug_barrier()
-        g = tl.load(y_scr + j * HS + hs, mask=hsm, other=0.0)  # (HSP,) this slice
-        region = p_off + (k % 2) * 2 * HP
-        _linear_to(ow_ptr + (pair * S + j) * 2 * H * HS, ob_ptr, g, hs, hsm, HS, 2 * H,
-                   scr + region, BMG, False, False, PREFETCH)
-        k += 1
-        _sync(cnt_ptr, err_ptr, S * k, SPLIT)
-        val = _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
-        gate = _partials(row_scr + region + H, scr_stride, jj, jm, offs, hm, SPLIT)
-        val += tl.load(ob_ptr + pair * 2 * H + offs, mask=hm, other=0.0)
-        gate += tl.load(ob_ptr + pair * 2 * H + H + offs, mask=hm, other=0.0)
-        x += val * tl.sigmoid(gate)
-        if HAS_FF:  # feed-forward block: x += W2 GELU(W1 LN x + b1) + b2
-            u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
-                            H, eps)
-            _linear_to(w1_ptr + pair * F * H + j * FS * H, b1_ptr + pair * F + j * FS, u, offs,
-                       hm, H, FS, y_scr, BM1, True, True, PREFETCH)
-            tl.debug_barrier()
-            hv = tl.load(y_scr + fs, mask=fsm, other=0.0)  # (FSP,) this slice of the hidden
-            region = p_off + (k % 2) * 2 * HP
-            _linear_to(w2_ptr + (pair * S + j) * H * FS, b2_ptr, hv, fs, fsm, FS, H,
-                       scr + region, BM2, False, False, PREFETCH)
-            k += 1
-            _sync(cnt_ptr, err_ptr, S * k, SPLIT)
-            x += _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
-            x += tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
-        pair += 1
-    return x
 
 
 @triton.jit
@@ -416,29 +350,4 @@ def _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fl
             p0, p1, p2, p3, p4, p5, p6, p7 = _planes(coef_ptr + nxt * n_coef * hn, off, m2,
                                                      hn, KIND)
         pair += 1
-    return x
-
-
-@triton.jit
-def _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr, b1_ptr,
-            w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps, row_scr,
-            scr_stride, cnt_ptr, err_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
-            SINGLE: tl.constexpr, SPLIT: tl.constexpr, REGS: tl.constexpr, HP: tl.constexpr,
-            N2P: tl.constexpr, FP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr, HSP: tl.constexpr,
-            FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
-            BM2: tl.constexpr, PREFETCH: tl.constexpr):
-    if SINGLE:
-        x = _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
-                          w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
-                          eps, KIND, HAS_FF, HP, N2P, FP)
-    elif not SPLIT and REGS:
-        x = _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
-                        w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
-                        eps, KIND, HAS_FF, HP, N2P, FP, BC, BMG, BM1, BM2, PREFETCH)
-    else:
-        x = _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
-                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
-                           n_coef, eps, row_scr + j * scr_stride, row_scr, scr_stride,
-                           cnt_ptr + b, err_ptr, KIND, HAS_FF, SPLIT, HP, N2P, YS, SP, HSP, FSP, BC, BMG,
-                           BM1, BM2, PREFETCH)
     return x

@@ -17,10 +17,11 @@ hands the result on:
   Gumbel-max draw, so the sampled code is written back for the next step's embedding.
 
 Grid ``(batch, S)``: ``S`` programs share one batch row (``S = 1`` unless the host splits a
-wide tier over several multiprocessors, an opt-in for small batches). The residual stream
-``x`` stays in registers, the same in all ``S`` programs; the three ways to run the blocks
-are in :mod:`._sashimi_blocks`. Weights and the discretised step coefficients are read from
-global memory every step (they stay in L2).
+wide tier over several multiprocessors, an opt-in for small batches). The residual stream ``x``
+stays in registers, the same in all ``S`` programs. Of the three ways to run the blocks
+(:func:`_blocks` picks one), the one-program ones are in :mod:`._sashimi_blocks`; the
+``S``-program one, :func:`_pairs_chunked`, is here. Weights and the discretised step
+coefficients are read from global memory every step (they stay in L2).
 
 The math of each block is that of :mod:`ssmsignal.layers.s4`, :mod:`ssmsignal.layers.s4d`,
 :mod:`ssmsignal.layers.blocks` and :meth:`ssmsignal.models.SaShiMi.step`; the host side
@@ -32,10 +33,11 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._sashimi_blocks import _blocks, _layer_norm, _linear_to
+from ._sashimi_blocks import (_layer_norm, _linear_to, _pairs_regs, _pairs_single, _partials,
+                              _ssm, _sync)
 
-__all__ = ["tier_pass", "scratch_width", "fits_one_tile", "setting", "PRO_EMBED", "PRO_Z", "PRO_UNFOLD",
-           "EPI_RING", "EPI_UP", "EPI_HEAD", "KIND_S4D", "KIND_S4", "CONFIG"]
+__all__ = ["tier_pass", "scratch_width", "fits_one_tile", "setting", "PRO_EMBED", "PRO_Z",
+           "PRO_UNFOLD", "EPI_RING", "EPI_UP", "EPI_HEAD", "KIND_S4D", "KIND_S4", "CONFIG"]
 
 PRO_EMBED, PRO_Z, PRO_UNFOLD = 0, 1, 2
 EPI_RING, EPI_UP, EPI_HEAD = 0, 1, 2
@@ -46,7 +48,7 @@ KIND_S4D, KIND_S4 = 0, 1
 #: current one's arithmetic (``prefetch``). Register counts: kernels/NOTES.md; the benchmark
 #: sweeps these. ``split``: the most programs per batch row the host may use for a wide tier
 #: (a power of two; only while ``batch * split`` is at most half the multiprocessors; 8 made
-#: the default model 1.7x faster at batch 1 in the GPU run, but the split passes spin on a
+#: the default model 1.3x faster at batch 1 in the GPU run, but the split passes spin on a
 #: counter in global memory, so it is off by default). ``merge``: the host
 #: runs tier 0's head pass and the next step's down pass as one launch (True, False, or
 #: "auto": when that down pass has no blocks, as with ``unet=False``). ``regs``: wide tiers
@@ -57,6 +59,100 @@ KIND_S4D, KIND_S4 = 0, 1
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
           "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16,
           "tile_wide": 8192, "ssm_tile_wide": 2048}
+
+
+@triton.jit
+def _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
+                   b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps,
+                   scr, row_scr, scr_stride, cnt_ptr, err_ptr, KIND: tl.constexpr,
+                   HAS_FF: tl.constexpr,
+                   SPLIT: tl.constexpr, HP: tl.constexpr, N2P: tl.constexpr, YS: tl.constexpr,
+                   SP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr, BC: tl.constexpr,
+                   BMG: tl.constexpr, BM1: tl.constexpr, BM2: tl.constexpr,
+                   PREFETCH: tl.constexpr):
+    """The blocks of a pass in chunks, program ``j`` of the ``S`` of its row: SSM of channels
+    ``j H/S ..``, products with column slice ``j`` of the gated-output map ``(S, 2H, H/S)`` and
+    of the second feed-forward map ``(S, H, F/S)``, rows ``j F/S ..`` of the first; partial sums
+    go to two alternating regions of the scratch area (a region is rewritten only after the
+    next barrier, when every program has read it)."""
+    offs = tl.arange(0, HP)
+    hm = offs < H
+    HS = H // S
+    FS = F // S
+    hs = tl.arange(0, HSP)
+    hsm = hs < HS
+    fs = tl.arange(0, FSP)
+    fsm = fs < FS
+    jj = tl.arange(0, SP)[:, None]
+    jm = jj < S
+    u_scr = scr  # (HP,) normalised input
+    y_scr = scr + HP  # (YS,) SSM output / feed-forward hidden
+    p_off = HP + YS  # two regions of 2 HP partial sums
+    k = 0  # barriers passed in this launch
+    pair = first
+    while pair < first + n_pairs:
+        # residual SSM block: x += GLU(W GELU(SSM(LN x) + D LN x) + b)
+        u = _layer_norm(x, hm, ln_ptr + pair * 2 * H, ln_ptr + pair * 2 * H + H, offs, H, eps)
+        tl.store(u_scr + offs, u, mask=hm)
+        tl.debug_barrier()
+        _ssm(coef_ptr + pair * n_coef * H * N2, d_ptr + pair * (1 + 2 * KIND) * H,
+             state_ptr + (pair * batch + b) * 2 * H * N2, u_scr, y_scr, j * HS, j * HS + HS, H,
+             N2, KIND, N2P, BC)
+        tl.debug_barrier()
+        g = tl.load(y_scr + j * HS + hs, mask=hsm, other=0.0)  # (HSP,) this slice
+        region = p_off + (k % 2) * 2 * HP
+        _linear_to(ow_ptr + (pair * S + j) * 2 * H * HS, ob_ptr, g, hs, hsm, HS, 2 * H,
+                   scr + region, BMG, False, False, PREFETCH)
+        k += 1
+        _sync(cnt_ptr, err_ptr, S * k, SPLIT)
+        val = _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
+        gate = _partials(row_scr + region + H, scr_stride, jj, jm, offs, hm, SPLIT)
+        val += tl.load(ob_ptr + pair * 2 * H + offs, mask=hm, other=0.0)
+        gate += tl.load(ob_ptr + pair * 2 * H + H + offs, mask=hm, other=0.0)
+        x += val * tl.sigmoid(gate)
+        if HAS_FF:  # feed-forward block: x += W2 GELU(W1 LN x + b1) + b2
+            u = _layer_norm(x, hm, fln_ptr + pair * 2 * H, fln_ptr + pair * 2 * H + H, offs,
+                            H, eps)
+            _linear_to(w1_ptr + pair * F * H + j * FS * H, b1_ptr + pair * F + j * FS, u, offs,
+                       hm, H, FS, y_scr, BM1, True, True, PREFETCH)
+            tl.debug_barrier()
+            hv = tl.load(y_scr + fs, mask=fsm, other=0.0)  # (FSP,) this slice of the hidden
+            region = p_off + (k % 2) * 2 * HP
+            _linear_to(w2_ptr + (pair * S + j) * H * FS, b2_ptr, hv, fs, fsm, FS, H,
+                       scr + region, BM2, False, False, PREFETCH)
+            k += 1
+            _sync(cnt_ptr, err_ptr, S * k, SPLIT)
+            x += _partials(row_scr + region, scr_stride, jj, jm, offs, hm, SPLIT)
+            x += tl.load(b2_ptr + pair * H + offs, mask=hm, other=0.0)
+        pair += 1
+    return x
+
+
+@triton.jit
+def _blocks(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr, w1_ptr, b1_ptr,
+            w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F, n_coef, eps, row_scr,
+            scr_stride, cnt_ptr, err_ptr, KIND: tl.constexpr, HAS_FF: tl.constexpr,
+            SINGLE: tl.constexpr, SPLIT: tl.constexpr, REGS: tl.constexpr, HP: tl.constexpr,
+            N2P: tl.constexpr, FP: tl.constexpr, YS: tl.constexpr, SP: tl.constexpr,
+            HSP: tl.constexpr,
+            FSP: tl.constexpr, BC: tl.constexpr, BMG: tl.constexpr, BM1: tl.constexpr,
+            BM2: tl.constexpr, PREFETCH: tl.constexpr):
+    if SINGLE:
+        x = _pairs_single(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                          w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
+                          eps, KIND, HAS_FF, HP, N2P, FP)
+    elif not SPLIT and REGS:
+        x = _pairs_regs(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                        w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, H, N2, F, n_coef,
+                        eps, KIND, HAS_FF, HP, N2P, FP, BC, BMG, BM1, BM2, PREFETCH)
+    else:
+        x = _pairs_chunked(x, first, n_pairs, ln_ptr, coef_ptr, d_ptr, ow_ptr, ob_ptr, fln_ptr,
+                           w1_ptr, b1_ptr, w2_ptr, b2_ptr, state_ptr, batch, b, j, S, H, N2, F,
+                           n_coef, eps, row_scr + j * scr_stride, row_scr, scr_stride,
+                           cnt_ptr + b, err_ptr, KIND, HAS_FF, SPLIT, HP, N2P, YS, SP, HSP, FSP,
+                           BC, BMG,
+                           BM1, BM2, PREFETCH)
+    return x
 
 
 @triton.jit

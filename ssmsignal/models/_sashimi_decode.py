@@ -11,7 +11,7 @@ depends only on ``t % frame`` (``frame`` = product of the pools), and ``frame`` 
 every step.
 
 On CUDA, :func:`sample_codes` runs the fused Triton step instead (:mod:`._sashimi_fused`: one
-kernel launch per tier pass, ~2.6 per sample instead of ~130) whenever the model is supported
+kernel launch per tier pass, 1.6-2.6 per sample instead of ~130) whenever the model is supported
 (S4/S4D layers, see :func:`~ssmsignal.models._sashimi_fused.unsupported_reason`); this
 module-by-module path stays the reference and the fallback (CPU, Mamba, ``fused=False``,
 ``SSMSIGNAL_BACKEND=torch``).

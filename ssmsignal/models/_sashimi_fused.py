@@ -3,8 +3,9 @@
 The module-by-module step (:meth:`SaShiMi.step`) launches ~130 small kernels per sample. Here
 one launch of :func:`ssmsignal.kernels.triton.sashimi_step.tier_pass` runs all blocks of one
 tier pass (plus embedding, pooling maps, head and the Gumbel-max draw in its prologue and
-epilogue), so a sample costs 2 launches, 4 on the steps where the middle tier runs and 5 when
-all three tiers of the default (4, 4) pooling run: about 2.6 on average. The sampling loop
+epilogue). With ``unet=False`` a tier's down pass has no blocks and tier 0's runs inside the
+previous step's head launch, so a sample of the default (4, 4) pooling costs 1 launch, 3 when
+the middle tier runs and 4 when all three run: 1.56 on average (2.56 for the U-Net). The loop
 (:func:`~ssmsignal.models._sashimi_decode.sample_codes_fused`) captures a block of steps (64 for
 the default model) in one CUDA graph and replays it.
 
@@ -14,9 +15,11 @@ cached per (model, dt_scale, parameter versions). Pooling buffers become ring bu
 of tier step ``j`` is ``j % p``, and the down-pool weight's column blocks are permuted to match.
 
 Launch configuration: :data:`ssmsignal.kernels.triton.sashimi_step.CONFIG`. Setting its
-``split`` to 8 runs the wide tiers of small batches over 8 multiprocessors per sequence (1.7x
+``split`` to 8 runs the wide tiers of small batches over 8 multiprocessors per sequence (1.3x
 for the default model at batch 1 on an H100, see docs/benchmarks.md); it is off by default
-because those passes spin on a counter in global memory until all programs of a row arrive.
+because those passes spin on a counter in global memory until all programs of a row arrive
+(a wait that gives up after ~1 s raises instead of hanging). ``bf16_weights`` reads the
+blocks' dense maps as bfloat16 (lossy opt-in, :func:`packed_model`).
 
 Supported: S4 and S4D layers with LayerNorm residual and feed-forward blocks, exact GELU, any
 widths, pools and ``dt_scale`` (a float), class labels, temperature and top-p, in eval mode.
@@ -209,9 +212,9 @@ def packed_model(model, dt_scale=1.0, bf16_weights=False):
     """Per-tier packed float32 weights of ``model`` for ``dt_scale`` (cached), and the head.
 
     ``bf16_weights``: the dense maps of the blocks (gated output map, both feed-forward maps)
-    rounded to bfloat16 (the kernel computes in float32 from them): a lossy opt-in that
-    reads about a third fewer bytes per step (30-43 % by tier and layer kind). Step coefficients, norms, biases,
-    pooling maps and the head stay float32.
+    rounded to bfloat16 (the kernel computes in float32 from them): a lossy opt-in that reads
+    about a third fewer bytes per step (30-43 % by tier and layer kind). Step coefficients,
+    norms, biases, pooling maps and the head stay float32.
 
     Returns ``(tiers, head)`` with ``head = (ln (2, H), [W (C, H) | b (C,)] flat, embed
     (C, H), label_embed or None, eps)``. The cache is keyed by the parameters' storage and
@@ -383,8 +386,8 @@ class FusedDecoder:
                 self._slot = 0
             args.update(split=S, counters=self.counters[self._slot], error=self.error)
             self._slot += 1
-        tier_pass(tier=k, pro=pro, epi=epi, kind=tp.kind, batch=self.batch, H=tp.H, N2=tp.N2, F=tp.F,
-                  eps=self.head[4], first=first, n_pairs=n_pairs, weights=self.weights[k],
+        tier_pass(tier=k, pro=pro, epi=epi, kind=tp.kind, batch=self.batch, H=tp.H, N2=tp.N2,
+                  F=tp.F, eps=self.head[4], first=first, n_pairs=n_pairs, weights=self.weights[k],
                   state=self.state[k], scratch=self.scratch, next_codes=self.next_input,
                   emb=self.head[2], labels=self.labels, label_emb=self.head[3], **args)
 
