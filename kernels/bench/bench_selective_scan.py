@@ -200,34 +200,27 @@ def main():
 
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
-KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS", "FAST_MATH",
-         "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG",
-         "WARP_PARTIALS", "BWD_SCATTER", "BWD_XCH", "FWD_MAX_LANES")
+KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS",
+         "FWD_WARPS_XCH", "FAST_MATH", "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS",
+         "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER", "BWD_XCH",
+         "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 2: old = session 2's shipped kernels (FWD_CK_V4, BWD_SCATTER off, per-warp partials);
-#: wp = per-warp partials (WARP_PARTIALS, the default before); bX = BWD_XCH; bX4 = the same with
-#: 4-warp backward programs; fX* / XX* = FWD_XCH (and BWD_XCH); *W1 = 1-warp forward programs;
-#: fXT8 = 8-step forward chunks; fXP* / XXP = the next chunk's exp2 computed during the
-#: current one (FWD_PIPE; fXP8: with 8-step chunks).
+#: round 3: old = session 2's shipped kernels; psum = per-program dB/dC partials; fF = fast
+#: math in the forward; P = the next chunk's exp2 during the current chunk (FWD_PIPE); W4 =
+#: 4-warp forward programs with FWD_XCH; noX = without FWD_XCH and BWD_XCH.
 VARIANTS = {
     "base": {},
-    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, WARP_PARTIALS=True),
-    "wp": dict(WARP_PARTIALS=True),
-    "bX": dict(BWD_XCH=True),
-    "bX4": dict(BWD_XCH=True, bwd=(None, 4)),
-    "XX": dict(BWD_XCH=True, FWD_XCH=True),
-    "XXW1": dict(BWD_XCH=True, FWD_XCH=True, FWD_WARPS=1),
-    "XXP": dict(BWD_XCH=True, FWD_XCH=True, FWD_PIPE=True),
-    "fX": dict(FWD_XCH=True, fwd_only=True),
-    "fXW1": dict(FWD_XCH=True, FWD_WARPS=1, fwd_only=True),
-    "fXT8": dict(FWD_XCH=True, CHUNK_FWD=8, fwd_only=True),
-    "fXP8": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_PIPE=True, fwd_only=True),
-    "fXP": dict(FWD_XCH=True, FWD_PIPE=True, fwd_only=True),
-    "fXP8W1": dict(FWD_XCH=True, CHUNK_FWD=8, FWD_PIPE=True, FWD_WARPS=1, fwd_only=True),
+    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False),
+    "noX": dict(FWD_XCH=False, BWD_XCH=False),
+    "psum": dict(WARP_PARTIALS=False),
+    "W4": dict(FWD_WARPS_XCH=4),
+    "P": dict(FWD_PIPE=True),
+    "fF": dict(FWD_FAST_MATH=True, fwd_only=True),
+    "fFP": dict(FWD_FAST_MATH=True, FWD_PIPE=True, fwd_only=True),
 }
 
 

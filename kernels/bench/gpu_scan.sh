@@ -14,7 +14,7 @@ LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
 QUICK=${QUICK:-0}
-VARIANTS=${1:-base,old,wp,bX,bX4,XX,XXP,fX,fXT8,fXP,fXP8}
+VARIANTS=${1:-base,old,noX,psum,W4,P,fF,fFP}
 BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
 QFLAG=""; WT=110; BT=170
 [ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80

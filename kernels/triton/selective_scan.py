@@ -66,8 +66,9 @@ FMA_SCAN = True
 #: stays in the 4-steps-per-thread store layout) and stores checkpoints from the chunk layout.
 FWD_CK_V4 = True
 #: The forward's per-(channel, step) values spread over the 4 state lanes of a channel (T/4
-#: steps each) and exchanged by shuffles (``gather_steps``, ``sum_states_scatter``).
-FWD_XCH = False
+#: steps each) and exchanged by shuffles (``gather_steps``, ``sum_states_scatter``); measured
+#: with 1-warp programs: 0.449 ms against 0.468 at (8, 1536, 4096, 16) (kernels/NOTES.md).
+FWD_XCH = True
 #: The forward computes the next chunk's ``exp2`` during the current chunk (delta loaded two
 #: chunks ahead), so that the MUFU work overlaps the scan's multiply-adds.
 FWD_PIPE = False
@@ -91,20 +92,21 @@ FWD_MAX_LANES = 8
 #: instead of three at 168 (5 spilled registers, sm_90 SASS).
 FWD_MAXNREG = 168
 BWD_MAXNREG = 168
-#: Warps per program of the forward pass (one program: W x 32 / NO channels).
+#: Warps per program of the forward pass (one program: W x 32 / NO channels), and with
+#: FWD_XCH in use (1 warp: 0.449 ms against 0.465 with 4, and worse where XCH is off).
 FWD_WARPS = 4
+FWD_WARPS_XCH = 1
 #: dB, dC partial sums per warp instead of per program (no cross-warp reduction in the
-#: backward kernel; W times the partial buffers, summed by torch). Off since session 3's
-#: round 1: with BWD_SCATTER the cross-warp sum of per-program partials costs less than the
-#: bytes it saves (kernels/NOTES.md).
-WARP_PARTIALS = False
+#: backward kernel; W times the partial buffers, summed by torch): 3.77 against 4.12 ms
+#: fwd+bwd at (8, 1536, 4096, 16) in session 3's round 2.
+WARP_PARTIALS = True
 #: With per-warp partials, 8 channels per warp and 8-step chunks: the sum over a warp's channels
 #: as a reduce-scatter of shuffles (``_selective_scan_bwd.sum_channels_scatter``).
 BWD_SCATTER = True
 #: With BWD_SCATTER: u, delta, dout, y, z loaded and their per-step work done on 2 steps per
 #: lane (as FWD_XCH), dt, dt u and the gated dout gathered to every lane by shuffles for the
-#: scans, their sums over states reduce-scattered back.
-BWD_XCH = False
+#: scans, their sums over states reduce-scattered back (round 2: backward 2.46 against 3.19 ms).
+BWD_XCH = True
 
 
 def _scatter(g):
@@ -166,7 +168,7 @@ def _geometry(u, A, B, T, seq_lengths, backward=False):
     lanes = (4 if backward else FWD_MAX_LANES) if seg else 16
     NI, NO, W, DL = scan_config(b, d, N, backward, max_lanes=lanes)
     if not backward and _common.SCAN_CONFIG_OVERRIDE is None:
-        W = FWD_WARPS
+        W = FWD_WARPS_XCH if FWD_XCH and NO == 4 else FWD_WARPS
     block_ch = block_channels(W * DL, d // G, G)
     even = (L % T == 0 and L > 0 and block_ch == W * DL and d % block_ch == 0 and N == NI * NO
             and seq_lengths is None)
