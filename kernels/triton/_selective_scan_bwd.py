@@ -7,6 +7,14 @@ every chunk). Per chunk: the states are recomputed from the checkpoint (one ``ex
 time-flipped chunk, and every gradient is written without atomics. The next chunk's inputs are
 loaded before the current chunk's arithmetic (their latency hides behind it), and the forward
 pass saves ``y`` before the ``z`` gate, so the gate's gradient needs no sum over states.
+
+Lane exchanges (also used by the forward kernel): with 8 channel lanes and 4 state lanes per
+warp, sums over a warp's channels or a channel's states can end spread over the lanes
+(reduce-scatter: :func:`sum_channels_scatter`, :func:`sum_states_scatter`) and per-step values
+held by one state lane each can be handed to all four (:func:`gather_steps`), with PTX
+``shfl.sync`` in inline asm. They assume the layout in which Triton usually places these
+tensors; the launcher checks it in each compiled kernel (``_common.lane_layout_errors``). Under
+the interpreter (no PTX) the exchanges are emulated with masked sums.
 """
 
 from __future__ import annotations
