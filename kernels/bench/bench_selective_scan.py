@@ -201,26 +201,25 @@ def main():
 
 #: Module knobs of ``selective_scan`` a variant may change, with the shipped defaults.
 KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS",
-         "FWD_WARPS_XCH", "FAST_MATH", "FWD_FAST_MATH", "FMA_SCAN", "SEGMENT_WARPS",
-         "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER", "BWD_XCH",
-         "FWD_MAX_LANES")
+         "FWD_WARPS_XCH", "FAST_MATH", "FWD_FAST_MATH", "FWD_FAST_GATE", "FMA_SCAN",
+         "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER",
+         "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 3: old = session 2's shipped kernels; psum = per-program dB/dC partials; fF = fast
-#: math in the forward; P = the next chunk's exp2 during the current chunk (FWD_PIPE); W4 =
-#: 4-warp forward programs with FWD_XCH; noX = without FWD_XCH and BWD_XCH.
+#: round 4: p16 = dB/dC partials in bfloat16 for bfloat16 B, C (BF16_PARTIALS); fG = only the
+#: forward gate's sigmoid with the approximate division (FWD_FAST_GATE); p16G = both.
 VARIANTS = {
     "base": {},
+    "p16": dict(BF16_PARTIALS=True),
+    "p16G": dict(BF16_PARTIALS=True, FWD_FAST_GATE=True),
+    "fG": dict(FWD_FAST_GATE=True, fwd_only=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False),
     "noX": dict(FWD_XCH=False, BWD_XCH=False),
     "psum": dict(WARP_PARTIALS=False),
     "W4": dict(FWD_WARPS_XCH=4),
-    "P": dict(FWD_PIPE=True),
-    "fF": dict(FWD_FAST_MATH=True, fwd_only=True),
-    "fFP": dict(FWD_FAST_MATH=True, FWD_PIPE=True, fwd_only=True),
 }
 
 
@@ -363,8 +362,32 @@ def run_variants(names, mamba, json_path, n_shapes, check=True):
     fastest = sorted((v, k) for k, v in first.items() if k in ok and v == v)
     try:
         breakdown(["base"] + [k for _, k in fastest if k != "base"][:2], res, json_path)
+        if mamba is not None:
+            grad_only(mamba, ["base"] + [k for _, k in fastest if k != "base"][:1], res,
+                      json_path)
     except Exception as e:  # noqa: BLE001  (the table above is what matters)
         print(f"breakdown failed: {str(e)[:300]}", flush=True)
+
+
+def grad_only(mamba, names, res, json_path):
+    """Forward + backward at the first shape through ``torch.autograd.grad``, for mamba_ssm and
+    the variants named: the main table's ``.backward()`` also adds every gradient into the
+    inputs' ``.grad`` (about 0.3 ms of elementwise adds at this shape, for both ops alike)."""
+    b, d, L, N = SHAPES[0]
+    ins = make_inputs(b, d, L, N, True)
+    dout = torch.randn(b, d, L, device="cuda", dtype=torch.bfloat16)
+    ops = {"mamba_cuda": mamba.selective_scan_fn, **{n: ours_mod.selective_scan for n in names}}
+    for name, op in ops.items():
+        apply_variant(VARIANTS.get(name, {}), b, d, N)
+        ms = do_bench(lambda: torch.autograd.grad(op(*ins[:5], ins[5], ins[6], ins[7], True),
+                                                  ins, dout), warmup=10, rep=100,
+                      return_mode="median")
+        res.setdefault("grad_only", {})[name] = ms
+        print(f"fwd+bwd by autograd.grad (no .grad adds) {SHAPES[0]}: {name} {ms:.3f} ms",
+              flush=True)
+    apply_variant({}, b, d, N)
+    if json_path:
+        save_json(json_path, res)
 
 
 def breakdown(names, res, json_path):

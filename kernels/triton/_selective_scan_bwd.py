@@ -333,8 +333,10 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             if not WARP_PARTS:  # and over the program's warps (one exchange through shared
                 # memory for both)
                 dB, dC = tl.split(tl.sum(tl.join(dB, dC), axis=2, keep_dims=True))
-            store_masked(dB_ptr + part_off + ts, dB, (ts < L) & n_ok, EVEN)
-            store_masked(dC_ptr + part_off + ts, dC, (ts < L) & n_ok, EVEN)
+            store_masked(dB_ptr + part_off + ts, dB.to(dB_ptr.dtype.element_ty), (ts < L) & n_ok,
+                         EVEN)
+            store_masked(dC_ptr + part_off + ts, dC.to(dC_ptr.dtype.element_ty), (ts < L) & n_ok,
+                         EVEN)
         else:
             if WARP_PARTS:
                 dB = tl.sum(gs * dtu, axis=0, keep_dims=True)  # (1, NO, W, NI, T)
@@ -342,8 +344,10 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             else:
                 dB = sum_channels(gs * dtu)  # (1, NO, 1, NI, T)
                 dC = sum_channels(hs * dy)
-            store_masked(dB_ptr + part_off + tt, dB, (tt < L) & n_ok, EVEN)
-            store_masked(dC_ptr + part_off + tt, dC, (tt < L) & n_ok, EVEN)
+            store_masked(dB_ptr + part_off + tt, dB.to(dB_ptr.dtype.element_ty), (tt < L) & n_ok,
+                         EVEN)
+            store_masked(dC_ptr + part_off + tt, dC.to(dC_ptr.dtype.element_ty), (tt < L) & n_ok,
+                         EVEN)
         c -= 1
     if XCH:  # each state lane summed its own steps
         dD_acc = tl.sum(dD_acc, axis=1, keep_dims=True)

@@ -28,7 +28,8 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                 SAVE_CK: tl.constexpr, CK: tl.constexpr, SAVE_LAST: tl.constexpr,
                 EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
-                FAST: tl.constexpr, FMA: tl.constexpr, CK_V4: tl.constexpr,
+                FAST: tl.constexpr, FAST_GATE: tl.constexpr, FMA: tl.constexpr,
+                CK_V4: tl.constexpr,
                 XCH: tl.constexpr, PIPE: tl.constexpr):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
@@ -133,7 +134,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 elif SAVE_CK:
                     store_masked(y_ptr + row_off + tt, y.to(y_ptr.dtype.element_ty), io_mask, EVEN)
                 zf = zz.to(tl.float32)
-                y *= zf * sigmoid(zf, FAST)
+                y *= zf * sigmoid(zf, FAST or FAST_GATE)
             if HAS_LEN:
                 y = tl.where(valid, y, 0.0)
             store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN)

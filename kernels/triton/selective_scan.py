@@ -62,6 +62,9 @@ FAST_MATH = True
 #: 0.498 vs 0.469 ms at (8, 1536, 4096, 16), so off) and the ``tl.fma`` scan step.
 FWD_FAST_MATH = False
 FMA_SCAN = True
+#: Only the gate's sigmoid with the approximate division (no extra MUFU op, unlike the fast
+#: softplus).
+FWD_FAST_GATE = False
 #: The forward with gradients rounds ``y`` to the output dtype before the gate (the gate then
 #: stays in the 4-steps-per-thread store layout) and stores checkpoints from the chunk layout.
 FWD_CK_V4 = True
@@ -107,6 +110,9 @@ BWD_SCATTER = True
 #: lane (as FWD_XCH), dt, dt u and the gated dout gathered to every lane by shuffles for the
 #: scans, their sums over states reduce-scattered back (round 2: backward 2.46 against 3.19 ms).
 BWD_XCH = True
+#: dB, dC partial sums stored in bfloat16 when B and C are bfloat16 (half the partial bytes;
+#: summed in float32 by torch, result rounded to bfloat16 as before).
+BF16_PARTIALS = False
 
 
 def _scatter(g):
@@ -223,8 +229,8 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
              g["seg_chunks"], n_seg)
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
-                FAST=_fast() and FWD_FAST_MATH, FMA=FMA_SCAN, CK_V4=FWD_CK_V4,
-                num_warps=g["W"], **_cap(FWD_MAXNREG))
+                FAST=_fast() and FWD_FAST_MATH, FAST_GATE=_fast() and FWD_FAST_GATE, FMA=FMA_SCAN,
+                CK_V4=FWD_CK_V4, num_warps=g["W"], **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
         h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
@@ -250,8 +256,10 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     ddelta = new_buffer(delta.shape, delta.dtype, u.device)  # (b, d, L)
     dz = new_buffer(z.shape, z.dtype, u.device) if z is not None else dummy(u)  # (b, d, L)
     n_parts = g["n_blocks"] * (g["W"] if WARP_PARTIALS else 1)
-    dB_part = new_buffer((b, n_parts, N, L), **f32)  # per channel block (or warp), summed below
-    dC_part = new_buffer((b, n_parts, N, L), **f32)
+    part = dict(device=u.device, dtype=torch.bfloat16 if B.dtype == torch.bfloat16
+                and BF16_PARTIALS else torch.float32)
+    dB_part = new_buffer((b, n_parts, N, L), **part)  # per channel block (or warp), summed below
+    dC_part = new_buffer((b, n_parts, N, L), **part)
     dA_part = new_buffer((b * n_seg, d, N), **f32)  # per batch row and segment, summed below
     dD_part = new_buffer((b * n_seg, d), **f32)
     dbias_part = new_buffer((b * n_seg, d), **f32)
