@@ -14,7 +14,7 @@ import triton.language as tl
 
 from ._common import (LOG2E, axis_t, load_or_zero, row, row_params, scan_combine,
                       scan_combine_mul, scan_program, store_masked, sum_states)
-from ._selective_scan_bwd import gather_steps, sigmoid, softplus_sigmoid, sum_states_scatter
+from ._scan_lanes import gather_steps, sigmoid, softplus_sigmoid, sum_states_scatter
 
 __all__ = ["fwd_kernel"]
 

@@ -53,7 +53,7 @@ CHUNK_CK = 16
 #: CHUNK_BWD steps. 8 bf16 steps = one 16-byte load.
 CHUNK_BWD = 8
 #: Hardware approximations (``lg2.approx``, ``div.approx``) for the per-step softplus and
-#: sigmoids of both passes (see ``_selective_scan_bwd.softplus_sigmoid``); never under
+#: sigmoids of both passes (see ``_scan_lanes.softplus_sigmoid``); never under
 #: ``TRITON_INTERPRET=1`` (no libdevice there).
 FAST_MATH = True
 
@@ -104,7 +104,7 @@ FWD_WARPS_XCH = 1
 #: fwd+bwd at (8, 1536, 4096, 16) in session 3's round 2.
 WARP_PARTIALS = True
 #: With per-warp partials, 8 channels per warp and 8-step chunks: the sum over a warp's channels
-#: as a reduce-scatter of shuffles (``_selective_scan_bwd.sum_channels_scatter``).
+#: as a reduce-scatter of shuffles (``_scan_lanes.sum_channels_scatter``).
 BWD_SCATTER = True
 #: With BWD_SCATTER: u, delta, dout, y, z loaded and their per-step work done on 2 steps per
 #: lane (as FWD_XCH), dt, dt u and the gated dout gathered to every lane by shuffles for the
