@@ -209,14 +209,16 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
 #: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 4: p16 = dB/dC partials in bfloat16 for bfloat16 B, C (BF16_PARTIALS); fG = only the
-#: forward gate's sigmoid with the approximate division (FWD_FAST_GATE); p16G = both.
+#: round 4: base = with bfloat16 dB/dC partials for bfloat16 B, C (BF16_PARTIALS) and the
+#: forward gate's approximate division (FWD_FAST_GATE); prev = neither (round 3's base);
+#: p32 = float32 partials; nG = the precise gate.
 VARIANTS = {
     "base": {},
-    "p16": dict(BF16_PARTIALS=True),
-    "p16G": dict(BF16_PARTIALS=True, FWD_FAST_GATE=True),
-    "fG": dict(FWD_FAST_GATE=True, fwd_only=True),
-    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False),
+    "prev": dict(BF16_PARTIALS=False, FWD_FAST_GATE=False),
+    "p32": dict(BF16_PARTIALS=False),
+    "nG": dict(FWD_FAST_GATE=False),
+    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False,
+                BF16_PARTIALS=False, FWD_FAST_GATE=False),
     "noX": dict(FWD_XCH=False, BWD_XCH=False),
     "psum": dict(WARP_PARTIALS=False),
     "W4": dict(FWD_WARPS_XCH=4),

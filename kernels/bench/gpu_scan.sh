@@ -4,7 +4,8 @@
 # each), then the scan's GPU tests; then every candidate checked against float64 and timed side
 # by side with mamba_ssm's CUDA kernel (kernels/bench/bench_selective_scan.py --variants).
 # QUICK=1: timings of our candidates only (no anchor build, no tests, no checks; ~2-3 min);
-# NO_TESTS=1: everything but the GPU tests.
+# NO_TESTS=1: everything but the GPU tests; TEST_K / TEST_TIMEOUT: which GPU tests (pytest -k)
+# and their time limit (default "not every_block_shape", 70 s).
 # Run from the repository root on the GPU machine, carrying `.whl` and `.anchors`:
 #   bash kernels/bench/gpu_scan.sh [variant,variant,...]
 # Output: at most four files in $OUT/scan/ (setup.log, pytest_cuda.log, variants.log,
@@ -15,7 +16,7 @@ LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
 QUICK=${QUICK:-0}
-VARIANTS=${1:-base,p16,p16G,fG}
+VARIANTS=${1:-base,prev,p32,nG}
 BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
 QFLAG=""; WT=110; BT=170
 [ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80
@@ -37,8 +38,9 @@ wait "${WARM[@]}"
 for v in ${VARIANTS//,/ }; do tail -3 "/tmp/scan_warm_$v.log"; done >> "$SETUP"
 if [ "$QUICK" != 1 ]; then
     if [ "${NO_TESTS:-0}" != 1 ]; then  # NO_TESTS=1: no GPU tests
-        timeout 70 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE -x \
-            -k "not every_block_shape" tests/kernels/test_triton_selective_scan.py \
+        timeout "${TEST_TIMEOUT:-70}" python3 -m pytest -m cuda -q -p no:cacheprovider \
+            -o addopts="" -rfE -x -k "${TEST_K:-not every_block_shape}" \
+            tests/kernels/test_triton_selective_scan.py \
             > "$LOG/pytest_cuda.log" 2>&1
         echo "pytest rc=$?" | tee -a "$SETUP"; tail -3 "$LOG/pytest_cuda.log"
     fi

@@ -64,7 +64,7 @@ FWD_FAST_MATH = False
 FMA_SCAN = True
 #: Only the gate's sigmoid with the approximate division (no extra MUFU op, unlike the fast
 #: softplus).
-FWD_FAST_GATE = False
+FWD_FAST_GATE = True
 #: The forward with gradients rounds ``y`` to the output dtype before the gate (the gate then
 #: stays in the 4-steps-per-thread store layout) and stores checkpoints from the chunk layout.
 FWD_CK_V4 = True
@@ -112,7 +112,7 @@ BWD_SCATTER = True
 BWD_XCH = True
 #: dB, dC partial sums stored in bfloat16 when B and C are bfloat16 (half the partial bytes;
 #: summed in float32 by torch, result rounded to bfloat16 as before).
-BF16_PARTIALS = False
+BF16_PARTIALS = True
 
 
 def _scatter(g):
