@@ -8,14 +8,11 @@ problem: one scalar ``A`` and one ``dt`` per head, shared by the head's ``headdi
 we map ``d`` channels to ``d / 64`` heads of 64 channels, ``N`` to its ``dstate``, one group.
 
 Floors: bytes that must move (each input read once, each output written once) over the copy
-bandwidth measured in the same run, and the ``exp2`` count over the exp2 rate measured in the
-same run by a register-only Triton kernel.
-
-Run on the GPU machine: ``python -m ssmsignal.kernels.bench.bench_selective_scan [--json F]``.
-``--variants a,b,...`` instead checks each candidate of :data:`VARIANTS` (launch settings of
-``selective_scan``) against float64 and times it beside mamba_ssm's CUDA kernel, with a
-forward/backward breakdown; ``--warm NAME`` only compiles one candidate (several processes at
-once fill Triton's cache first); ``kernels/bench/gpu_scan.sh`` runs the whole round.
+bandwidth, and the ``exp2`` count over the exp2 rate of a register-only Triton kernel, both
+measured in the same run. On the GPU machine: ``python -m
+ssmsignal.kernels.bench.bench_selective_scan [--json F]``; ``--variants a,b,...`` checks each
+candidate of :data:`VARIANTS` against float64 and times it beside mamba_ssm's CUDA kernel;
+``--warm NAME`` only compiles one (``kernels/bench/gpu_scan.sh`` runs a whole round).
 """
 
 from __future__ import annotations
@@ -144,14 +141,9 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--anchors", default=".anchors")
     ap.add_argument("--shapes", type=int, default=len(SHAPES))
-    ap.add_argument("--variants", default=None,
-                    help="comma-separated VARIANTS names: check each against float64, then time "
-                         "each and mamba_ssm (fwd and fwd+bwd) instead of the default table")
-    ap.add_argument("--no-mamba", action="store_true",
-                    help="with --variants: ours only (no mamba_ssm build), no float64 checks")
-    ap.add_argument("--warm", default=None,
-                    help="one VARIANTS name: only compile its kernels (checks and a small "
-                         "benchmark-like call) into Triton's cache; run several at once")
+    ap.add_argument("--variants", default=None, help="VARIANTS names, comma-separated")
+    ap.add_argument("--no-mamba", action="store_true", help="--variants: ours only, no checks")
+    ap.add_argument("--warm", default=None, help="one VARIANTS name: only compile its kernels")
     args = ap.parse_args()
     if args.warm:
         return warm_variant(args.warm, check=not args.no_mamba)
@@ -206,43 +198,27 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
-#: Candidates timed side by side (``--variants``): knob overrides, plus ``fwd`` / ``bwd`` block
-#: shapes ``(NO, W)`` (NO None: the heuristic's) and ``fwd_only`` (time the forward only).
+#: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
+#: forward only).
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 4: base = with bfloat16 dB/dC partials for bfloat16 B, C (BF16_PARTIALS) and the
-#: forward gate's approximate division (FWD_FAST_GATE); prev = neither (round 3's base);
-#: p32 = float32 partials; nG = the precise gate.
+#: round 4: p16 = bfloat16 dB/dC partials for bfloat16 B, C; fG = the forward gate's
+#: approximate division (both slower, off); old = session 2's kernels.
 VARIANTS = {
     "base": {},
-    "prev": dict(BF16_PARTIALS=False, FWD_FAST_GATE=False),
-    "p32": dict(BF16_PARTIALS=False),
-    "nG": dict(FWD_FAST_GATE=False),
-    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False,
-                BF16_PARTIALS=False, FWD_FAST_GATE=False),
+    "p16": dict(BF16_PARTIALS=True),
+    "fG": dict(FWD_FAST_GATE=True),
+    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False),
     "noX": dict(FWD_XCH=False, BWD_XCH=False),
     "psum": dict(WARP_PARTIALS=False),
     "W4": dict(FWD_WARPS_XCH=4),
 }
 
 
-def apply_variant(v, b, d, N):
-    """Set the module-level knobs of variant ``v`` for a problem of this size."""
+def apply_variant(v):
+    """Set the module-level knobs of variant ``v``."""
     for k in KNOBS:
         setattr(ours_mod, k, v.get(k, DEFAULTS[k]))
-    _common.SCAN_CONFIG_OVERRIDE = None
-    _common.SCAN_CONFIG_OVERRIDE_BWD = None
-    lanes = 4 if ours_mod.SEGMENT_WARPS else 16
-    if "fwd" in v:  # the forward's block shape (and the backward's unless "bwd" says)
-        NO, W = v["fwd"]  # NO None: the heuristic's
-        NO = NO or _common.scan_config(b, d, N, max_lanes=ours_mod.FWD_MAX_LANES if lanes == 4
-                                       else 16)[1]
-        _common.SCAN_CONFIG_OVERRIDE = (NO, W)
-        _common.SCAN_CONFIG_OVERRIDE_BWD = (
-            _common.scan_config(b, d, N, backward=True, max_lanes=lanes)[1], 2)
-    if "bwd" in v:
-        NO, W = v["bwd"]
-        NO = NO or _common.scan_config(b, d, N, backward=True, max_lanes=lanes)[1]
-        _common.SCAN_CONFIG_OVERRIDE_BWD = (NO, W)
+    _common.SCAN_CONFIG_OVERRIDE = _common.SCAN_CONFIG_OVERRIDE_BWD = None
 
 
 def check_variant(v, test_mod):
@@ -258,7 +234,7 @@ def check_variant(v, test_mod):
                                                  (3, 64, 600, 5, 2, torch.float16, False),
                                                  (2, 4352, 256, 16, 0, torch.bfloat16, False),
                                                  (2, 4352, 250, 16, 0, torch.float32, True)]:
-            apply_variant(v, b, d, N)
+            apply_variant(v)
             errs = test_mod.compare(b, d, L, N, G, dtype, "cuda", seed=L + d, lengths=lengths)
             errs["out_no_grad"] = forward_error(test_mod, b, d, L, N, G, dtype, lengths)
             test_mod.check_errors(errs, dtype)
@@ -302,7 +278,7 @@ def warm_variant(name, check=True):
     for b, d, L in ((8, 1536, 256), (4, 1024, 2048)):  # as SHAPES: whole rows, and segments
         for grad in (False, True):
             ins = make_inputs(b, d, L, 16, grad)
-            apply_variant(v, b, d, 16)
+            apply_variant(v)
             out = ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7], True)
             if grad:
                 out.backward(torch.randn_like(out))
@@ -343,13 +319,13 @@ def run_variants(names, mamba, json_path, n_shapes, check=True):
             for name in ok:
                 if grad and VARIANTS[name].get("fwd_only"):
                     continue
-                apply_variant(VARIANTS[name], b, d, N)
+                apply_variant(VARIANTS[name])
                 falls = ours_mod.LANE_FALLBACK_LAUNCHES
                 r[name] = timed(lambda: ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7],
                                                                 True), grad, reps)
                 if ours_mod.LANE_FALLBACK_LAUNCHES != falls:  # timed without its shuffles
                     r.setdefault("fallback", []).append(name)
-            apply_variant({}, b, d, N)
+            apply_variant({})
             res["rows"].append(r)
             cells = [f"{k}{'*' if k in r.get('fallback', ()) else ''} {v:.3f} "
                      f"({r['mamba_cuda'] / v:.2f}x)" for k, v in r.items()
@@ -380,14 +356,14 @@ def grad_only(mamba, names, res, json_path):
     dout = torch.randn(b, d, L, device="cuda", dtype=torch.bfloat16)
     ops = {"mamba_cuda": mamba.selective_scan_fn, **{n: ours_mod.selective_scan for n in names}}
     for name, op in ops.items():
-        apply_variant(VARIANTS.get(name, {}), b, d, N)
+        apply_variant(VARIANTS.get(name, {}))
         ms = do_bench(lambda: torch.autograd.grad(op(*ins[:5], ins[5], ins[6], ins[7], True),
                                                   ins, dout), warmup=10, rep=100,
                       return_mode="median")
         res.setdefault("grad_only", {})[name] = ms
         print(f"fwd+bwd by autograd.grad (no .grad adds) {SHAPES[0]}: {name} {ms:.3f} ms",
               flush=True)
-    apply_variant({}, b, d, N)
+    apply_variant({})
     if json_path:
         save_json(json_path, res)
 
@@ -399,7 +375,7 @@ def breakdown(names, res, json_path):
     for name in names:
         if name not in VARIANTS:
             continue
-        apply_variant(VARIANTS[name], b, d, N)
+        apply_variant(VARIANTS[name])
         u, delta, A, B, C, D, z, bias = [t.detach() for t in make_inputs(b, d, L, N, False)]
         B4, C4 = B[:, None].contiguous(), C[:, None].contiguous()
         args = (u, delta, A, B4, C4, D, z, bias, True, None)
@@ -416,7 +392,7 @@ def breakdown(names, res, json_path):
             save_json(json_path, res)
         del ck, y
         torch.cuda.empty_cache()
-    apply_variant({}, b, d, N)
+    apply_variant({})
 
 
 def save_json(path, data):

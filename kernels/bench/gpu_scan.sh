@@ -16,7 +16,7 @@ LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
 QUICK=${QUICK:-0}
-VARIANTS=${1:-base,prev,p32,nG}
+VARIANTS=${1:-base,old,noX}
 BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
 QFLAG=""; WT=110; BT=170
 [ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80

@@ -62,9 +62,9 @@ FAST_MATH = True
 #: 0.498 vs 0.469 ms at (8, 1536, 4096, 16), so off) and the ``tl.fma`` scan step.
 FWD_FAST_MATH = False
 FMA_SCAN = True
-#: Only the gate's sigmoid with the approximate division (no extra MUFU op, unlike the fast
-#: softplus).
-FWD_FAST_GATE = True
+#: Only the gate's sigmoid with the approximate division: no gain at (8, 1536, 4096, 16), 2%
+#: slower forward at the other two shapes (session 3, round 4), so off.
+FWD_FAST_GATE = False
 #: The forward with gradients rounds ``y`` to the output dtype before the gate (the gate then
 #: stays in the 4-steps-per-thread store layout) and stores checkpoints from the chunk layout.
 FWD_CK_V4 = True
@@ -111,8 +111,8 @@ BWD_SCATTER = True
 #: scans, their sums over states reduce-scattered back (round 2: backward 2.46 against 3.19 ms).
 BWD_XCH = True
 #: dB, dC partial sums stored in bfloat16 when B and C are bfloat16 (half the partial bytes;
-#: summed in float32 by torch, result rounded to bfloat16 as before).
-BF16_PARTIALS = True
+#: summed in float32 by torch): measured slower (backward 2.90 against 2.34 ms, round 4), off.
+BF16_PARTIALS = False
 
 
 def _scatter(g):
