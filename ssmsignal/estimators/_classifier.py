@@ -23,6 +23,8 @@ __all__ = ["S4Classifier", "MambaClassifier"]
 class _SSMClassifierMixin(ClassifierMixin):
     """Label handling, cross-entropy loss, ``predict`` / ``predict_proba`` / ``partial_fit``."""
 
+    bidirectional = False  # instances pickled before the parameter existed are unidirectional
+
     def fit(self, X, y, sampling_rate=None):
         """Fit on series ``X`` with labels ``y``; ``sampling_rate`` (Hz) is stored.
 

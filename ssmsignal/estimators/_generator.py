@@ -81,6 +81,8 @@ class AudioGenerator(BaseEstimator):
     (2, 80)
     """
 
+    unet = True  # instances pickled before the parameter existed are U-Nets
+
     def __init__(self, sampling_rate=8000.0, d_model=64, n_layers=8, pool=(4, 4), expand=2,
                  ff=2, layer="s4", d_state=64, dropout=0.0, unet=False, conditional=False,
                  segment_length=4096, max_epochs=10, batch_size=16, lr=4e-3, ssm_lr=1e-3,

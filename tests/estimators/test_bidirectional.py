@@ -82,3 +82,15 @@ def test_bidirectional_classifier_learns_rescales_and_saves(cls, tiny, make_tone
     back = cls.load(tmp_path / "m")
     assert back.bidirectional is True
     np.testing.assert_array_equal(back.predict_proba(X[:, 0]), clf.predict_proba(X[:, 0]))
+
+
+@pytest.mark.parametrize("cls", [S4Classifier, MambaClassifier])
+def test_classifiers_pickled_before_the_parameter_are_unidirectional(cls):
+    from sklearn.base import clone
+
+    state = cls(bidirectional=True).__getstate__()
+    state.pop("bidirectional")  # as pickled before the parameter existed
+    old = cls.__new__(cls)
+    old.__setstate__(state)
+    assert old.get_params()["bidirectional"] is False and clone(old).bidirectional is False
+    assert old._backbone_kwargs()["bidirectional"] is False

@@ -127,6 +127,21 @@ def test_generators_saved_before_the_unet_parameter_load_as_unets(tmp_path):
     assert len(AudioGenerator(**TINY)._build_module(None).tiers.down_blocks) == 0  # default
 
 
+def test_generators_pickled_before_the_unet_parameter_are_unets():
+    state = AudioGenerator(**TINY).__getstate__()
+    state.pop("unet")  # as pickled before the parameter existed
+    old = AudioGenerator.__new__(AudioGenerator)
+    old.__setstate__(state)
+    assert old.get_params()["unet"] is True and clone(old).unet is True
+    assert AudioGenerator(**TINY).unet is False
+
+
+def test_sample_refuses_a_non_boolean_bf16_weights(fitted):
+    for bad in ("no", 0, None):  # "no" would be truthy, and turn the lossy opt-in on
+        with pytest.raises(ValueError, match="bf16_weights must be a bool"):
+            fitted.sample(1, 0.01, bf16_weights=bad)
+
+
 def test_conditional_labels(fitted_conditional, tmp_path):
     gen = fitted_conditional
     assert list(gen.classes_) == ["high", "low"]
