@@ -331,6 +331,8 @@ class AudioGenerator(BaseEstimator):
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
+        if not isinstance(bf16_weights, (bool, np.bool_)):
+            raise ValueError(f"bf16_weights must be a bool, got {bf16_weights!r}")
         n_steps = max(1, int(round(n_seconds * rate)))
         module = self.module_.eval()
         device = next(module.parameters()).device
