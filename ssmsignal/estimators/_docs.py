@@ -59,7 +59,7 @@ _COMMON_PARAMS = """d_model : int, default=64
         (random gain within ± this many dB), ``"snr_db"`` (additive white noise at an SNR
         uniform in ``(low, high)`` dB, or exactly this SNR). Resampling is a windowed-sinc
         interpolation in torch. Reproducible under ``random_state`` on the CPU. ``crop``,
-        ``speed`` and ``rate`` are refused with per-step targets.
+        ``speed``, ``rate`` and ``lowpass`` are refused with per-step targets.
     max_time : float or None, default=None
         Training time budget in seconds. After every epoch the number of epochs is re-planned
         from the last epoch's duration (at most ``max_epochs``) and the learning-rate schedule
