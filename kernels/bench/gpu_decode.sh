@@ -12,8 +12,7 @@ OUT=${OUT:-/tmp/ssmsignal-gpu}
 D="$OUT/decode"
 mkdir -p "$D"
 . kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$D/device.txt"
-git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$D/device.txt" || true
+gpu_header "$D/device.txt"
 date -u | tee -a "$D/device.txt"
 timeout 100 python3 -m pytest -m cuda -v --tb=short -p no:cacheprovider -o addopts="" -rfE \
     tests/models/test_sashimi_fused.py 2>&1 | tee "$D/pytest_cuda.log" | tail -12

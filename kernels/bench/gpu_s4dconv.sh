@@ -8,8 +8,7 @@ OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/s4dscan"
 mkdir -p "$LOG"
 . kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$LOG/device.txt"
-git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$LOG/device.txt"
+gpu_header "$LOG/device.txt"
 timeout 90 python3 -m pytest -m cuda -q -p no:cacheprovider -o addopts="" -rfE \
     tests/kernels/test_triton_s4d_conv.py tests/layers 2>&1 | tee "$LOG/pytest_cuda.log" | tail -15
 echo "pytest exit ${PIPESTATUS[0]}"

@@ -21,8 +21,7 @@ BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
 QFLAG=""; WT=110; BT=170
 [ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80
 . kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$SETUP"
-git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$SETUP"
+gpu_header "$SETUP"
 BUILD=""
 if [ "$QUICK" != 1 ]; then  # the anchor's build is cached under /tmp: the benchmark reuses it
     (MAX_JOBS=8 timeout 240 python3 -c "import sys; sys.path.insert(0, '.anchors'); \
