@@ -56,9 +56,14 @@ KIND_S4D, KIND_S4 = 0, 1
 #: ``num_warps_wide``, ``tile_wide``, ``ssm_tile_wide``: warps and chunk sizes of the passes
 #: that assemble chunks in registers (one program per row, no one-tile path). Every value may
 #: be a list with one entry per tier (outermost first), see :func:`setting`.
+#: ``dataflow``: run a tier's (block-less-down, unet=False) pass as a dataflow pass over many
+#: programs (:mod:`._sashimi_dataflow`) when ``batch x programs`` fits the multiprocessors,
+#: with ``df_split`` slices per stage, ``df_ppg`` pairs per program group, ``df_fuse2`` (two
+#: stages per pair, dense maps whole in every program: narrow tiers) and ``df_warps``.
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
           "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16,
-          "tile_wide": 8192, "ssm_tile_wide": 2048}
+          "tile_wide": 8192, "ssm_tile_wide": 2048, "dataflow": False, "df_split": [4, 32],
+          "df_ppg": [1, 8], "df_fuse2": False, "df_warps": 4}
 
 
 @triton.jit
@@ -168,6 +173,22 @@ def _embed(next_ptr, emb_ptr, label_ptr, label_emb_ptr, b, offs, hm, H,
 
 
 @triton.jit
+def _pass_input(in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot, b, idx,
+                mask, H, ek, PRO: tl.constexpr, HAS_LABEL: tl.constexpr):
+    """Entries ``idx`` (mask ``mask``) of the pass input: ``PRO_EMBED`` code (+ label)
+    embedding, ``PRO_Z`` the inner tier's input, ``PRO_UNFOLD`` ring slot + unfolded row."""
+    if PRO == 0:
+        x = _embed(next_ptr, emb_ptr, label_ptr, label_emb_ptr, b, idx, mask, H, HAS_LABEL)
+    elif PRO == 1:
+        x = tl.load(in_ptr + b * H + idx, mask=mask, other=0.0)
+    else:
+        row = b * ek + slot * H  # ek = p H here: the ring and unfolded rows are (p, H)
+        x = tl.load(in_ptr + row + idx, mask=mask, other=0.0)
+        x += tl.load(unf_ptr + row + idx, mask=mask, other=0.0)
+    return x
+
+
+@triton.jit
 def _ring(x, ring_ptr, slot, pool_now, pw_ptr, pb_ptr, pz_ptr, b, j, offs, hm, H, ek, er, S,
           EKP: tl.constexpr, BME: tl.constexpr, PREFETCH: tl.constexpr):
     """Ring slot <- x (the same value from every program of the row); on pooling steps the
@@ -181,6 +202,29 @@ def _ring(x, ring_ptr, slot, pool_now, pw_ptr, pb_ptr, pz_ptr, b, j, offs, hm, H
         v = tl.load(ring_ptr + b * ek + ko, mask=km, other=0.0)  # (EKP,) the p slots
         _linear_to(pw_ptr + j * rs * ek, pb_ptr + j * rs, v, ko, km, ek, rs,
                    pz_ptr + b * er + j * rs, BME, True, False, PREFETCH)
+
+
+@triton.jit
+def _draw(z, co, b, er, noise_ptr, forced_ptr, codes_ptr, next_ptr, inv_temp, top_p,
+          TOP_P: tl.constexpr):
+    """Sampling from the logits ``z (EKP,)`` (codes ``co``, ``er`` valid): temperature, optional
+    nucleus (top-p) mask, Gumbel-max with the row's noise; a forced code (>= 0) replaces the
+    draw; the code is written to ``codes`` and, as the next step's input, to ``next``."""
+    cmask = co < er
+    z = tl.where(cmask, z, float("-inf")) * inv_temp
+    if TOP_P:  # keep the smallest set of codes whose probability reaches top_p
+        zs = tl.sort(z, 0, descending=True)
+        p = tl.exp(zs - tl.max(zs, axis=0))
+        p = p / tl.sum(p, axis=0)
+        before = tl.cumsum(p, 0) - p  # mass of the codes ranked above
+        cut = tl.min(tl.where(before < top_p, zs, float("inf")), axis=0)
+        z = tl.where(z >= cut, z, float("-inf"))
+    noise = tl.load(noise_ptr + b * er + co, mask=cmask, other=0.0)
+    code = tl.argmax(tl.where(cmask, z + noise, float("-inf")), axis=0).to(tl.int64)
+    forced = tl.load(forced_ptr + b)
+    code = tl.where(forced >= 0, forced, code)
+    tl.store(codes_ptr + b, code)
+    tl.store(next_ptr + b, code)  # the next step's input
 
 
 @triton.jit(do_not_specialize=["slot", "first", "n_pairs", "pool_now", "batch", "slot2",
@@ -213,14 +257,8 @@ def _tier_pass_kernel(
     row_scr = scr_ptr + b * S * scr_stride
 
     # ---- prologue: the pass input x (HP,) in registers
-    if PRO == 0:
-        x = _embed(next_ptr, emb_ptr, label_ptr, label_emb_ptr, b, offs, hm, H, HAS_LABEL)
-    elif PRO == 1:
-        x = tl.load(in_ptr + b * H + offs, mask=hm, other=0.0)
-    else:
-        row = b * ek + slot * H  # ek = p H here: the ring and unfolded rows are (p, H)
-        x = tl.load(in_ptr + row + offs, mask=hm, other=0.0)
-        x += tl.load(unf_ptr + row + offs, mask=hm, other=0.0)
+    x = _pass_input(in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot, b, offs,
+                    hm, H, ek, PRO, HAS_LABEL)
 
     if BLOCKS:  # (a down pass of the autoregressive arrangement has none)
         x_in = x
@@ -245,21 +283,8 @@ def _tier_pass_kernel(
         _linear_to(pb_ptr, pb_ptr + er * H, u, offs, hm, H, er, lrow, BME, True, False, False)
         tl.debug_barrier()
         co = tl.arange(0, EKP)
-        cmask = co < er
-        z = tl.load(lrow + co, mask=cmask, other=float("-inf")) * inv_temp  # (EKP,)
-        if TOP_P:  # keep the smallest set of codes whose probability reaches top_p
-            zs = tl.sort(z, 0, descending=True)
-            p = tl.exp(zs - tl.max(zs, axis=0))
-            p = p / tl.sum(p, axis=0)
-            before = tl.cumsum(p, 0) - p  # mass of the codes ranked above
-            cut = tl.min(tl.where(before < top_p, zs, float("inf")), axis=0)
-            z = tl.where(z >= cut, z, float("-inf"))
-        noise = tl.load(noise_ptr + b * er + co, mask=cmask, other=0.0)
-        code = tl.argmax(tl.where(cmask, z + noise, float("-inf")), axis=0).to(tl.int64)
-        forced = tl.load(forced_ptr + b)
-        code = tl.where(forced >= 0, forced, code)
-        tl.store(codes_ptr + b, code)
-        tl.store(next_ptr + b, code)  # the next step's input
+        z = tl.load(lrow + co, mask=co < er, other=float("-inf"))  # (EKP,)
+        _draw(z, co, b, er, noise_ptr, forced_ptr, codes_ptr, next_ptr, inv_temp, top_p, TOP_P)
         if MERGE:  # S == 1: the next step's down pass of this tier, in the same launch
             tl.debug_barrier()
             x = _embed(next_ptr, emb_ptr, label_ptr, label_emb_ptr, b, offs, hm, H, HAS_LABEL)

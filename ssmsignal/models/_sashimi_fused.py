@@ -273,7 +273,9 @@ class FusedDecoder:
         self.logits = zeros(B, C)
         from ssmsignal.kernels.triton.sashimi_step import CONFIG, scratch_width
 
-        self.split = [self._split(t, k, device) for k, t in enumerate(self.tiers)]
+        self.dataflow = [self._dataflow(t, k, device) for k, t in enumerate(self.tiers)]
+        self.split = [1 if df else self._split(t, k, device)
+                      for k, (t, df) in enumerate(zip(self.tiers, self.dataflow))]
         self.weights = [_split_weights(t, S) for t, S in zip(self.tiers, self.split)]
         width = max(scratch_width(t.H, t.F) for t in self.tiers)
         self.scratch = zeros(B * max(self.split), width)
@@ -281,6 +283,12 @@ class FusedDecoder:
         # a block starts (up to 3 split launches per step: two middle-tier passes, the inner)
         self.counters = torch.zeros(4 * self.block, B, dtype=torch.int32, device=device)
         self.error = torch.zeros(1, dtype=torch.int32, device=device)  # a barrier gave up
+        if any(self.dataflow):  # hand-off words and per-row launch tags of the dataflow passes
+            from ssmsignal.kernels.triton._sashimi_dataflow import buffer_words
+
+            words = max(buffer_words(t.H, t.F, t.n_up) for t in self.tiers)
+            self.df_buf = torch.zeros(B, words, dtype=torch.int64, device=device)
+            self.df_tag = torch.zeros(B, dtype=torch.int32, device=device)
         self._slot = 0
         merge = CONFIG["merge"]
         if merge == "auto":  # an empty down pass (unet=False) is not worth its own launch
@@ -309,10 +317,30 @@ class FusedDecoder:
             S //= 2
         return max(S, 1)
 
+    def _dataflow(self, tp, k, device):
+        """``(split, ppg)`` when tier ``k``'s pass runs as a dataflow pass, else None: with
+        ``CONFIG["dataflow"]``, feed-forward blocks, no blocks before the down-pool and the
+        whole grid within the multiprocessors (every program resident at once). On the CPU
+        interpreter one pair per program group (the order in which it runs programs)."""
+        from ssmsignal.kernels.triton._sashimi_dataflow import n_programs
+        from ssmsignal.kernels.triton.sashimi_step import setting
+
+        if not setting("dataflow", k) or not tp.F or tp.n_down or not tp.n_up:
+            return None
+        S, ppg = int(setting("df_split", k)), int(setting("df_ppg", k))
+        fuse2 = bool(setting("df_fuse2", k))
+        if tp.H % S or tp.F % S:
+            return None
+        if device.type != "cuda":
+            return S, 1, fuse2
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        fits = self.batch * n_programs(tp.n_up, S, ppg, fuse2) <= sms
+        return (S, ppg, fuse2) if fits else None
+
     def check(self):
-        """Raise if a split barrier gave up waiting (its row's programs were not all resident
-        at once: the results of those launches are wrong). Synchronises with the GPU."""
-        if max(self.split) > 1 and int(self.error.item()):
+        """Raise if a split barrier or a dataflow wait gave up (its row's programs were not all
+        resident at once: the results of those launches are wrong). Synchronises."""
+        if (max(self.split) > 1 or any(self.dataflow)) and int(self.error.item()):
             raise RuntimeError("a split tier pass timed out waiting for the other programs of "
                                "its row (fewer free multiprocessors than assumed); set "
                                "ssmsignal.kernels.triton.sashimi_step.CONFIG['split'] = 1")
@@ -379,6 +407,9 @@ class FusedDecoder:
                         noise=self.noise[i], forced=self.forced[i], codes=self.codes[i],
                         logits=self.logits, inv_temp=1.0 / self.temperature, top_p=self.top_p,
                         merge=merge)
+        if self.dataflow[k] and n_pairs == tp.n_up:
+            self._dataflow_pass(k, pro, epi, args)
+            return
         S = self.split[k]
         if S > 1:
             if self._slot == self.counters.shape[0]:  # single steps outside run(): start over
@@ -390,6 +421,20 @@ class FusedDecoder:
                   F=tp.F, eps=self.head[4], first=first, n_pairs=n_pairs, weights=self.weights[k],
                   state=self.state[k], scratch=self.scratch, next_codes=self.next_input,
                   emb=self.head[2], labels=self.labels, label_emb=self.head[3], **args)
+
+    def _dataflow_pass(self, k, pro, epi, args):
+        from ssmsignal.kernels.triton._sashimi_dataflow import dataflow_pass
+        from ssmsignal.kernels.triton.sashimi_step import setting
+
+        tp = self.tiers[k]
+        S, ppg, fuse2 = self.dataflow[k]
+        dataflow_pass(pro=pro, epi=epi, kind=tp.kind, batch=self.batch, H=tp.H, N2=tp.N2,
+                      F=tp.F, eps=self.head[4], n_pairs=tp.n_up, weights=self.weights[k],
+                      state=self.state[k], next_codes=self.next_input, emb=self.head[2],
+                      labels=self.labels, label_emb=self.head[3], buf=self.df_buf,
+                      ep=self.df_tag, error=self.error, split=S, ppg=ppg, fuse2=fuse2,
+                      max_polls=1 << 18 if self.df_buf.is_cuda else 1,
+                      num_warps=setting("df_warps", k), **args)
 
     def module_state(self, t):
         """The state after step ``t`` in the nested layout of :meth:`SaShiMi.initial_state`."""
