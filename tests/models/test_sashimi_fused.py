@@ -80,6 +80,8 @@ def step_errors(layer, dt_scale, conditional, n_steps, device="cpu", seed=0, bf1
         err["state"] = max(err["state"], max(_rel(a, b) for a, b in zip(mine, theirs)))
         assert torch.equal(dec.codes[t % dec.block], inputs[:, t + 1])
     err["split"] = max(dec.split)  # programs per row used by the widest split tier
+    err["dataflow"] = sum(bool(d) for d in dec.dataflow)  # tiers run as dataflow passes
+    dec.check()  # no split barrier or dataflow wait gave up
     return err
 
 

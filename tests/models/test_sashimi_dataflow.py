@@ -1,0 +1,124 @@
+"""Dataflow tier passes of the fused SaShiMi step (``CONFIG["dataflow"]``) against the float64
+module step, and the hand-off protocol.
+
+CPU (CI): under ``TRITON_INTERPRET=1`` in a subprocess; the interpreter runs the programs of a
+launch one after another in grid order and a program waits only on lower-numbered ones (one
+pair per program group), so the real kernel runs and no wait ever spins. GPU (``-m cuda``):
+the default model with the pair loops (``ppg > 1``), CUDA graphs (tags carried across
+replays), batch 64 falling back to the shipped passes. Tolerance as test_sashimi_fused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_sashimi_fused import TOL, _model, _with_config, sampling_agreement, step_errors  # noqa
+
+#: four stages per pair on every tier / two (whole dense maps) on tier 0
+DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False,
+       "df_warps": 4}
+DF2 = {"dataflow": True, "df_split": [8, 32], "df_ppg": [1, 8], "df_fuse2": [True, False],
+       "df_warps": [8, 4]}
+#: small models on the interpreter: (layer, dt_scale, conditional, config, merge)
+CASES = [("s4", 1.0, True, {**DF4, "df_split": [2, 4]}, False),
+         ("s4d", 0.5, False, {**DF2, "df_split": [2, 4]}, "auto")]
+
+
+def _interpret_main():
+    from ssmsignal.kernels.triton._sashimi_dataflow import handoff_probe
+
+    out = {"cases": []}
+    for i, (layer, dt_scale, conditional, config, merge) in enumerate(CASES):
+        out["cases"].append(_with_config({**config, "merge": merge}, step_errors, layer,
+                                         dt_scale, conditional, 5, seed=i, n_layers=2))
+    prompt = torch.tensor([[3, 250], [128, 7]])
+    codes = _with_config({**DF2, "df_split": [2, 4], "merge": True}, sampling_agreement, "s4",
+                         temperature=0.7, top_p=0.8, prompt=prompt, dt_scale=0.5)
+    out["codes_equal"] = bool(torch.equal(*codes))
+    buf = torch.zeros(5 * 8, dtype=torch.int64)
+    ep, err = torch.zeros(1, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)
+    probe = []
+    for _ in range(2):  # the second launch finds the first one's words (older tag)
+        handoff_probe(5, 6, buf, ep, err, 1)
+        words = buf.view(5, 8)
+        probe.append({"tags": (words >> 32).tolist(), "values": (words & 0xFFFFFFFF).to(
+            torch.int32).view(torch.float32).tolist(), "ep": int(ep), "err": int(err)})
+    out["probe"] = probe
+    print(json.dumps(out))
+
+
+@pytest.mark.slow  # ~20 s on the 2-core CPU (the interpreter)
+@pytest.mark.interpret
+def test_interpreter_dataflow_passes_match_float64_module_step():
+    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
+    proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for case, errs in zip(CASES, out["cases"]):  # every tier of the small models: dataflow
+        assert errs.pop("dataflow") == 3 and errs.pop("split") == 1, (case, errs)
+        assert max(errs.values()) < TOL, (case, errs)
+    assert out["codes_equal"]
+    for launch, probe in enumerate(out["probe"], 1):
+        assert probe["ep"] == launch and probe["err"] == 0
+        for i in range(5):  # program i: arange(6) + i + 1 under this launch's tag
+            assert probe["tags"][i] == [launch] * 6 + [0, 0]
+            assert probe["values"][i][:6] == [float(v + i + 1) for v in range(6)]
+
+
+def test_a_dataflow_wait_that_gave_up_raises():
+    pytest.importorskip("triton")
+    from ssmsignal.models._sashimi_fused import FusedDecoder
+
+    model = _model("s4d", None, pool=(2,)).eval()
+    dec = _with_config({**DF4, "df_split": 2}, FusedDecoder, model, 1)
+    assert all(dec.dataflow)  # (on the CPU device: always, with one pair per group)
+    dec.error.fill_(1)
+    with pytest.raises(RuntimeError, match="gave up|timed out"):
+        dec.check()
+    assert not any(_with_config({**DF4, "dataflow": False}, FusedDecoder, model, 1).dataflow)
+    assert _with_config(DF4, FusedDecoder, model, 1).dataflow[1] is None  # 32 slices of 16
+
+
+# ----------------------------------------------------------------------------------- GPU
+cuda = pytest.mark.cuda
+
+
+@cuda
+@pytest.mark.parametrize("layer,dt_scale,config", [("s4", 1.0, DF4), ("s4d", 0.5, DF2),
+                                                   ("s4", 0.5, DF2)], ids=["s4-df4", "s4d-df2",
+                                                                          "s4-df2"])
+def test_gpu_dataflow_default_model_matches_float64(layer, dt_scale, config):
+    errs = _with_config({**config, "merge": False}, step_errors, layer, dt_scale, True, 40,
+                        device="cuda", d_model=64, n_layers=8, pool=(4, 4), d_state=64)
+    assert errs.pop("dataflow") == 3 and errs.pop("split") == 1, errs  # the pair loops (ppg 8)
+    assert max(errs.values()) < TOL, errs
+
+
+@cuda
+def test_gpu_dataflow_graphs_equal_eager_and_batch_64_falls_back():
+    from ssmsignal.models._sashimi_decode import sample_codes
+    from ssmsignal.models._sashimi_fused import FusedDecoder
+
+    model = _model("s4", 3, d_model=64, n_layers=8, pool=(4, 4), d_state=64).cuda().eval()
+    labels = torch.tensor([1], device="cuda")
+    runs = {}
+    for name, config, kw in [("graphs", DF2, {}), ("eager", DF2, dict(cuda_graphs=False)),
+                             ("shipped", {}, {})]:
+        gen = torch.Generator(device="cuda").manual_seed(3)
+        runs[name] = _with_config(config, sample_codes, model, 300, 1, labels=labels,
+                                  generator=gen, top_p=0.95, fused=True, **kw)
+    assert torch.equal(runs["graphs"], runs["eager"])  # tags across graph replays
+    assert (runs["graphs"] == runs["shipped"]).float().mean() > 0.9  # rounding only
+    assert all(_with_config(DF2, FusedDecoder, model, 1).dataflow)
+    assert not any(_with_config(DF2, FusedDecoder, model, 64).dataflow)  # grid too big
+
+
+if __name__ == "__main__" and "--interpret" in sys.argv:
+    _interpret_main()
