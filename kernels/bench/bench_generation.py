@@ -144,25 +144,30 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
     return batch_size / per_step, t1 - n * per_step, n
 
 
-#: a launch configuration measured slower (session-3 round 2: 7.5 k vs 9.9 k samples/s for the
-#: default S4 model at batch 1): every tier on the register-assembled path, tier 0 at 32 warps
-MIX = {"single": False, "num_warps_wide": [32, 16], "tile_wide": 4096, "ssm_tile_wide": 1024}
+#: dataflow passes (``CONFIG["dataflow"]``, batch 1): four stages per pair on every tier, 4
+#: slices x 1 pair per group on tier 0 and 32 x 8 (pair loops) on tiers 1-2 ("df4"); 32 x 8
+#: everywhere ("df32"); tier 0 in two stages per pair, whole dense maps, 8 slices at 8 warps
+#: ("df2"); tiers 1-2 only ("df wide")
+DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False, "df_warps": 4}
+DF2 = {**DF4, "df_split": [8, 32], "df_fuse2": [True, False], "df_warps": [8, 4]}
 #: fused rows of :func:`compare`: (name, ``sashimi_step.CONFIG`` overrides, sample_codes
-#: keywords, models: "all", "8" (default depth) or "first" (the first model only)); "fused" is
-#: the shipped default, "split8" runs tiers 1 and 2 over 8 SMs per row, "bf16" reads the
-#: blocks' dense maps as bfloat16 (lossy opt-in). Batch 64 too for "fused" at the default depth.
-FUSED_ROWS = [("fused", {}, {}, "all"), ("fused split8", {"split": [1, 8]}, {}, "8"),
-              ("fused bf16", {}, {"bf16_weights": True}, "first"),
-              ("fused bf16 split8", {"split": [1, 8]}, {"bf16_weights": True}, "8"),
-              ("fused mix", MIX, {}, "first")]
+#: keywords, models: "all", "8" (default depth) or "first" (the first model only), batches);
+#: "fused" is the shipped default (split, bf16 and "mix" rows: earlier rounds, NOTES).
+FUSED_ROWS = [("fused", {}, {}, "all", (1, 64)), ("fused df4", DF4, {}, "8", (1,)),
+              ("fused df2", DF2, {}, "all", (1, 64)),
+              ("fused df32", {**DF4, "df_split": 32, "df_ppg": 8}, {}, "first", (1,)),
+              ("fused df wide", {**DF4, "dataflow": [False, True]}, {}, "first", (1,))]
 #: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
-PASS_CONFIGS = [({}, False), ({}, True)]
+PASS_CONFIGS = [({}, False), (DF4, False), (DF2, False)]
 
 
 def _config_name(c):
     def show(v):
         return "/".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
+    if c["dataflow"]:
+        return (f"df{show(c['dataflow'])} S{show(c['df_split'])} ppg{show(c['df_ppg'])} "
+                f"f{show(c['df_fuse2'])} w{show(c['df_warps'])}")
     return (f"w{show(c['num_warps'])}|{show(c['num_warps_wide'])} "
             + ("pipe" if c["single"] is True else "regs" if c["regs"] else "scratch")
             + f" t{c['tile_wide']} S{show(c['split'])}")
@@ -208,7 +213,8 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
                                              return_mode="median") / 10
                 rows.append({"config": _config_name(config) + (" bf16" if bf16 else ""),
                              "tier": k, "H": tp.H,
-                             "split": dec.split[k], "pairs": n_pairs, "prologue": pro,
+                             "split": dec.split[k], "dataflow": bool(dec.dataflow[k]),
+                             "pairs": n_pairs, "prologue": pro,
                              "epilogue": epi, "us": ms * 1e3,
                              "weight_MB": per_pair * n_pairs / 1e6,
                              "GB_per_s": per_pair * n_pairs / (ms * 1e-3) / 1e9})
@@ -219,8 +225,7 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
 
 
 #: models of :func:`compare`: (layer, pairs per tier, unet, with the module and naive baselines)
-COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 2, False, False),
-                  ("s4d", 2, False, False), ("s4", 8, True, False)]
+COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 2, False, False)]
 
 
 def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path=None):
@@ -239,7 +244,7 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
             with open(json_path, "w") as f:
                 json.dump(rows, f, indent=1)
 
-    for r in sm_stream_probe(device):
+    for r in handoff_times(device):
         add({"layer": "-", "n_layers": 0, "unet": None, "mode": "probe", **r})
     for layer, n_layers, unet, full in models:
         torch.manual_seed(0)
@@ -248,9 +253,8 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
         tag = {"layer": layer, "n_layers": n_layers, "unet": unet,
                "params": sum(p.numel() for p in model.parameters())}
         first = (layer, n_layers, unet) == models[0][:3]
-        runs = [(mode, kw, config, steps,
-                 (1, 64) if mode == "fused" and full else (1,))
-                for mode, config, kw, which in FUSED_ROWS
+        runs = [(mode, kw, config, steps, batches if full else (1,))
+                for mode, config, kw, which, batches in FUSED_ROWS
                 if which == "all" or which == "8" and full or which == "first" and first]
         if full:  # the baseline of the same run: batch 1 for each, batch 64 for the first
             runs.append(("module+graphs", dict(fused=False), {}, steps // (4 * n_layers),
@@ -262,7 +266,11 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
                 try:
                     rate, setup, n_timed = steady_rate(model, batch, n, fused=True, **kw) \
                         if "fused" in mode else steady_rate(model, batch, n, **kw)
+                except RuntimeError as err:  # e.g. a dataflow wait gave up: report, go on
+                    add({**tag, "mode": mode, "batch": batch, "error": str(err)[:300]})
+                    continue
                 finally:
+                    sashimi_step.CONFIG.clear()
                     sashimi_step.CONFIG.update(default)
                 add({**tag, "mode": mode, "batch": batch, "steps": n_timed, "samples_per_s": rate,
                      "setup_s": setup, "rtf_16k_per_stream": rate / batch / 16000.0})
@@ -274,39 +282,38 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
     return rows
 
 
-def sm_stream_probe(device, n_bytes=1 << 21):
-    """Load throughput of ONE program (one SM) streaming ``n_bytes`` of float32 from L2 (the
-    data is re-read, so it stays L2-resident like the decode weights): warps per program and
-    elements per load step swept, 8 programs for comparison. Rows: GB/s per program."""
+def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 4, 8)):
+    """Time of a chain of ``n`` dependent programs handing ``width`` floats on through global
+    memory (``_sashimi_dataflow.handoff_probe``; do_bench median of a CUDA graph of 10 launches
+    / 10, us), per chain length: the slope over the length is the cost of one hand-off."""
     if device.type != "cuda":
         return []
-    import triton
-    import triton.language as tl
     import triton.testing
 
-    @triton.jit
-    def stream(x_ptr, out_ptr, n_per, BLOCK: tl.constexpr, UNROLL: tl.constexpr):
-        base = x_ptr + tl.program_id(0) * n_per
-        acc = tl.zeros((BLOCK,), tl.float32)
-        i = 0
-        while i < n_per:
-            for k in tl.static_range(UNROLL):  # UNROLL independent loads in flight
-                acc += tl.load(base + i + k * BLOCK + tl.arange(0, BLOCK))
-            i += UNROLL * BLOCK
-        tl.store(out_ptr + tl.program_id(0) * BLOCK + tl.arange(0, BLOCK), acc)
+    from ssmsignal.kernels.triton._sashimi_dataflow import handoff_probe
 
     rows = []
-    for programs, warps, block, unroll in [(1, 8, 2048, 1), (1, 8, 2048, 4), (1, 16, 4096, 2),
-                                           (1, 16, 4096, 4), (1, 32, 8192, 2), (8, 16, 4096, 4)]:
-        n_per = n_bytes // 4
-        x = torch.randn(programs * n_per, device=device)
-        out = torch.empty(programs * block, device=device)
-        fn = lambda: stream[(programs,)](x, out, n_per, BLOCK=block, UNROLL=unroll,  # noqa
-                                         num_warps=warps)
-        fn()
-        ms = triton.testing.do_bench(fn, warmup=20, rep=100, return_mode="median")
-        rows.append({"programs": programs, "warps": warps, "block": block, "unroll": unroll,
-                     "us": ms * 1e3, "GB_per_s_per_program": n_bytes / (ms * 1e-3) / 1e9})
+    for width in widths:
+        for nw in warps:
+            for n in lengths:
+                buf = torch.zeros(n * 512, dtype=torch.int64, device=device)
+                ep, err = (torch.zeros(1, dtype=torch.int32, device=device) for _ in range(2))
+                handoff_probe(n, width, buf, ep, err, 1 << 18, nw)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    for _ in range(10):
+                        handoff_probe(n, width, buf, ep, err, 1 << 18, nw)
+                ms = triton.testing.do_bench(graph.replay, warmup=10, rep=50,
+                                             return_mode="median") / 10
+                wp = 1 << (width - 1).bit_length()  # the probe's row stride
+                last = buf[(n - 1) * wp:(n - 1) * wp + width] & 0xFFFFFFFF
+                ok = int(err.item()) == 0 and torch.equal(
+                    last.to(torch.int32).view(torch.float32).cpu(),
+                    torch.arange(width, dtype=torch.float32) + n)
+                rows.append({"programs": n, "width": width, "warps": nw, "us": ms * 1e3,
+                             "ok": ok})
+            (a, b) = [r["us"] for r in rows[-len(lengths):]][::len(lengths) - 1]
+            rows[-1]["us_per_handoff"] = (b - a) / (lengths[-1] - lengths[0])
     return rows
 
 
@@ -317,23 +324,27 @@ def print_compare(rows):
            if r["mode"] == "module+graphs"}
     for r in rows:
         if r["mode"] == "probe":
-            print(f"probe: {r['programs']} program(s) x {r['warps']} warps, {r['block']} x "
-                  f"{r['unroll']} per step: {r['GB_per_s_per_program']:.1f} GB/s per program")
+            print(f"hand-off chain: {r['programs']:3d} programs x {r['warps']} warps, "
+                  f"{r['width']} floats: {r['us']:8.2f} us, ok {r['ok']}"
+                  + (f"; {r['us_per_handoff']:.3f} us per hand-off"
+                     if "us_per_handoff" in r else ""))
         if r["mode"] in ("pass", "probe"):
+            continue
+        if "error" in r:
+            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['mode']:22s} {r['batch']:5d} "
+                  f"ERROR {r['error']}")
             continue
         base = ref.get((r["layer"], r["n_layers"], r["unet"], r["batch"]))
         unet = "U" if r["unet"] else ""
         print(f"{r['layer'] + unet:5s} {r['n_layers']:5d} {r['mode']:22s} {r['batch']:5d} "
               f"{r['samples_per_s']:11.1f} {r['rtf_16k_per_stream']:11.4f} "
               f"{r['samples_per_s'] / base if base else float('nan'):8.2f}")
-    print(f"{'layer':5s} {'pairs':>5s} {'config':26s} tier    H  S pairs pro epi {'us':>8s} "
-          f"{'MB':>7s} {'GB/s':>7s}")
+    print(f"{'layer':5s} {'pairs':>5s} {'config':34s} tier    H  S df pairs pro epi "
+          f"{'us':>8s} {'MB':>7s} {'GB/s':>7s}")
     for r in rows:
         if r["mode"] == "pass":
-            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:26s} {r['tier']:4d} "
-                  f"{r['H']:4d} "
-                  f"{r['split']:2d} "
-                  f"{r['pairs']:5d} "
+            print(f"{r['layer']:5s} {r['n_layers']:5d} {r['config']:34s} {r['tier']:4d} "
+                  f"{r['H']:4d} {r['split']:2d} {int(r['dataflow']):2d} {r['pairs']:5d} "
                   f"{r['prologue']:3d} {r['epilogue']:3d} {r['us']:8.1f} {r['weight_MB']:7.3f} "
                   f"{r['GB_per_s']:7.1f}")
 
