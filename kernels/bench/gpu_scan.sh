@@ -5,11 +5,13 @@
 # by side with mamba_ssm's CUDA kernel (kernels/bench/bench_selective_scan.py --variants).
 # QUICK=1: timings of our candidates only (no anchor build, no tests, no checks; ~2-3 min);
 # NO_TESTS=1: everything but the GPU tests; TEST_K / TEST_TIMEOUT: which GPU tests (pytest -k)
-# and their time limit (default "not every_block_shape", 70 s).
+# and their time limit (default "not every_block_shape", 70 s); NCU=NAME: after the tests, Nsight
+# Compute profiles variant NAME's three kernels at the first shape (stall reasons, per-instruction
+# samples: $LOG/ncu.tgz; NCU_TIMEOUT, default 80 s).
 # Run from the repository root on the GPU machine, carrying `.whl` and `.anchors`:
 #   bash kernels/bench/gpu_scan.sh [variant,variant,...]
-# Output: at most four files in $OUT/scan/ (setup.log, pytest_cuda.log, variants.log,
-# variants.json). Strict timeouts keep it under ~6 minutes (QUICK: ~3).
+# Output: at most five files in $OUT/scan/ (setup.log, pytest_cuda.log, variants.log,
+# variants.json, ncu.tgz). Strict timeouts keep it under ~6 minutes (QUICK: ~3).
 set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/scan"
@@ -42,6 +44,23 @@ if [ "$QUICK" != 1 ]; then
             tests/kernels/test_triton_selective_scan.py \
             > "$LOG/pytest_cuda.log" 2>&1
         echo "pytest rc=$?" | tee -a "$SETUP"; tail -3 "$LOG/pytest_cuda.log"
+    fi
+    if [ -n "${NCU:-}" ]; then  # stall reasons of one variant's kernels (ncu on the machine)
+        NCU_BIN=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
+        P=/tmp/scan_ncu; mkdir -p $P
+        timeout "${NCU_TIMEOUT:-80}" "$NCU_BIN" --clock-control none -f -o $P/prof \
+            -k regex:'fwd_kernel|bwd_kernel' --launch-skip 3 --launch-count 3 \
+            --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
+            --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
+            --section InstructionStats --section SourceCounters \
+            $BENCH --profile "$NCU" > $P/run.log 2>&1
+        echo "ncu rc=$?" | tee -a "$SETUP"
+        timeout 30 "$NCU_BIN" --import $P/prof.ncu-rep --page details > $P/details.txt 2>&1
+        timeout 40 "$NCU_BIN" --import $P/prof.ncu-rep --page source --csv --print-source sass \
+            > $P/source_sass.csv 2>&1
+        tar czf "$LOG/ncu.tgz" -C $P run.log details.txt source_sass.csv
+        grep -E "Warp Cycles Per Issued|Issue Slots Busy|Stall|Executed Ipc" $P/details.txt \
+            | head -30 >> "$SETUP"
     fi
     wait $BUILD; echo "anchor build rc=$?" | tee -a "$SETUP"; cat /tmp/scan_anchor.log >> "$SETUP"
 fi

@@ -40,10 +40,18 @@ def _chunk_inputs(c, t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_
     if HAS_Z:
         yv = load_or_zero(y_ptr + row_off + tq, in_mask, EVEN)
         zz = load_or_zero(z_ptr + row_off + tq, in_mask, EVEN)
-    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
-    Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    Bt, Ct = _bc_inputs(c, t, bc_off, B_ptr, C_ptr, seq_len, n_ok, T, EVEN)
     h0 = load_or_zero(ck_ptr + ck_off + c * N, state_mask & (c * T < L), EVEN)
     return u, raw, dout, yv, zz, Bt, Ct, h0
+
+
+@triton.jit
+def _bc_inputs(c, t, bc_off, B_ptr, C_ptr, seq_len, n_ok, T: tl.constexpr, EVEN: tl.constexpr):
+    """B and C of chunk ``c`` (raw dtype, per state and step; 0 from ``seq_len`` on)."""
+    tt = c * T + t  # (1, 1, 1, 1, T)
+    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    return Bt, Ct
 
 
 @triton.jit
@@ -56,7 +64,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
                SEG: tl.constexpr, WARP_PARTS: tl.constexpr, SCATTER: tl.constexpr,
-               XCH: tl.constexpr):
+               XCH: tl.constexpr, SP_POLY: tl.constexpr = False, BC_LATE: tl.constexpr = False):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
@@ -111,6 +119,9 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
             tl.maximum(c - 1, c0), t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
             z_ptr, B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
+        if BC_LATE:  # B, C of this chunk loaded now, not one chunk ahead (32 fewer live
+            # registers through the loop; their prefetched copies above are then dead code)
+            Bt, Ct = _bc_inputs(c, t, bc_off, B_ptr, C_ptr, seq_len, n_ok, T, EVEN)
         tt = c * T + tc  # (1, 1, 1, 1, T), or (XCH) (1, NO, 1, 1, T / NO)
         valid = tt < seq_len  # steps past the end (or padding) have dt = 0: state unchanged
         io_mask = rep == 0  # one lane of the NO that hold a channel's value writes it
@@ -119,7 +130,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         u = u.to(tl.float32)
         raw = raw.to(tl.float32)
         if SOFTPLUS:
-            dt, dsp = softplus_sigmoid(raw + bias, FAST)  # (DL, NO, W, 1, T), d dt / d raw
+            dt, dsp = softplus_sigmoid(raw + bias, FAST, SP_POLY)  # (DL, NO, W, 1, T), d dt/d raw
         else:
             dt = raw + bias
         if not EVEN:
@@ -250,7 +261,7 @@ def adjoint_local_kernel(dt_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, len_ptr, dout_pt
                          T: tl.constexpr, NI: tl.constexpr, NO: tl.constexpr, W: tl.constexpr,
                          DL: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                          SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr, EVEN: tl.constexpr,
-                         FAST: tl.constexpr):
+                         FAST: tl.constexpr, SP_POLY: tl.constexpr = False):
     """Pass 1 of a segmented backward: for segment s, what its first step sends back (``a g``
     at that step) when nothing enters its last step, to pl (b, d, n_seg, N), and the segment's
     sum of steps to sdt (b, d, n_seg). The carry entering segment s - 1 is then
@@ -277,7 +288,7 @@ def adjoint_local_kernel(dt_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, len_ptr, dout_pt
         dy = load_or_zero(dout_ptr + row_off + tt, (tt < L) & ch_ok, EVEN).to(tl.float32)
         Ct = load_or_zero(C_ptr + bc_off + tt, valid & n_ok, EVEN).to(tl.float32)
         if SOFTPLUS:
-            dt, _ = softplus_sigmoid(raw + bias, FAST)  # (DL, NO, W, 1, T)
+            dt, _ = softplus_sigmoid(raw + bias, FAST, SP_POLY)  # (DL, NO, W, 1, T)
         else:
             dt = raw + bias
         if HAS_Z:

@@ -14,7 +14,7 @@ import triton.language as tl
 
 from ._common import (LOG2E, axis_t, load_or_zero, row, row_params, scan_combine,
                       scan_combine_mul, scan_program, store_masked, sum_states)
-from ._scan_lanes import gather_steps, sigmoid, softplus_sigmoid, sum_states_scatter
+from ._scan_lanes import exp2_fma, gather_steps, sigmoid, softplus_sigmoid, sum_states_scatter
 
 __all__ = ["fwd_kernel"]
 
@@ -30,14 +30,16 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 EVEN: tl.constexpr, SEG: tl.constexpr, LOCAL: tl.constexpr,
                 FAST: tl.constexpr, FAST_GATE: tl.constexpr, FMA: tl.constexpr,
                 CK_V4: tl.constexpr,
-                XCH: tl.constexpr, PIPE: tl.constexpr):
+                XCH: tl.constexpr, PIPE: tl.constexpr, SP_POLY: tl.constexpr = False,
+                EXP_FMA: tl.constexpr = 0):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
     # and its sum of steps (to sdt (b, d, n_seg)). SAVE_CK: the state before every CK steps goes
     # to ck (b, d, n_ck, N) (CK divides T); with z, y before the gate goes to y_ptr too (the
     # backward pass reads it). EVEN: L % T == 0, the channel blocks tile ``dim``, N is a power
-    # of two and no seq_lengths: no masks.
+    # of two and no seq_lengths: no masks. SP_POLY: softplus with a polynomial log1p;
+    # EXP_FMA: the decays of the first EXP_FMA of a lane's NI states by exp2_fma (not the MUFU).
     pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
         block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
     t = axis_t(T)  # (1, 1, 1, 1, T)
@@ -71,7 +73,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                                                  HAS_Z and not LOCAL, EVEN, LOCAL)
     if PIPE:  # (not LOCAL) the exp2 of chunk c + 1 are computed during chunk c, from delta
         # loaded two chunks ahead: the MUFU work overlaps the scan's multiply-adds
-        dt_nx = _fwd_dt(raw_nx, bias, c0 * T + tc < seq_len, SOFTPLUS, FAST, EVEN)
+        dt_nx = _fwd_dt(raw_nx, bias, c0 * T + tc < seq_len, SOFTPLUS, FAST, EVEN, SP_POLY)
         A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
         a_nx = tl.exp2(_all_steps(dt_nx, rep, XCH) * A2)
         raw_n2 = load_or_zero(dt_ptr + row_off + tl.minimum(c0 + 1, c1 - 1) * T + tc,
@@ -93,16 +95,17 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
             dt, a, raw1 = dt_nx, a_nx, raw_n2
             raw_n2 = load_or_zero(dt_ptr + row_off + tl.minimum(c + 2, c1 - 1) * T + tc,
                                   ((c + 2) * T + tc < seq_len) & ch_ok, EVEN)
-            dt_nx = _fwd_dt(raw1, bias, (c + 1) * T + tc < seq_len, SOFTPLUS, FAST, EVEN)
+            dt_nx = _fwd_dt(raw1, bias, (c + 1) * T + tc < seq_len, SOFTPLUS, FAST, EVEN,
+                            SP_POLY)
         else:
-            dt = _fwd_dt(raw, bias, valid, SOFTPLUS, FAST, EVEN)  # (DL, 1, W, 1, T)
+            dt = _fwd_dt(raw, bias, valid, SOFTPLUS, FAST, EVEN, SP_POLY)  # (DL, 1, W, 1, T)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
         A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
         # A2: (DL, NO, W, NI, 1)
         if PIPE:
             a_nx = tl.exp2(_all_steps(dt_nx, rep, XCH) * A2)
         else:
-            a = tl.exp2(_all_steps(dt, rep, XCH) * A2)  # (DL, NO, W, NI, T)
+            a = _decay(_all_steps(dt, rep, XCH) * A2, EXP_FMA)  # (DL, NO, W, NI, T)
         b = _all_steps(dt * u, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
         if FMA:
@@ -147,14 +150,28 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
 
 
 @triton.jit
-def _fwd_dt(raw, bias, valid, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, EVEN: tl.constexpr):
+def _fwd_dt(raw, bias, valid, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, EVEN: tl.constexpr,
+            POLY: tl.constexpr):
     """The step ``softplus(delta + bias)`` (or without softplus), 0 where not ``valid``."""
     dt = raw.to(tl.float32) + bias
     if SOFTPLUS:
-        dt, _ = softplus_sigmoid(dt, FAST)
+        dt, _ = softplus_sigmoid(dt, FAST, POLY)
     if not EVEN:
         dt = tl.where(valid, dt, 0.0)
     return dt
+
+
+@triton.jit
+def _decay(x, K: tl.constexpr):
+    """``exp2(x)`` of a (DL, NO, W, NI, T) tensor, the states ``ni < K`` on the multiply-add
+    units (:func:`exp2_fma`), the others on the special-function unit. The clamp of exp2_fma
+    loses a NaN ``x``; the step's ``b`` (dt u B) still carries it into the state."""
+    if K == 0:
+        a = tl.exp2(x)
+    else:
+        ni = tl.arange(0, x.shape[3])[None, None, None, :, None]  # (1, 1, 1, NI, 1)
+        a = tl.where(ni < K, exp2_fma(x), tl.exp2(x))
+    return a
 
 
 @triton.jit

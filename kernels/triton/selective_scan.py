@@ -113,6 +113,18 @@ BWD_XCH = True
 #: dB, dC partial sums stored in bfloat16 when B and C are bfloat16 (half the partial bytes;
 #: summed in float32 by torch): measured slower (backward 2.90 against 2.34 ms, round 4), off.
 BF16_PARTIALS = False
+#: Both passes: softplus as ``max(x, 0) + e p(e)``, ``e = exp(-|x|)``, ``p`` a polynomial
+#: (``_scan_lanes.softplus_sigmoid``): the forward's loop 711 -> 649 instructions per chunk,
+#: the same special-function ops (session 4 candidate).
+SOFTPLUS_POLY = False
+#: The forward computes the decays ``exp2(dt A)`` of this many of each lane's NI states on the
+#: multiply-add units (``_scan_lanes.exp2_fma``, ~10 instructions each) instead of the
+#: special-function unit (8x slower per element on sm_90): per 16-step chunk 1 state = +162
+#: instructions, -16 MUFU ops (session 4 candidate).
+FWD_EXP_FMA = 0
+#: The backward loads B and C at the start of each chunk instead of one chunk ahead (32 fewer
+#: registers live through the loop: spill loads 29 -> 20 per chunk; session 4 candidate).
+BWD_BC_LATE = False
 
 
 def _scatter(g):
@@ -230,7 +242,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
                 FAST=_fast() and FWD_FAST_MATH, FAST_GATE=_fast() and FWD_FAST_GATE, FMA=FMA_SCAN,
-                CK_V4=FWD_CK_V4, num_warps=g["W"], **_cap(FWD_MAXNREG))
+                CK_V4=FWD_CK_V4, SP_POLY=SOFTPLUS_POLY, num_warps=g["W"], **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
         h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
@@ -242,8 +254,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     _launch(fwd_kernel, (g["n_blocks"], b, n_seg),
             (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
-                 PIPE=FWD_PIPE,
-                 **meta), ("XCH",))
+                 PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, g["NI"]), **meta), ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
 
@@ -265,7 +276,7 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     dbias_part = new_buffer((b * n_seg, d), **f32)
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"], FAST=_fast(),
-                num_warps=g["W"])
+                SP_POLY=SOFTPLUS_POLY, num_warps=g["W"])
     sizes = (L, d, N, G, d // G, g["block_ch"], g["n_chunks"])
     seg = (g["seg_chunks"], n_seg)
     carry = dlast
@@ -285,7 +296,8 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
              *sizes, ck.shape[2], n_parts, *seg),
             dict(HAS_DLAST=dlast is not None, SEG=n_seg > 1, WARP_PARTS=WARP_PARTIALS,
                  SCATTER=_scatter(g),
-                 XCH=_scatter(g) if BWD_XCH else 0, **meta, **_cap(BWD_MAXNREG)),
+                 XCH=_scatter(g) if BWD_XCH else 0, BC_LATE=BWD_BC_LATE, **meta,
+                 **_cap(BWD_MAXNREG)),
             ("SCATTER", "XCH"))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     per_group = n_parts // G

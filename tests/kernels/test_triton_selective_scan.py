@@ -256,11 +256,72 @@ def _interpret_main():
         results.append(compare(b, d, L, N, G, torch.float32, "cpu", 400 + i, lengths=lengths))
     mod.SEGMENT_MIN_STEPS, mod.SEGMENT_WARPS = 1024, 132 * 12
     _common.SCAN_CONFIG_OVERRIDE = None
+    # the candidate switches (polynomial softplus, decays on the FMA units, late B/C loads) on
+    # one case without masks and one with padding and N = 6 (NI = 2: every state's decay by
+    # exp2_fma)
+    knobs = dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=2, BWD_BC_LATE=True)
+    saved = {k: getattr(mod, k) for k in knobs}
+    for k, v in knobs.items():
+        setattr(mod, k, v)
+    try:
+        for i, (b, d, L, N, lengths, config) in enumerate([(1, 16, 48, 16, False, (4, 2)),
+                                                           (2, 9, 23, 6, True, (4, 1))]):
+            _common.SCAN_CONFIG_OVERRIDE = config
+            results.append(compare(b, d, L, N, 0, torch.float32, "cpu", 500 + i, lengths=lengths))
+    finally:
+        for k, v in saved.items():
+            setattr(mod, k, v)
+        _common.SCAN_CONFIG_OVERRIDE = None
     # NaN in the padding (last entry of the results)
     results.append(compare(3, 6, 21, 4, 2, torch.float32, "cpu", 300, lengths=True,
                            pad_value=float("nan")))
     check_empty_length(tri)
+    check_math_helpers()
     print(json.dumps(results))
+
+
+def check_math_helpers():
+    """The polynomial softplus (and its sigmoid) and ``exp2_fma`` against float64, over ranges
+    wider than the scan feeds them (interpreter: the same arithmetic in float32)."""
+    helpers = _math_helpers_kernel()
+    x = torch.cat([torch.linspace(-25, 25, 4000), torch.randn(96) * 8])  # (4096,)
+    sp, sg, e2 = (torch.empty_like(x) for _ in range(3))
+    helpers[(4,)](x, sp, sg, e2, BLOCK=1024)
+    # softplus, sigmoid: 3e-6 (from rounding x log2(e) to float32 before the exp2, as in the
+    # precise path); exp2_fma against the exp2 of its float32 argument: the fit's 2.3e-7
+    x64, x6 = x.double(), (x * 6).double()
+    assert rel_max(sp, torch.nn.functional.softplus(x64)) < 3e-6
+    assert rel_max(sg, torch.sigmoid(x64)) < 3e-6
+    inside = x6.abs() <= 126  # clamped outside: 2**126 / 2**-126
+    assert rel_max(e2[inside], torch.exp2(x6[inside])) < 5e-7
+    assert bool((e2[x6 < -126] == 2.0 ** -126).all()) and bool((e2[x == 0] == 1).all())
+
+
+def _math_helpers_kernel():
+    """A Triton kernel storing ``softplus_sigmoid(x, POLY=True)`` and ``exp2_fma(6 x)``
+    (built here: triton is imported only where the test runs)."""
+    import triton
+    import triton.language as tl
+
+    from ssmsignal.kernels.triton._scan_lanes import exp2_fma, softplus_sigmoid
+
+    def helpers(x_ptr, sp_ptr, sg_ptr, e2_ptr, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        x = tl.load(x_ptr + offs)
+        sp, sg = softplus_sigmoid(x, False, True)
+        tl.store(sp_ptr + offs, sp)
+        tl.store(sg_ptr + offs, sg)
+        tl.store(e2_ptr + offs, exp2_fma(x * 6.0))
+
+    helpers.__globals__.update(tl=tl, exp2_fma=exp2_fma, softplus_sigmoid=softplus_sigmoid)
+    return triton.jit(helpers)
+
+
+def rel_max(x, ref):
+    """Largest elementwise relative error (NaN fails every comparison made with it)."""
+    err = ((x.double() - ref) / ref.abs()).abs()
+    assert torch.isfinite(err).all()
+    return float(err.max())
 
 
 def check_empty_length(tri):
@@ -287,7 +348,8 @@ def run_interpreted(path):
 @pytest.mark.slow
 def test_interpreter_matches_float64_references():
     results = run_interpreted(__file__)
-    assert len(results) == len(INTERPRET_CASES) + len(SEGMENT_CASES) + 1  # + NaN padding
+    # + the candidate switches' two cases and NaN padding
+    assert len(results) == len(INTERPRET_CASES) + len(SEGMENT_CASES) + 3
     for errs in results[:len(INTERPRET_CASES)]:
         errs["out"] = max(errs["out"], errs.pop("out_vs_naive"))
         errs["last_state"] = max(errs["last_state"], errs.pop("last_vs_naive"))
