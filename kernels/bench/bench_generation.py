@@ -147,18 +147,21 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
 #: dataflow passes (``CONFIG["dataflow"]``, batch 1): four stages per pair on every tier, 4
 #: slices x 1 pair per group on tier 0 and 32 x 8 (pair loops) on tiers 1-2 ("df4"); 32 x 8
 #: everywhere ("df32"); tier 0 in two stages per pair, whole dense maps, 8 slices at 8 warps
-#: ("df2"); tiers 1-2 only ("df wide")
-DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False, "df_warps": 4}
+#: ("df2"); "df2e": df2 with tiers 1-2 on 16 slices and their up-pool map over 32 programs;
+#: tiers 1-2 only ("df wide")
+DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False, "df_warps": 4,
+       "df_epi": 1}
 DF2 = {**DF4, "df_split": [8, 32], "df_fuse2": [True, False], "df_warps": [8, 4]}
+DF2E = {**DF2, "df_split": [8, 16], "df_epi": 32}  # tiers 1-2: 16 slices, up map on 32
 #: fused rows of :func:`compare`: (name, ``sashimi_step.CONFIG`` overrides, sample_codes
 #: keywords, models: "all", "8" (default depth) or "first" (the first model only), batches);
 #: "fused" is the shipped default (split, bf16 and "mix" rows: earlier rounds, NOTES).
 FUSED_ROWS = [("fused", {}, {}, "all", (1, 64)), ("fused df4", DF4, {}, "8", (1,)),
-              ("fused df2", DF2, {}, "all", (1, 64)),
+              ("fused df2", DF2, {}, "all", (1, 64)), ("fused df2e", DF2E, {}, "8", (1,)),
               ("fused df32", {**DF4, "df_split": 32, "df_ppg": 8}, {}, "first", (1,)),
               ("fused df wide", {**DF4, "dataflow": [False, True]}, {}, "first", (1,))]
 #: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
-PASS_CONFIGS = [({}, False), (DF4, False), (DF2, False)]
+PASS_CONFIGS = [({}, False), (DF4, False), (DF2, False), (DF2E, False)]
 
 
 def _config_name(c):
@@ -167,7 +170,7 @@ def _config_name(c):
 
     if c["dataflow"]:
         return (f"df{show(c['dataflow'])} S{show(c['df_split'])} ppg{show(c['df_ppg'])} "
-                f"f{show(c['df_fuse2'])} w{show(c['df_warps'])}")
+                f"f{show(c['df_fuse2'])} w{show(c['df_warps'])} e{show(c['df_epi'])}")
     return (f"w{show(c['num_warps'])}|{show(c['num_warps_wide'])} "
             + ("pipe" if c["single"] is True else "regs" if c["regs"] else "scratch")
             + f" t{c['tile_wide']} S{show(c['split'])}")

@@ -257,11 +257,11 @@ def _dataflow_kernel(
         noise_ptr, forced_ptr, codes_ptr, logits_ptr, inv_temp, top_p,
         slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, der,
         buf_ptr, buf_stride, ep_ptr, err_ptr, max_polls, ppg, S, batch, H, N2, F, n_coef,
-        PRO: tl.constexpr, EPI: tl.constexpr, SKIP: tl.constexpr, KIND: tl.constexpr,
+        n_epi, cnt_ptr, PRO: tl.constexpr, EPI: tl.constexpr, SKIP: tl.constexpr, KIND: tl.constexpr,
         HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, MERGE: tl.constexpr,
         FUSE2: tl.constexpr, HP: tl.constexpr, FP: tl.constexpr, N2P: tl.constexpr,
         HSP: tl.constexpr, FSP: tl.constexpr, EKP: tl.constexpr, DKP: tl.constexpr,
-        BME: tl.constexpr, BMD: tl.constexpr):
+        BME: tl.constexpr, BMD: tl.constexpr, UPT: tl.constexpr, RSP: tl.constexpr):
     pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     tag = tl.load(ep_ptr + b, volatile=True) + 1  # this launch's tag for the row
@@ -270,7 +270,8 @@ def _dataflow_kernel(
     offs = tl.arange(0, HP)
     hm = offs < H
     NT: tl.constexpr = 2 if FUSE2 else 4  # stages per pair
-    if pid < tl.cdiv(n_pairs, ppg) * NT * S:
+    n_stage = tl.cdiv(n_pairs, ppg) * NT * S
+    if pid < n_stage:
         typ = (pid // S) % NT
         j = pid % S
         q = pid // (NT * S) * ppg
@@ -292,8 +293,16 @@ def _dataflow_kernel(
             else:
                 _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr, b1_ptr,
                           w2_ptr, b2_ptr, H, F, eps, False, HP, FP, HSP, FSP)
-    else:  # the epilogue program of the row: the output of the last pair, then as tier_pass
+    else:  # the epilogue program(s) of the row: the output of the last pair, then as tier_pass
         last = buf + (n_pairs - 1) * R
+        if UPT:  # program e of n_epi: rows e er/n_epi .. of the up-pool map, loaded first
+            rs = er // n_epi
+            ro = tl.arange(0, RSP)
+            rmk = ro < rs
+            r0 = (pid - n_stage) * rs
+            wu = tl.load(pw_ptr + (r0 + ro)[:, None] * H + offs[None, :],
+                         mask=rmk[:, None] & hm[None, :], other=0.0)  # (RSP, HP)
+            bu = tl.load(pb_ptr + r0 + ro, mask=rmk, other=0.0)
         fo = tl.arange(0, FP)
         if FUSE2:  # the last pair's second feed-forward map, whole
             w2, b2 = _ff2_load(w2_ptr, b2_ptr, n_pairs - 1, offs, hm, fo, fo < F, H, F, True)
@@ -315,6 +324,8 @@ def _dataflow_kernel(
         if EPI == 0:
             _ring(x, out_ptr, slot, pool_now, pw_ptr, pb_ptr, pz_ptr, b, 0, offs, hm, H, ek, er,
                   1, EKP, BME, True)
+        elif UPT:
+            tl.store(pz_ptr + b * er + r0 + ro, tl.sum(wu * x[None, :], axis=1) + bu, mask=rmk)
         elif EPI == 1:
             _linear_to(pw_ptr, pb_ptr, x, offs, hm, H, er, pz_ptr + b * er, BME, True, False,
                        True)
@@ -330,13 +341,18 @@ def _dataflow_kernel(
                 _ring(x, in_ptr, slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, b, 0, offs, hm,
                       H, ek, der, 1, DKP, BMD, True)
         tl.debug_barrier()
-        tl.store(ep_ptr + b, tag)  # every program of the row has read the old value
+        if UPT:  # the last epilogue program to finish advances the tag
+            if tl.atomic_add(cnt_ptr + b, 1, sem="acq_rel", scope="gpu") == n_epi - 1:
+                tl.store(cnt_ptr + b, 0)
+                tl.store(ep_ptr + b, tag)
+        else:
+            tl.store(ep_ptr + b, tag)  # every program of the row has read the old value
 
 
-def n_programs(n_pairs, split, ppg, fuse2=False):
+def n_programs(n_pairs, split, ppg, fuse2=False, epi_split=1):
     """Programs per batch row of a dataflow pass: 4 stages (2 with ``fuse2``) x ``split``
-    slices per pair group of ``ppg`` pairs, plus the epilogue program."""
-    return -(-n_pairs // ppg) * (2 if fuse2 else 4) * split + 1
+    slices per pair group of ``ppg`` pairs, plus the ``epi_split`` epilogue programs."""
+    return -(-n_pairs // ppg) * (2 if fuse2 else 4) * split + epi_split
 
 
 def buffer_words(H, F, n_pairs):
@@ -347,7 +363,7 @@ def buffer_words(H, F, n_pairs):
 
 def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, state, inputs,
                   next_codes, buf, ep, error, split, ppg, max_polls, fuse2=False,
-                  num_warps=4, emb=None,
+                  epi_split=1, counters=None, num_warps=4, emb=None,
                   labels=None, label_emb=None, unfolded=None, slot=0, skip=False, out=None,
                   pool_now=False, pool_w=None, pool_b=None, pool_out=None, ek=0, er=0,
                   noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0,
@@ -361,7 +377,9 @@ def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, sta
     ``split`` slices per stage (dividing ``H`` and ``F``), ``ppg`` pairs per program group and
     ``max_polls`` (the bound of every wait); ``fuse2``: two stages per pair, ``A`` after
     the whole ``D`` of the previous pair and ``B`` (whole) before ``C`` in each program (the
-    dense maps computed redundantly by the ``split`` programs: for narrow tiers). ``merge``: as ``tier_pass``, with no blocks in the
+    dense maps computed redundantly by the ``split`` programs: for narrow tiers);
+    ``epi_split``: an up-pool epilogue over that many programs (dividing ``er``; the last one
+    to finish advances the tag, counting in ``counters``, ``(batch,)`` int32 zeros). ``merge``: as ``tier_pass``, with no blocks in the
     merged down pass. Every program of the launch must be resident at once when ``ppg > 1``
     or on a GPU at all: the caller keeps ``batch * n_programs`` within the multiprocessors.
     """
@@ -385,7 +403,10 @@ def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, sta
         EKP = max(EKP, HP)
     DKP = triton.next_power_of_2(max(ek, 1))
     tile = 8192
-    grid = (n_programs(n_pairs, S, ppg, fuse2), batch)
+    E = int(epi_split)
+    if E > 1 and (epi != 1 or er % E or counters is None):
+        raise ValueError(f"epi_split {E}: an up-pool pass, dividing {er}, with counters")
+    grid = (n_programs(n_pairs, S, ppg, fuse2, E), batch)
     _dataflow_kernel[grid](
         inputs, next_codes, some if emb is None else emb, some if labels is None else labels,
         some if label_emb is None else label_emb, some if unfolded is None else unfolded, slot,
@@ -396,14 +417,14 @@ def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, sta
         some if codes is None else codes, some if logits is None else logits,
         float(inv_temp), float(top_p), slot2, int(bool(now2)), dpw, dpb, dpz, der,
         buf, buf.stride(0), ep, error, int(max_polls), ppg, S, batch, H, N2, F,
-        6 if kind == 0 else 8,
+        6 if kind == 0 else 8, E, ep if counters is None else counters,
         PRO=pro, EPI=epi, SKIP=bool(skip), KIND=kind, HAS_LABEL=labels is not None,
         TOP_P=top_p < 1.0, MERGE=merge is not None, FUSE2=bool(fuse2), HP=HP, FP=FP,
         N2P=triton.next_power_of_2(N2), HSP=triton.next_power_of_2(H // S),
         FSP=triton.next_power_of_2(F // S), EKP=EKP, DKP=DKP,
         BME=max(1, min(triton.next_power_of_2(max(er, 1)), tile // (EKP if epi == 0 else HP))),
         BMD=max(1, min(triton.next_power_of_2(max(der, 1)), tile // DKP)),
-        num_warps=num_warps)
+        UPT=E > 1, RSP=triton.next_power_of_2(max(er // E, 1)), num_warps=num_warps)
 
 
 

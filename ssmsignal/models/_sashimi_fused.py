@@ -289,6 +289,7 @@ class FusedDecoder:
             words = max(buffer_words(t.H, t.F, t.n_up) for t in self.tiers)
             self.df_buf = torch.zeros(B, words, dtype=torch.int64, device=device)
             self.df_tag = torch.zeros(B, dtype=torch.int32, device=device)
+            self.df_count = torch.zeros(B, dtype=torch.int32, device=device)  # epilogues done
         self._slot = 0
         merge = CONFIG["merge"]
         if merge == "auto":  # an empty down pass (unet=False) is not worth its own launch
@@ -329,13 +330,16 @@ class FusedDecoder:
             return None
         S, ppg = int(setting("df_split", k)), int(setting("df_ppg", k))
         fuse2 = bool(setting("df_fuse2", k))
+        E = int(setting("df_epi", k)) if k else 1  # up-pool epilogue programs (tiers >= 1)
         if tp.H % S or tp.F % S:
             return None
+        if k and (self.tiers[k - 1].pool * self.tiers[k - 1].H) % E:
+            E = 1
         if device.type != "cuda":
-            return S, 1, fuse2
+            return S, 1, fuse2, E
         sms = torch.cuda.get_device_properties(device).multi_processor_count
-        fits = self.batch * n_programs(tp.n_up, S, ppg, fuse2) <= sms
-        return (S, ppg, fuse2) if fits else None
+        fits = self.batch * n_programs(tp.n_up, S, ppg, fuse2, E) <= sms
+        return (S, ppg, fuse2, E) if fits else None
 
     def check(self):
         """Raise if a split barrier or a dataflow wait gave up (its row's programs were not all
@@ -427,12 +431,13 @@ class FusedDecoder:
         from ssmsignal.kernels.triton.sashimi_step import setting
 
         tp = self.tiers[k]
-        S, ppg, fuse2 = self.dataflow[k]
+        S, ppg, fuse2, E = self.dataflow[k]
         dataflow_pass(pro=pro, epi=epi, kind=tp.kind, batch=self.batch, H=tp.H, N2=tp.N2,
                       F=tp.F, eps=self.head[4], n_pairs=tp.n_up, weights=self.weights[k],
                       state=self.state[k], next_codes=self.next_input, emb=self.head[2],
                       labels=self.labels, label_emb=self.head[3], buf=self.df_buf,
                       ep=self.df_tag, error=self.error, split=S, ppg=ppg, fuse2=fuse2,
+                      epi_split=E, counters=self.df_count,
                       max_polls=1 << 18 if self.df_buf.is_cuda else 1,
                       num_warps=setting("df_warps", k), **args)
 

@@ -24,10 +24,12 @@ from test_sashimi_fused import TOL, _model, _with_config, sampling_agreement, st
 DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False,
        "df_warps": 4}
 DF2 = {"dataflow": True, "df_split": [8, 32], "df_ppg": [1, 8], "df_fuse2": [True, False],
-       "df_warps": [8, 4]}
+       "df_warps": [8, 4], "df_epi": 1}
+#: DF2 with 16 slices on tiers 1-2 and their up-pool maps over 32 programs
+DF2E = {**DF2, "df_split": [8, 16], "df_epi": 32}
 #: small models on the interpreter: (layer, dt_scale, conditional, config, merge)
 CASES = [("s4", 1.0, True, {**DF4, "df_split": [2, 4]}, False),
-         ("s4d", 0.5, False, {**DF2, "df_split": [2, 4]}, "auto")]
+         ("s4d", 0.5, False, {**DF2E, "df_split": [2, 4], "df_epi": 4}, "auto")]
 
 
 def _interpret_main():
@@ -92,8 +94,8 @@ cuda = pytest.mark.cuda
 
 @cuda
 @pytest.mark.parametrize("layer,dt_scale,config", [("s4", 1.0, DF4), ("s4d", 0.5, DF2),
-                                                   ("s4", 0.5, DF2)], ids=["s4-df4", "s4d-df2",
-                                                                          "s4-df2"])
+                                                   ("s4", 0.5, DF2E)],
+                         ids=["s4-df4", "s4d-df2", "s4-df2e"])
 def test_gpu_dataflow_default_model_matches_float64(layer, dt_scale, config):
     errs = _with_config({**config, "merge": False}, step_errors, layer, dt_scale, True, 40,
                         device="cuda", d_model=64, n_layers=8, pool=(4, 4), d_state=64)
@@ -109,7 +111,7 @@ def test_gpu_dataflow_graphs_equal_eager_and_batch_64_falls_back():
     model = _model("s4", 3, d_model=64, n_layers=8, pool=(4, 4), d_state=64).cuda().eval()
     labels = torch.tensor([1], device="cuda")
     runs = {}
-    for name, config, kw in [("graphs", DF2, {}), ("eager", DF2, dict(cuda_graphs=False)),
+    for name, config, kw in [("graphs", DF2E, {}), ("eager", DF2E, dict(cuda_graphs=False)),
                              ("shipped", {}, {})]:
         gen = torch.Generator(device="cuda").manual_seed(3)
         runs[name] = _with_config(config, sample_codes, model, 300, 1, labels=labels,
