@@ -199,7 +199,7 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "FWD_WARPS_XCH", "FAST_MATH", "FWD_FAST_MATH", "FWD_FAST_GATE", "FMA_SCAN",
          "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER",
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "SOFTPLUS_POLY", "FWD_EXP_FMA",
-         "BWD_BC_LATE")
+         "BWD_BC_LATE", "PARTIALS_TN")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
@@ -208,20 +208,17 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: round 4: p16 = bfloat16 dB/dC partials for bfloat16 B, C; fG = the forward gate's
 #: approximate division (both slower, off); old = session 2's kernels. Session 4: sp =
 #: polynomial softplus; E1, E2 = 1 or 2 of each lane's 4 states' decays on the FMA units;
-#: L = the backward loads B, C without prefetch.
+#: L = the backward loads B, C without prefetch; T = dB/dC partials (b, parts, L, N), 16-byte
+#: stores; T16 = the same in bfloat16.
 VARIANTS = {
     "base": {},
     "sp": dict(SOFTPLUS_POLY=True),
     "spE1": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=1),
     "spE2": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=2, fwd_only=True),
     "spL": dict(SOFTPLUS_POLY=True, BWD_BC_LATE=True),
-    "E1": dict(FWD_EXP_FMA=1, fwd_only=True),
-    "p16": dict(BF16_PARTIALS=True),
-    "fG": dict(FWD_FAST_GATE=True),
+    "spT": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True),
+    "spT16": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False),
-    "noX": dict(FWD_XCH=False, BWD_XCH=False),
-    "psum": dict(WARP_PARTIALS=False),
-    "W4": dict(FWD_WARPS_XCH=4),
 }
 
 
@@ -411,14 +408,27 @@ def breakdown(names, res, json_path):
                        return_mode="median")
         t_b = do_bench(lambda: ours_mod._backward(dout, None, *args, ck, y), warmup=10, rep=100,
                        return_mode="median")
-        res.setdefault("breakdown", {})[name] = dict(fwd_ck=t_f, bwd=t_b)
+        t_s = time_partial_sums(b, d, L, N)
+        res.setdefault("breakdown", {})[name] = dict(fwd_ck=t_f, bwd=t_b, sums=t_s)
         print(f"breakdown {name} {SHAPES[0]}: forward with checkpoints {t_f:.3f} ms, backward "
-              f"(kernels + torch sums) {t_b:.3f} ms", flush=True)
+              f"(kernels + torch sums) {t_b:.3f} ms, of which the dB + dC sums {t_s:.3f}",
+              flush=True)
         if json_path:
             save_json(json_path, res)
         del ck, y
         torch.cuda.empty_cache()
     apply_variant({})
+
+
+def time_partial_sums(b, d, L, N):
+    """ms of the two partial sums (dB and dC) of the backward under the current knobs."""
+    NO, NI, W = 4, N // 4, 2  # the backward's block shape at the first shape
+    parts = d // 8 if ours_mod.WARP_PARTIALS else d // (8 * W)
+    dtype = torch.bfloat16 if ours_mod.BF16_PARTIALS else torch.float32
+    shape = (b, parts, L, N) if ours_mod.PARTIALS_TN else (b, parts, N, L)
+    part = torch.randn(shape, device="cuda").to(dtype)
+    return do_bench(lambda: [ours_mod._sum_parts(part, 1, N, NO, NI) for _ in range(2)],
+                    warmup=10, rep=100, return_mode="median")
 
 
 def save_json(path, data):

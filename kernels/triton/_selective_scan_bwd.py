@@ -64,7 +64,8 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LEN: tl.constexpr,
                HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
                SEG: tl.constexpr, WARP_PARTS: tl.constexpr, SCATTER: tl.constexpr,
-               XCH: tl.constexpr, SP_POLY: tl.constexpr = False, BC_LATE: tl.constexpr = False):
+               XCH: tl.constexpr, SP_POLY: tl.constexpr = False, BC_LATE: tl.constexpr = False,
+               PART_TN: tl.constexpr = False):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
@@ -83,11 +84,15 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     row_off = (pid_b * dim + ch) * L + rep * 0  # (DL, NO, W, 1, 1)
     grp = (pid_d * block_ch) // ch_per_group
     bc_off = ((pid_b * G + grp) * N + n) * L + off_c * 0  # (DL, NO, W, NI, 1), repeated
+    part = pid_b * n_parts + pid_d  # (b, part) of this program's dB/dC partials
     if WARP_PARTS:
-        wi = tl.arange(0, W)[None, None, :, None, None]  # (1, 1, W, 1, 1)
-        part_off = ((pid_b * n_parts + pid_d * W + wi) * N + n) * L  # (1, NO, W, NI, 1)
-    else:
-        part_off = ((pid_b * n_parts + pid_d) * N + n) * L  # (1, NO, 1, NI, 1)
+        part = pid_b * n_parts + pid_d * W + tl.arange(0, W)[None, None, :, None, None]
+    if PART_TN:  # partials (b, n_parts, L, NO, NI): a lane's NI states side by side
+        t_stride = NI * NO
+        part_off = part * L * (NI * NO) + _lane_states(NI, NO)  # (1, NO, W or 1, NI, 1)
+    else:  # (b, n_parts, N, L)
+        t_stride = 1
+        part_off = (part * N + n) * L  # (1, NO, W or 1, NI, 1)
     ck_off = (pid_b * dim + ch) * n_ck * N + nh  # (DL, NO, W, NI, 1): checkpoint every T steps
     bias, seq_len = row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS, HAS_LEN, EVEN)
     Dv = 0.0
@@ -209,10 +214,10 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             if not WARP_PARTS:  # and over the program's warps (one exchange through shared
                 # memory for both)
                 dB, dC = tl.split(tl.sum(tl.join(dB, dC), axis=2, keep_dims=True))
-            store_masked(dB_ptr + part_off + ts, dB.to(dB_ptr.dtype.element_ty), (ts < L) & n_ok,
-                         EVEN)
-            store_masked(dC_ptr + part_off + ts, dC.to(dC_ptr.dtype.element_ty), (ts < L) & n_ok,
-                         EVEN)
+            store_masked(dB_ptr + part_off + ts * t_stride, dB.to(dB_ptr.dtype.element_ty),
+                         (ts < L) & n_ok, EVEN)
+            store_masked(dC_ptr + part_off + ts * t_stride, dC.to(dC_ptr.dtype.element_ty),
+                         (ts < L) & n_ok, EVEN)
         else:
             if WARP_PARTS:
                 dB = tl.sum(gs * dtu, axis=0, keep_dims=True)  # (1, NO, W, NI, T)
@@ -220,10 +225,10 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
             else:
                 dB = sum_channels(gs * dtu)  # (1, NO, 1, NI, T)
                 dC = sum_channels(hs * dy)
-            store_masked(dB_ptr + part_off + tt, dB.to(dB_ptr.dtype.element_ty), (tt < L) & n_ok,
-                         EVEN)
-            store_masked(dC_ptr + part_off + tt, dC.to(dC_ptr.dtype.element_ty), (tt < L) & n_ok,
-                         EVEN)
+            store_masked(dB_ptr + part_off + tt * t_stride, dB.to(dB_ptr.dtype.element_ty),
+                         (tt < L) & n_ok, EVEN)
+            store_masked(dC_ptr + part_off + tt * t_stride, dC.to(dC_ptr.dtype.element_ty),
+                         (tt < L) & n_ok, EVEN)
         c -= 1
     if XCH:  # each state lane summed its own steps
         dD_acc = tl.sum(dD_acc, axis=1, keep_dims=True)
@@ -232,6 +237,14 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)
     tl.store(dD_ptr + prow * dim + ch + rep * 0, dD_acc, mask=out_mask)
     tl.store(dbias_ptr + prow * dim + ch + rep * 0, dbias_acc, mask=out_mask)
+
+
+@triton.jit
+def _lane_states(NI: tl.constexpr, NO: tl.constexpr):
+    """``no * NI + ni``, a (1, NO, 1, NI, 1) tensor: where state ``n = ni * NO + no`` lies in a
+    partial with the layout ``(NO, NI)`` (the NI states of one lane contiguous)."""
+    return (tl.arange(0, NO)[None, :, None, None, None] * NI
+            + tl.arange(0, NI)[None, None, None, :, None])
 
 
 @triton.jit

@@ -125,6 +125,12 @@ FWD_EXP_FMA = 0
 #: The backward loads B and C at the start of each chunk instead of one chunk ahead (32 fewer
 #: registers live through the loop: spill loads 29 -> 20 per chunk; session 4 candidate).
 BWD_BC_LATE = False
+#: dB, dC partials laid out ``(b, n_parts, L, NO, NI)`` instead of ``(b, n_parts, N, L)``: each
+#: lane's NI states side by side, one 16-byte store per tensor and chunk (8 bytes with
+#: BF16_PARTIALS) instead of NI scalar ones, and a warp's chunk one contiguous 512-byte block
+#: (session 4 candidate; with BF16_PARTIALS it tests whether 2-byte scattered stores were what
+#: made bfloat16 partials slow in session 3).
+PARTIALS_TN = False
 
 
 def _scatter(g):
@@ -269,8 +275,10 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     n_parts = g["n_blocks"] * (g["W"] if WARP_PARTIALS else 1)
     part = dict(device=u.device, dtype=torch.bfloat16 if B.dtype == torch.bfloat16
                 and BF16_PARTIALS else torch.float32)
-    dB_part = new_buffer((b, n_parts, N, L), **part)  # per channel block (or warp), summed below
-    dC_part = new_buffer((b, n_parts, N, L), **part)
+    NP = g["NI"] * g["NO"]  # N padded to a power of two
+    part_shape = (b, n_parts, L, NP) if PARTIALS_TN else (b, n_parts, N, L)
+    dB_part = new_buffer(part_shape, **part)  # per channel block (or warp), summed below
+    dC_part = new_buffer(part_shape, **part)
     dA_part = new_buffer((b * n_seg, d, N), **f32)  # per batch row and segment, summed below
     dD_part = new_buffer((b * n_seg, d), **f32)
     dbias_part = new_buffer((b * n_seg, d), **f32)
@@ -296,15 +304,26 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
              *sizes, ck.shape[2], n_parts, *seg),
             dict(HAS_DLAST=dlast is not None, SEG=n_seg > 1, WARP_PARTS=WARP_PARTIALS,
                  SCATTER=_scatter(g),
-                 XCH=_scatter(g) if BWD_XCH else 0, BC_LATE=BWD_BC_LATE, **meta,
-                 **_cap(BWD_MAXNREG)),
+                 XCH=_scatter(g) if BWD_XCH else 0, BC_LATE=BWD_BC_LATE, PART_TN=PARTIALS_TN,
+                 **meta, **_cap(BWD_MAXNREG)),
             ("SCATTER", "XCH"))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
-    per_group = n_parts // G
-    dB = dB_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
-    dC = dC_part.view(b, G, per_group, N, L).sum(2)  # (b, G, N, L)
+    dB = _sum_parts(dB_part, G, N, g["NO"], g["NI"])  # (b, G, N, L)
+    dC = _sum_parts(dC_part, G, N, g["NO"], g["NI"])  # (b, G, N, L)
     return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0), dz if z is not None else None,
             dbias_part.sum(0))
+
+
+def _sum_parts(part, G, N, NO, NI):
+    """dB or dC (b, G, N, L) from the partials: (b, n_parts, N, L), or with PARTIALS_TN
+    (b, n_parts, L, NP), state ``n = ni * NO + no`` at ``no * NI + ni``. Every block lies in
+    one group and the blocks of a group are consecutive (not -1 in views: L may be 0)."""
+    b, n_parts = part.shape[:2]
+    if not PARTIALS_TN:
+        return part.view(b, G, n_parts // G, N, part.shape[3]).sum(2)  # (b, G, N, L)
+    L = part.shape[2]
+    s = part.view(b, G, n_parts // G, L, NO, NI).sum(2)  # (b, G, L, NO, NI)
+    return s.permute(0, 1, 4, 3, 2).reshape(b, G, NI * NO, L)[:, :, :N]
 
 
 class _SelectiveScan(torch.autograd.Function):
