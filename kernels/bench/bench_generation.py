@@ -287,13 +287,13 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
 
 def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 4, 8)):
     """Time of a chain of ``n`` dependent programs handing ``width`` floats on through global
-    memory (``_sashimi_dataflow.handoff_probe``; do_bench median of a CUDA graph of 10 launches
+    memory (``_dataflow_protocol.handoff_probe``; do_bench median of a CUDA graph of 10 launches
     / 10, us), per chain length: the slope over the length is the cost of one hand-off."""
     if device.type != "cuda":
         return []
     import triton.testing
 
-    from ssmsignal.kernels.triton._sashimi_dataflow import handoff_probe
+    from ssmsignal.kernels.triton._dataflow_protocol import handoff_probe
 
     rows = []
     for width in widths:

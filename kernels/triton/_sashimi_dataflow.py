@@ -14,12 +14,10 @@ critical path. Weights do not depend on the activations, so here each pair is cu
 
 A program loads its weights, step coefficients and state slice first, then waits for its
 inputs, so those loads run on all programs at once, off the critical path; the path is one
-hand-off per stage. Hand-offs go through global memory as 64-bit words ``(tag << 32) | bits(
-value)`` (the low-latency protocol of NCCL): a reader polls the words it needs until every
-tag equals this launch's tag, so no flag, fence or counter is needed, and nothing is reset
-between launches or CUDA-graph replays: the tag is a per-row launch counter in device memory
-(``ep``) that the last program (the epilogue: ring / up-pool map / head and draw, as in the
-shipped kernel) increments once every other program of the row has read it (they all feed it).
+hand-off per stage (:mod:`._dataflow_protocol`: tagged 64-bit words). The tag is a per-row
+launch counter in device memory (``ep``) that the epilogue (ring / up-pool map / head and draw,
+as in the shipped kernel) advances once every other program of the row has read it (they all
+feed it).
 
 Programs are numbered pair-group major, stage, slice; a program waits only on lower-numbered
 programs of its row or on earlier pairs. Under ``TRITON_INTERPRET=1`` programs run one after
@@ -36,33 +34,11 @@ import torch
 import triton
 import triton.language as tl
 
+from ._dataflow_protocol import _get, _put
 from ._sashimi_blocks import _gelu, _linear_to, _planes, _scalars, _ssm_update
 from .sashimi_step import _draw, _embed, _pass_input, _ring
 
-__all__ = ["dataflow_pass", "n_programs", "handoff_probe"]
-
-
-@triton.jit
-def _put(ptr, idx, mask, val, tag):
-    """Store ``val`` at words ``idx`` as ``(tag << 32) | bits(val)``."""
-    bits = val.to(tl.uint32, bitcast=True).to(tl.int64)  # zero-extended
-    tl.store(ptr + idx, (tag.to(tl.int64) << 32) | bits, mask=mask)
-
-
-@triton.jit
-def _get(ptr, idx, mask, tag, err_ptr, max_polls):
-    """Poll words ``idx`` until all carry ``tag`` (at most ``max_polls`` times; then the error
-    flag is set); returns their float32 values (0 where masked)."""
-    w = tl.load(ptr + idx, mask=mask, other=0, volatile=True)
-    bad = tl.sum(tl.where(mask & ((w >> 32).to(tl.int32) != tag), 1, 0), axis=0)
-    polls = 0
-    while (bad > 0) & (polls < max_polls):
-        w = tl.load(ptr + idx, mask=mask, other=0, volatile=True)
-        bad = tl.sum(tl.where(mask & ((w >> 32).to(tl.int32) != tag), 1, 0), axis=0)
-        polls += 1
-    if bad > 0:
-        tl.store(err_ptr, 1)
-    return tl.where(mask, w.to(tl.uint32).to(tl.float32, bitcast=True), 0.0)
+__all__ = ["dataflow_pass", "n_programs", "buffer_words"]
 
 
 @triton.jit
@@ -427,32 +403,3 @@ def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, sta
         UPT=E > 1, RSP=triton.next_power_of_2(max(er // E, 1)), num_warps=num_warps)
 
 
-
-@triton.jit
-def _probe_kernel(buf_ptr, ep_ptr, err_ptr, max_polls, W, WP: tl.constexpr):
-    """Hand-off chain: program ``i`` waits for the ``W`` words of program ``i - 1``, adds 1,
-    and writes its own; the last program advances the tag."""
-    i = tl.program_id(0)
-    tag = tl.load(ep_ptr, volatile=True) + 1
-    offs = tl.arange(0, WP)
-    m = offs < W
-    if i == 0:
-        v = offs.to(tl.float32)
-    else:
-        v = _get(buf_ptr + (i - 1) * WP, offs, m, tag, err_ptr, max_polls)
-    _put(buf_ptr + i * WP, offs, m, v + 1.0, tag)
-    if i == tl.num_programs(0) - 1:
-        tl.debug_barrier()
-        tl.store(ep_ptr, tag)
-
-
-def handoff_probe(n_programs, width, buf, ep, error, max_polls, num_warps=4):
-    """Launch a chain of ``n_programs`` hand-offs of ``width`` floats (``buf``: int64 with at
-    least ``n_programs * next_power_of_2(width)`` words; ``ep``, ``error``: ``(1,)`` int32).
-    Program ``i`` writes ``arange(width) + i + 1``. The time per hand-off is the slope of the
-    launch time over ``n_programs`` (all programs resident at once on a GPU)."""
-    WP = triton.next_power_of_2(width)
-    if buf.numel() < n_programs * WP:
-        raise ValueError(f"probe buffer of {buf.numel()} words < {n_programs} x {WP}")
-    _probe_kernel[(n_programs,)](buf, ep, error, int(max_polls), width, WP=WP,
-                                 num_warps=num_warps)

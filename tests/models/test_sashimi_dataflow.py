@@ -33,7 +33,7 @@ CASES = [("s4", 1.0, True, {**DF4, "df_split": [2, 4]}, False),
 
 
 def _interpret_main():
-    from ssmsignal.kernels.triton._sashimi_dataflow import handoff_probe
+    from ssmsignal.kernels.triton._dataflow_protocol import handoff_probe
 
     out = {"cases": []}
     for i, (layer, dt_scale, conditional, config, merge) in enumerate(CASES):
