@@ -5,7 +5,8 @@
 # by side with mamba_ssm's CUDA kernel (kernels/bench/bench_selective_scan.py --variants).
 # QUICK=1: timings of our candidates only (no anchor build, no tests, no checks; ~2-3 min);
 # NO_TESTS=1: everything but the GPU tests; TEST_K / TEST_TIMEOUT: which GPU tests (pytest -k)
-# and their time limit (default "not every_block_shape", 70 s); NCU=NAME: after the tests, Nsight
+# and their time limit (default "not every_block_shape", 70 s); WARM_TIMEOUT, BENCH_TIMEOUT: the
+# compile and timing steps' limits (110 s, 170 s); NCU=NAME: after the tests, Nsight
 # Compute profiles variant NAME's three kernels at the first shape (stall reasons, per-instruction
 # samples: $LOG/ncu.tgz; NCU_TIMEOUT, default 80 s).
 # Run from the repository root on the GPU machine, carrying `.whl` and `.anchors`:
@@ -18,9 +19,9 @@ LOG="$OUT/scan"
 mkdir -p "$LOG"
 SETUP="$LOG/setup.log"
 QUICK=${QUICK:-0}
-VARIANTS=${1:-base,old,noX}
+VARIANTS=${1:-base,old}
 BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
-QFLAG=""; WT=110; BT=170
+QFLAG=""; WT=${WARM_TIMEOUT:-110}; BT=${BENCH_TIMEOUT:-170}
 [ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80
 . kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
 gpu_header "$SETUP"
@@ -51,12 +52,11 @@ if [ "$QUICK" != 1 ]; then
         timeout "${NCU_TIMEOUT:-80}" "$NCU_BIN" --clock-control none -f -o $P/prof \
             -k regex:'fwd_kernel|bwd_kernel' --launch-skip 3 --launch-count 3 \
             --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
-            --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
-            --section InstructionStats --section SourceCounters \
+            --section ComputeWorkloadAnalysis --section SourceCounters \
             $BENCH --profile "$NCU" > $P/run.log 2>&1
         echo "ncu rc=$?" | tee -a "$SETUP"
-        timeout 30 "$NCU_BIN" --import $P/prof.ncu-rep --page details > $P/details.txt 2>&1
-        timeout 40 "$NCU_BIN" --import $P/prof.ncu-rep --page source --csv --print-source sass \
+        timeout 15 "$NCU_BIN" --import $P/prof.ncu-rep --page details > $P/details.txt 2>&1
+        timeout 20 "$NCU_BIN" --import $P/prof.ncu-rep --page source --csv --print-source sass \
             > $P/source_sass.csv 2>&1
         tar czf "$LOG/ncu.tgz" -C $P run.log details.txt source_sass.csv
         grep -E "Warp Cycles Per Issued|Issue Slots Busy|Stall|Executed Ipc" $P/details.txt \
