@@ -218,6 +218,8 @@ VARIANTS = {
     "spL": dict(SOFTPLUS_POLY=True, BWD_BC_LATE=True),
     "spT": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True),
     "spT16": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True),
+    "spTL": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BWD_BC_LATE=True),
+    "spT16L": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True, BWD_BC_LATE=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False),
 }
 
