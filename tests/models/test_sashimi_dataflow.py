@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_sashimi_fused import TOL, _model, _with_config, sampling_agreement, step_errors  # noqa
+from test_sashimi_fused import (TOL, _model, _with_config, run_interpreted,  # noqa: E402
+                                sampling_agreement, step_errors)
 
 #: four stages per pair on every tier / two (whole dense maps) on tier 0
 DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False,
@@ -58,11 +58,7 @@ def _interpret_main():
 @pytest.mark.slow  # ~20 s on the 2-core CPU (the interpreter)
 @pytest.mark.interpret
 def test_interpreter_dataflow_passes_match_float64_module_step():
-    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
-    proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_interpreted(__file__)
     for case, errs in zip(CASES, out["cases"]):  # every tier of the small models: dataflow
         assert errs.pop("dataflow") == 3 and errs.pop("split") == 1, (case, errs)
         assert max(errs.values()) < TOL, (case, errs)

@@ -137,14 +137,20 @@ def _interpret_main():
     print(json.dumps(out))
 
 
+def run_interpreted(path):
+    """Run ``path --interpret`` under ``TRITON_INTERPRET=1`` (the variable must be set before
+    triton is first imported); its last stdout line, parsed as JSON."""
+    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
+    proc = subprocess.run([sys.executable, path, "--interpret"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow  # 19-33 s on the 2-core CPU (the interpreter), depending on load
 @pytest.mark.interpret
 def test_interpreter_fused_step_matches_float64_module_step():
-    env = dict(os.environ, TRITON_INTERPRET="1", SSMSIGNAL_BACKEND="")
-    proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = run_interpreted(__file__)
     for case, errs in zip(CASES, results[:-2]):
         assert errs.pop("split") == 1 and max(errs.values()) < TOL, (case, errs)
     bf16 = results[-2]  # dense maps rounded to bfloat16: visibly lossy, but only by ~1e-3
