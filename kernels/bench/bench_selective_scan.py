@@ -207,14 +207,16 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
 #: round 4: p16 = bfloat16 dB/dC partials for bfloat16 B, C; fG = the forward gate's
 #: approximate division (both slower, off); old = session 2's kernels. Session 4: sp =
-#: polynomial softplus; E1, E2 = 1 or 2 of each lane's 4 states' decays on the FMA units;
+#: polynomial softplus; Eh, E1, E2 = a half, 1 or 2 of each lane's 4 states' decays on the
+#: FMA units;
 #: L = the backward loads B, C without prefetch; T = dB/dC partials (b, parts, L, N), 16-byte
 #: stores; T16 = the same in bfloat16.
 VARIANTS = {
     "base": {},
     "sp": dict(SOFTPLUS_POLY=True),
-    "spE1": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=1),
-    "spE2": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=2, fwd_only=True),
+    "spEh": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=1, fwd_only=True),
+    "spE1": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=2),
+    "spE2": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=4, fwd_only=True),
     "spL": dict(SOFTPLUS_POLY=True, BWD_BC_LATE=True),
     "spT": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True),
     "spT16": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True),

@@ -39,7 +39,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     # to ck (b, d, n_ck, N) (CK divides T); with z, y before the gate goes to y_ptr too (the
     # backward pass reads it). EVEN: L % T == 0, the channel blocks tile ``dim``, N is a power
     # of two and no seq_lengths: no masks. SP_POLY: softplus with a polynomial log1p;
-    # EXP_FMA: the decays of the first EXP_FMA of a lane's NI states by exp2_fma (not the MUFU).
+    # EXP_FMA: the decays of the first EXP_FMA half-rows (state, half chunk) by exp2_fma.
     pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
         block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
     t = axis_t(T)  # (1, 1, 1, 1, T)
@@ -163,14 +163,17 @@ def _fwd_dt(raw, bias, valid, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, EVEN: 
 
 @triton.jit
 def _decay(x, K: tl.constexpr):
-    """``exp2(x)`` of a (DL, NO, W, NI, T) tensor, the states ``ni < K`` on the multiply-add
-    units (:func:`exp2_fma`), the others on the special-function unit. The clamp of exp2_fma
-    loses a NaN ``x``; the step's ``b`` (dt u B) still carries it into the state."""
+    """``exp2(x)`` of a (DL, NO, W, NI, T) tensor, the first ``K`` half-rows (state ``ni``,
+    steps ``[0, T/2)`` or ``[T/2, T)``: half-row ``2 ni + (t >= T/2)``) on the multiply-add
+    units (:func:`exp2_fma`), the others on the special-function unit (indices along these
+    in-thread axes are constants: each element is computed one way only). The clamp of
+    exp2_fma loses a NaN ``x``; the step's ``b`` (dt u B) still carries it into the state."""
     if K == 0:
         a = tl.exp2(x)
     else:
         ni = tl.arange(0, x.shape[3])[None, None, None, :, None]  # (1, 1, 1, NI, 1)
-        a = tl.where(ni < K, exp2_fma(x), tl.exp2(x))
+        half = tl.arange(0, x.shape[4])[None, None, None, None, :] >= x.shape[4] // 2
+        a = tl.where(ni * 2 + half.to(tl.int32) < K, exp2_fma(x), tl.exp2(x))
     return a
 
 

@@ -117,10 +117,10 @@ BF16_PARTIALS = False
 #: (``_scan_lanes.softplus_sigmoid``): the forward's loop 711 -> 649 instructions per chunk,
 #: the same special-function ops (session 4 candidate).
 SOFTPLUS_POLY = False
-#: The forward computes the decays ``exp2(dt A)`` of this many of each lane's NI states on the
-#: multiply-add units (``_scan_lanes.exp2_fma``, ~10 instructions each) instead of the
-#: special-function unit (8x slower per element on sm_90): per 16-step chunk 1 state = +162
-#: instructions, -16 MUFU ops (session 4 candidate).
+#: The forward computes the decays ``exp2(dt A)`` of this many half-rows (one of a lane's NI
+#: states over half a chunk) on the multiply-add units (``_scan_lanes.exp2_fma``, ~10
+#: instructions each) instead of the special-function unit (8x slower per element on sm_90):
+#: per 16-step chunk 2 half-rows = +162 instructions, -16 MUFU ops (session 4 candidate).
 FWD_EXP_FMA = 0
 #: The backward loads B and C at the start of each chunk instead of one chunk ahead (32 fewer
 #: registers live through the loop: spill loads 29 -> 20 per chunk; session 4 candidate).
@@ -260,7 +260,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     _launch(fwd_kernel, (g["n_blocks"], b, n_seg),
             (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
-                 PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, g["NI"]), **meta), ("XCH",))
+                 PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), **meta), ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
 
