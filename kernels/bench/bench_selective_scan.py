@@ -199,7 +199,7 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "FWD_WARPS_XCH", "FAST_MATH", "FWD_FAST_MATH", "FWD_FAST_GATE", "FMA_SCAN",
          "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER",
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "SOFTPLUS_POLY", "FWD_EXP_FMA",
-         "BWD_BC_LATE", "PARTIALS_TN")
+         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
@@ -210,7 +210,7 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: polynomial softplus; Eh, E1, E2 = a half, 1 or 2 of each lane's 4 states' decays on the
 #: FMA units;
 #: L = the backward loads B, C without prefetch; T = dB/dC partials (b, parts, L, N), 16-byte
-#: stores; T16 = the same in bfloat16.
+#: stores; T16 = the same in bfloat16; s = both partial sums by one Triton kernel.
 VARIANTS = {
     "base": {},
     "sp": dict(SOFTPLUS_POLY=True),
@@ -222,6 +222,9 @@ VARIANTS = {
     "spT16": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True),
     "spTL": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BWD_BC_LATE=True),
     "spT16L": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True, BWD_BC_LATE=True),
+    "spTLs": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BWD_BC_LATE=True, TRITON_SUMS=True),
+    "spT16Ls": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True, BWD_BC_LATE=True,
+                    TRITON_SUMS=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False),
 }
 
@@ -430,8 +433,11 @@ def time_partial_sums(b, d, L, N):
     parts = d // 8 if ours_mod.WARP_PARTIALS else d // (8 * W)
     dtype = torch.bfloat16 if ours_mod.BF16_PARTIALS else torch.float32
     shape = (b, parts, L, N) if ours_mod.PARTIALS_TN else (b, parts, N, L)
-    part = torch.randn(shape, device="cuda").to(dtype)
-    return do_bench(lambda: [ours_mod._sum_parts(part, 1, N, NO, NI) for _ in range(2)],
+    parts = torch.randn((2, *shape), device="cuda").to(dtype)
+    if ours_mod.TRITON_SUMS:
+        return do_bench(lambda: ours_mod.sum_partials(parts, 1, N, NO, NI, ours_mod.PARTIALS_TN),
+                        warmup=10, rep=100, return_mode="median")
+    return do_bench(lambda: [ours_mod._sum_parts(p, 1, N, NO, NI) for p in parts],
                     warmup=10, rep=100, return_mode="median")
 
 

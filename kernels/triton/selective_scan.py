@@ -38,6 +38,7 @@ from ..reference import expand_groups
 from . import _common
 from ._common import (block_channels, check_device_dtypes, dummy, lane_layout_errors,
                       new_buffer, scan_config)
+from ._scan_partials import sum_partials
 from ._selective_scan_bwd import adjoint_local_kernel, bwd_kernel
 from ._selective_scan_fwd import fwd_kernel
 
@@ -131,6 +132,10 @@ BWD_BC_LATE = False
 #: (session 4 candidate; with BF16_PARTIALS it tests whether 2-byte scattered stores were what
 #: made bfloat16 partials slow in session 3).
 PARTIALS_TN = False
+#: dB and dC summed over their partials by one Triton kernel (``_scan_partials``: several
+#: partials in flight per loop step, both tensors in one launch, bfloat16 partials read as
+#: such) instead of two ``torch.sum`` calls (session 4 candidate).
+TRITON_SUMS = False
 
 
 def _scatter(g):
@@ -277,8 +282,8 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
                 and BF16_PARTIALS else torch.float32)
     NP = g["NI"] * g["NO"]  # N padded to a power of two
     part_shape = (b, n_parts, L, NP) if PARTIALS_TN else (b, n_parts, N, L)
-    dB_part = new_buffer(part_shape, **part)  # per channel block (or warp), summed below
-    dC_part = new_buffer(part_shape, **part)
+    parts = new_buffer((2, *part_shape), **part)  # dB's, dC's: per block (or warp), summed below
+    dB_part, dC_part = parts[0], parts[1]
     dA_part = new_buffer((b * n_seg, d, N), **f32)  # per batch row and segment, summed below
     dD_part = new_buffer((b * n_seg, d), **f32)
     dbias_part = new_buffer((b * n_seg, d), **f32)
@@ -308,8 +313,11 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
                  **meta, **_cap(BWD_MAXNREG)),
             ("SCATTER", "XCH"))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
-    dB = _sum_parts(dB_part, G, N, g["NO"], g["NI"])  # (b, G, N, L)
-    dC = _sum_parts(dC_part, G, N, g["NO"], g["NI"])  # (b, G, N, L)
+    if TRITON_SUMS:
+        dB, dC = sum_partials(parts, G, N, g["NO"], g["NI"], PARTIALS_TN)  # (b, G, N, L) each
+    else:
+        dB = _sum_parts(dB_part, G, N, g["NO"], g["NI"])  # (b, G, N, L)
+        dC = _sum_parts(dC_part, G, N, g["NO"], g["NI"])  # (b, G, N, L)
     return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0), dz if z is not None else None,
             dbias_part.sum(0))
 

@@ -257,9 +257,10 @@ def _interpret_main():
     mod.SEGMENT_MIN_STEPS, mod.SEGMENT_WARPS = 1024, 132 * 12
     _common.SCAN_CONFIG_OVERRIDE = None
     # the candidate switches (polynomial softplus, decays on the FMA units, late B/C loads,
-    # partials laid out (L, N)) on one case without masks and one with padding and N = 6
+    # partials laid out (L, N) and summed by a Triton kernel) on one case without masks and one with padding and N = 6
     # (NI = 2: 3 of 4 half-rows of decays by exp2_fma; 2 of 8 padded states in the partials)
-    knobs = dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=3, BWD_BC_LATE=True, PARTIALS_TN=True)
+    knobs = dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=3, BWD_BC_LATE=True, PARTIALS_TN=True,
+                 TRITON_SUMS=True)
     saved = {k: getattr(mod, k) for k in knobs}
     for k, v in knobs.items():
         setattr(mod, k, v)
