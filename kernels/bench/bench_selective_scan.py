@@ -369,7 +369,7 @@ def run_variants(names, mamba, json_path, n_shapes, check=True):
     first = next((r for r in res["rows"] if r["mode"] == "fwd+bwd"), {})  # first shape
     fastest = sorted((v, k) for k, v in first.items() if k in ok and v == v)
     try:
-        breakdown(["base"] + [k for _, k in fastest if k != "base"][:2], res, json_path)
+        breakdown(["base"] + [k for _, k in fastest if k != "base"], res, json_path)
         if mamba is not None:
             grad_only(mamba, ["base"] + [k for _, k in fastest if k != "base"][:1], res,
                       json_path)
@@ -430,9 +430,9 @@ def breakdown(names, res, json_path):
 def time_partial_sums(b, d, L, N):
     """ms of the two partial sums (dB and dC) of the backward under the current knobs."""
     NO, NI, W = 4, N // 4, 2  # the backward's block shape at the first shape
-    parts = d // 8 if ours_mod.WARP_PARTIALS else d // (8 * W)
+    n_parts = d // 8 if ours_mod.WARP_PARTIALS else d // (8 * W)
     dtype = torch.bfloat16 if ours_mod.BF16_PARTIALS else torch.float32
-    shape = (b, parts, L, N) if ours_mod.PARTIALS_TN else (b, parts, N, L)
+    shape = (b, n_parts, L, N) if ours_mod.PARTIALS_TN else (b, n_parts, N, L)
     parts = torch.randn((2, *shape), device="cuda").to(dtype)
     if ours_mod.TRITON_SUMS:
         return do_bench(lambda: ours_mod.sum_partials(parts, 1, N, NO, NI, ours_mod.PARTIALS_TN),
