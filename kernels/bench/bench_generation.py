@@ -20,6 +20,7 @@ plus the time of each fused tier-pass kernel at batch 1 (``--json`` keeps every 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -153,15 +154,17 @@ DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": Fals
        "df_epi": 1}
 DF2 = {**DF4, "df_split": [8, 32], "df_fuse2": [True, False], "df_warps": [8, 4]}
 DF2E = {**DF2, "df_split": [8, 16], "df_epi": 32}  # tiers 1-2: 16 slices, up map on 32
+DF2ES = {**DF2E, "df_spin": True}  # per-thread waits (inline PTX)
 #: fused rows of :func:`compare`: (name, ``sashimi_step.CONFIG`` overrides, sample_codes
 #: keywords, models: "all", "8" (default depth) or "first" (the first model only), batches);
 #: "fused" is the shipped default (split, bf16 and "mix" rows: earlier rounds, NOTES).
 FUSED_ROWS = [("fused", {}, {}, "all", (1, 64)), ("fused df4", DF4, {}, "8", (1,)),
               ("fused df2", DF2, {}, "all", (1, 64)), ("fused df2e", DF2E, {}, "8", (1,)),
+              ("fused df2e spin", DF2ES, {}, "8", (1,)),
               ("fused df32", {**DF4, "df_split": 32, "df_ppg": 8}, {}, "first", (1,)),
               ("fused df wide", {**DF4, "dataflow": [False, True]}, {}, "first", (1,))]
 #: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
-PASS_CONFIGS = [({}, False), (DF4, False), (DF2, False), (DF2E, False)]
+PASS_CONFIGS = [({}, False), (DF4, False), (DF2, False), (DF2E, False), (DF2ES, False)]
 
 
 def _config_name(c):
@@ -285,10 +288,12 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
     return rows
 
 
-def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 4, 8)):
+def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 4, 8),
+                  spins=(False, True)):
     """Time of a chain of ``n`` dependent programs handing ``width`` floats on through global
     memory (``_dataflow_protocol.handoff_probe``; do_bench median of a CUDA graph of 10 launches
-    / 10, us), per chain length: the slope over the length is the cost of one hand-off."""
+    / 10, us), per chain length: the slope over the length is the cost of one hand-off.
+    ``spins``: program-wide polls (False) and per-thread waits (True)."""
     if device.type != "cuda":
         return []
     import triton.testing
@@ -296,27 +301,26 @@ def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 
     from ssmsignal.kernels.triton._dataflow_protocol import handoff_probe
 
     rows = []
-    for width in widths:
-        for nw in warps:
-            for n in lengths:
-                buf = torch.zeros(n * 512, dtype=torch.int64, device=device)
-                ep, err = (torch.zeros(1, dtype=torch.int32, device=device) for _ in range(2))
-                handoff_probe(n, width, buf, ep, err, 1 << 18, nw)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    for _ in range(10):
-                        handoff_probe(n, width, buf, ep, err, 1 << 18, nw)
-                ms = triton.testing.do_bench(graph.replay, warmup=10, rep=50,
-                                             return_mode="median") / 10
-                wp = 1 << (width - 1).bit_length()  # the probe's row stride
-                last = buf[(n - 1) * wp:(n - 1) * wp + width] & 0xFFFFFFFF
-                ok = int(err.item()) == 0 and torch.equal(
-                    last.to(torch.int32).view(torch.float32).cpu(),
-                    torch.arange(width, dtype=torch.float32) + n)
-                rows.append({"programs": n, "width": width, "warps": nw, "us": ms * 1e3,
-                             "ok": ok})
-            (a, b) = [r["us"] for r in rows[-len(lengths):]][::len(lengths) - 1]
-            rows[-1]["us_per_handoff"] = (b - a) / (lengths[-1] - lengths[0])
+    for spin, width, nw in itertools.product(spins, widths, warps):
+        for n in lengths:
+            buf = torch.zeros(n * 512, dtype=torch.int64, device=device)
+            ep, err = (torch.zeros(1, dtype=torch.int32, device=device) for _ in range(2))
+            handoff_probe(n, width, buf, ep, err, 1 << 18, nw, spin)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for _ in range(10):
+                    handoff_probe(n, width, buf, ep, err, 1 << 18, nw, spin)
+            ms = triton.testing.do_bench(graph.replay, warmup=10, rep=50,
+                                         return_mode="median") / 10
+            wp = 1 << (width - 1).bit_length()  # the probe's row stride
+            last = buf[(n - 1) * wp:(n - 1) * wp + width] & 0xFFFFFFFF
+            ok = int(err.item()) == 0 and torch.equal(
+                last.to(torch.int32).view(torch.float32).cpu(),
+                torch.arange(width, dtype=torch.float32) + n)
+            rows.append({"programs": n, "width": width, "warps": nw, "spin": spin,
+                         "us": ms * 1e3, "ok": ok})
+        first, last_row = rows[-len(lengths)], rows[-1]
+        last_row["us_per_handoff"] = (last_row["us"] - first["us"]) / (lengths[-1] - lengths[0])
     return rows
 
 
@@ -327,7 +331,8 @@ def print_compare(rows):
            if r["mode"] == "module+graphs"}
     for r in rows:
         if r["mode"] == "probe":
-            print(f"hand-off chain: {r['programs']:3d} programs x {r['warps']} warps, "
+            print(f"hand-off chain{' (spin)' if r['spin'] else ''}: {r['programs']:3d} programs"
+                  f" x {r['warps']} warps, "
                   f"{r['width']} floats: {r['us']:8.2f} us, ok {r['ok']}"
                   + (f"; {r['us_per_handoff']:.3f} us per hand-off"
                      if "us_per_handoff" in r else ""))

@@ -65,18 +65,19 @@ def _ff2_load(w2_ptr, b2_ptr, q, offs, hm, fo, fom, H, F, ok):
 
 
 @triton.jit
-def _ff2_wait(w2, b2, prev, tag, err_ptr, max_polls, offs, hm, fo, fom, HP: tl.constexpr):
+def _ff2_wait(w2, b2, prev, tag, err_ptr, max_polls, SPIN: tl.constexpr, offs, hm, fo, fom,
+              HP: tl.constexpr):
     """``xm + W_2 hid + b_2`` (whole) of the pair whose words start at ``prev``."""
-    hid = _get(prev + 2 * HP, fo, fom, tag, err_ptr, max_polls)  # (FP,)
-    xm = _get(prev + HP, offs, hm, tag, err_ptr, max_polls)  # (HP,)
+    hid = _get(prev + 2 * HP, fo, fom, tag, err_ptr, max_polls, SPIN)  # (FP,)
+    xm = _get(prev + HP, offs, hm, tag, err_ptr, max_polls, SPIN)  # (HP,)
     return xm + tl.sum(w2 * hid[None, :], axis=1) + b2
 
 
 @triton.jit
-def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ln_ptr, coef_ptr, d_ptr, w2_ptr,
-               b2_ptr, state_ptr, in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr,
-               slot, b, batch, H, N2, F, n_coef, ek, eps, KIND: tl.constexpr,
-               PRO: tl.constexpr, HAS_LABEL: tl.constexpr, FUSE2: tl.constexpr,
+def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr, ln_ptr, coef_ptr,
+               d_ptr, w2_ptr, b2_ptr, state_ptr, in_ptr, next_ptr, emb_ptr, label_ptr,
+               label_emb_ptr, unf_ptr, slot, b, batch, H, N2, F, n_coef, ek, eps,
+               KIND: tl.constexpr, PRO: tl.constexpr, HAS_LABEL: tl.constexpr, FUSE2: tl.constexpr,
                HP: tl.constexpr, FP: tl.constexpr, N2P: tl.constexpr, HSP: tl.constexpr):
     """Stage A of pairs ``q .. q1`` (slice ``j``): LayerNorm + SSM step of channels ``r``. With
     ``FUSE2`` it first forms the pair input itself from the previous pair's ``xm`` and
@@ -108,10 +109,10 @@ def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ln_ptr, coef_ptr, d
                             b, offs, hm, H, ek, PRO, HAS_LABEL)
         else:
             if FUSE2:
-                x = _ff2_wait(w2, b2, buf + (q - 1) * R, tag, err_ptr, max_polls, offs, hm, fo,
-                              fom, HP)
+                x = _ff2_wait(w2, b2, buf + (q - 1) * R, tag, err_ptr, max_polls, SPIN, offs,
+                              hm, fo, fom, HP)
             else:
-                x = _get(buf + (q - 1) * R + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls)
+                x = _get(buf + (q - 1) * R + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls, SPIN)
         xs = _pick(x, r, offs)  # (HSP,)
         if FUSE2:  # the pair input, for stage B
             _put(buf + q * R + 2 * HP + FP, r, rm, xs, tag)
@@ -125,11 +126,11 @@ def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ln_ptr, coef_ptr, d
 
 
 @triton.jit
-def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ow_ptr, ob_ptr, fln_ptr, w1_ptr,
-               b1_ptr, in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot, b, H,
-               F, ek, eps, PRO: tl.constexpr, HAS_LABEL: tl.constexpr, FUSE2: tl.constexpr,
-               HP: tl.constexpr, FP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr,
-               RP: tl.constexpr):
+def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr, ow_ptr, ob_ptr,
+               fln_ptr, w1_ptr, b1_ptr, in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr,
+               unf_ptr, slot, b, H, F, ek, eps, PRO: tl.constexpr, HAS_LABEL: tl.constexpr,
+               FUSE2: tl.constexpr, HP: tl.constexpr, FP: tl.constexpr, HSP: tl.constexpr,
+               FSP: tl.constexpr, RP: tl.constexpr):
     """Stage B of pairs ``q .. q1``: rows ``r`` of the gated output map and the residual
     (``xm``). With ``FUSE2`` all rows (``RP = HP``), then stage C of slice ``j`` (LayerNorm,
     rows of the first feed-forward map)."""
@@ -162,13 +163,13 @@ def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ow_ptr, ob_ptr, fln
             b1 = tl.load(b1_ptr + q * F + f, mask=fm, other=0.0)
             lw = tl.load(fln_ptr + q * 2 * H + offs, mask=hm, other=0.0)
             lb = tl.load(fln_ptr + q * 2 * H + H + offs, mask=hm, other=0.0)
-            x = _get(buf + q * R + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls)
+            x = _get(buf + q * R + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls, SPIN)
         elif q == 0:
             x = _pass_input(in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
                             b, rows, rmask, H, ek, PRO, HAS_LABEL)
         else:
-            x = _get(buf + (q - 1) * R + 2 * HP + FP, rows, rmask, tag, err_ptr, max_polls)
-        g = _get(buf + q * R, offs, hm, tag, err_ptr, max_polls)  # (HP,)
+            x = _get(buf + (q - 1) * R + 2 * HP + FP, rows, rmask, tag, err_ptr, max_polls, SPIN)
+        g = _get(buf + q * R, offs, hm, tag, err_ptr, max_polls, SPIN)  # (HP,)
         val = tl.sum(wv * g[None, :], axis=1) + bv
         gate = tl.sum(wg * g[None, :], axis=1) + bg
         xm = x + val * tl.sigmoid(gate)  # (RP,)
@@ -183,9 +184,9 @@ def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ow_ptr, ob_ptr, fln
 
 
 @triton.jit
-def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr, b1_ptr, w2_ptr,
-              b2_ptr, H, F, eps, FIRST: tl.constexpr, HP: tl.constexpr, FP: tl.constexpr,
-              HSP: tl.constexpr, FSP: tl.constexpr):
+def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr, fln_ptr, w1_ptr,
+              b1_ptr, w2_ptr, b2_ptr, H, F, eps, FIRST: tl.constexpr, HP: tl.constexpr,
+              FP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr):
     """Stage C (``FIRST``: LayerNorm of ``xm``, rows ``j F/S ..`` of the first feed-forward
     map) or D (rows ``j H/S ..`` of the second and the residual: ``xo``) of pairs ``q .. q1``."""
     offs = tl.arange(0, HP)
@@ -201,7 +202,7 @@ def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr, b1_
             b1 = tl.load(b1_ptr + q * F + f, mask=fm, other=0.0)
             lw = tl.load(fln_ptr + q * 2 * H + offs, mask=hm, other=0.0)
             lb = tl.load(fln_ptr + q * 2 * H + H + offs, mask=hm, other=0.0)
-            xm = _get(buf + q * R + HP, offs, hm, tag, err_ptr, max_polls)  # (HP,)
+            xm = _get(buf + q * R + HP, offs, hm, tag, err_ptr, max_polls, SPIN)  # (HP,)
             u = _norm(xm, xm, hm, lw, lb, H, eps)
             _put(buf + q * R + 2 * HP, f, fm, _gelu(tl.sum(w1 * u[None, :], axis=1) + b1), tag)
             q += 1
@@ -216,8 +217,8 @@ def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr, b1_
             w2 = tl.load(w2_ptr + q * H * F + r[:, None] * F + fo[None, :],
                          mask=rm[:, None] & fom[None, :], other=0.0).to(tl.float32)
             b2 = tl.load(b2_ptr + q * H + r, mask=rm, other=0.0)
-            hid = _get(buf + q * R + 2 * HP, fo, fom, tag, err_ptr, max_polls)  # (FP,)
-            xm = _get(buf + q * R + HP, r, rm, tag, err_ptr, max_polls)  # (HSP,)
+            hid = _get(buf + q * R + 2 * HP, fo, fom, tag, err_ptr, max_polls, SPIN)  # (FP,)
+            xm = _get(buf + q * R + HP, r, rm, tag, err_ptr, max_polls, SPIN)  # (HSP,)
             xo = xm + tl.sum(w2 * hid[None, :], axis=1) + b2
             _put(buf + q * R + 2 * HP + FP, r, rm, xo, tag)
             q += 1
@@ -233,11 +234,12 @@ def _dataflow_kernel(
         noise_ptr, forced_ptr, codes_ptr, logits_ptr, inv_temp, top_p,
         slot2, pool_now2, dpw_ptr, dpb_ptr, dpz_ptr, der,
         buf_ptr, buf_stride, ep_ptr, err_ptr, max_polls, ppg, S, batch, H, N2, F, n_coef,
-        n_epi, cnt_ptr, PRO: tl.constexpr, EPI: tl.constexpr, SKIP: tl.constexpr, KIND: tl.constexpr,
-        HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, MERGE: tl.constexpr,
+        n_epi, cnt_ptr, PRO: tl.constexpr, EPI: tl.constexpr, SKIP: tl.constexpr,
+        KIND: tl.constexpr, HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, MERGE: tl.constexpr,
         FUSE2: tl.constexpr, HP: tl.constexpr, FP: tl.constexpr, N2P: tl.constexpr,
         HSP: tl.constexpr, FSP: tl.constexpr, EKP: tl.constexpr, DKP: tl.constexpr,
-        BME: tl.constexpr, BMD: tl.constexpr, UPT: tl.constexpr, RSP: tl.constexpr):
+        BME: tl.constexpr, BMD: tl.constexpr, UPT: tl.constexpr, RSP: tl.constexpr,
+        SPIN: tl.constexpr):
     pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     tag = tl.load(ep_ptr + b, volatile=True) + 1  # this launch's tag for the row
@@ -253,22 +255,22 @@ def _dataflow_kernel(
         q = pid // (NT * S) * ppg
         q1 = tl.minimum(q + ppg, n_pairs)
         if typ == 0:
-            _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ln_ptr, coef_ptr, d_ptr,
+            _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN, ln_ptr, coef_ptr, d_ptr,
                        w2_ptr, b2_ptr, state_ptr, in_ptr, next_ptr, emb_ptr, label_ptr,
                        label_emb_ptr, unf_ptr, slot, b, batch, H, N2, F, n_coef, ek, eps, KIND,
                        PRO, HAS_LABEL, FUSE2, HP, FP, N2P, HSP)
         elif typ == 1:
-            _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ow_ptr, ob_ptr, fln_ptr,
+            _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN, ow_ptr, ob_ptr, fln_ptr,
                        w1_ptr, b1_ptr, in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr,
                        unf_ptr, slot, b, H, F, ek, eps, PRO, HAS_LABEL, FUSE2, HP, FP, HSP, FSP,
                        HP if FUSE2 else HSP)
         elif not FUSE2:
             if typ == 2:
-                _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr, b1_ptr,
-                          w2_ptr, b2_ptr, H, F, eps, True, HP, FP, HSP, FSP)
+                _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN, fln_ptr, w1_ptr,
+                          b1_ptr, w2_ptr, b2_ptr, H, F, eps, True, HP, FP, HSP, FSP)
             else:
-                _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr, b1_ptr,
-                          w2_ptr, b2_ptr, H, F, eps, False, HP, FP, HSP, FSP)
+                _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN, fln_ptr, w1_ptr,
+                          b1_ptr, w2_ptr, b2_ptr, H, F, eps, False, HP, FP, HSP, FSP)
     else:  # the epilogue program(s) of the row: the output of the last pair, then as tier_pass
         last = buf + (n_pairs - 1) * R
         if UPT:  # program e of n_epi: rows e er/n_epi .. of the up-pool map, loaded first
@@ -291,9 +293,9 @@ def _dataflow_kernel(
             lw = tl.load(pw_ptr + offs, mask=hm, other=0.0)
             lb = tl.load(pw_ptr + H + offs, mask=hm, other=0.0)
         if FUSE2:
-            x = _ff2_wait(w2, b2, last, tag, err_ptr, max_polls, offs, hm, fo, fo < F, HP)
+            x = _ff2_wait(w2, b2, last, tag, err_ptr, max_polls, SPIN, offs, hm, fo, fo < F, HP)
         else:
-            x = _get(last + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls)
+            x = _get(last + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls, SPIN)
         if SKIP:  # the input of the modelling part added to its output (unet=False)
             x += _pass_input(in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
                              b, offs, hm, H, ek, PRO, HAS_LABEL)
@@ -339,7 +341,7 @@ def buffer_words(H, F, n_pairs):
 
 def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, state, inputs,
                   next_codes, buf, ep, error, split, ppg, max_polls, fuse2=False,
-                  epi_split=1, counters=None, num_warps=4, emb=None,
+                  epi_split=1, counters=None, spin=False, num_warps=4, emb=None,
                   labels=None, label_emb=None, unfolded=None, slot=0, skip=False, out=None,
                   pool_now=False, pool_w=None, pool_b=None, pool_out=None, ek=0, er=0,
                   noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0,
@@ -355,9 +357,11 @@ def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, sta
     the whole ``D`` of the previous pair and ``B`` (whole) before ``C`` in each program (the
     dense maps computed redundantly by the ``split`` programs: for narrow tiers);
     ``epi_split``: an up-pool epilogue over that many programs (dividing ``er``; the last one
-    to finish advances the tag, counting in ``counters``, ``(batch,)`` int32 zeros). ``merge``: as ``tier_pass``, with no blocks in the
-    merged down pass. Every program of the launch must be resident at once when ``ppg > 1``
-    or on a GPU at all: the caller keeps ``batch * n_programs`` within the multiprocessors.
+    to finish advances the tag, counting in ``counters``, ``(batch,)`` int32 zeros); ``spin``:
+    per-thread waits (inline PTX, GPU only; see ``_dataflow_protocol._get``). ``merge``: as
+    ``tier_pass``, with no blocks in the merged down pass. Every program of the launch must be
+    resident at once when ``ppg > 1`` or on a GPU at all: the caller keeps ``batch *
+    n_programs`` within the multiprocessors.
     """
     ln, coef, D, ow, ob, fln, w1, b1, w2, b2 = weights
     S, ppg = int(split), int(ppg)
@@ -400,6 +404,7 @@ def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, sta
         FSP=triton.next_power_of_2(F // S), EKP=EKP, DKP=DKP,
         BME=max(1, min(triton.next_power_of_2(max(er, 1)), tile // (EKP if epi == 0 else HP))),
         BMD=max(1, min(triton.next_power_of_2(max(der, 1)), tile // DKP)),
-        UPT=E > 1, RSP=triton.next_power_of_2(max(er // E, 1)), num_warps=num_warps)
+        UPT=E > 1, RSP=triton.next_power_of_2(max(er // E, 1)), SPIN=bool(spin),
+        num_warps=num_warps)
 
 

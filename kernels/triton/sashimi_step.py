@@ -60,12 +60,13 @@ KIND_S4D, KIND_S4 = 0, 1
 #: programs (:mod:`._sashimi_dataflow`) when ``batch x programs`` fits the multiprocessors,
 #: with ``df_split`` slices per stage, ``df_ppg`` pairs per program group, ``df_fuse2`` (two
 #: stages per pair, dense maps whole in every program: narrow tiers), ``df_warps`` and
-#: ``df_epi`` (programs of the up-pool epilogue of tiers >= 1).
+#: ``df_epi`` (programs of the up-pool epilogue of tiers >= 1), ``df_spin`` (per-thread waits
+#: in inline PTX instead of program-wide polls; GPU only).
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
           "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16,
           "tile_wide": 8192, "ssm_tile_wide": 2048, "dataflow": False, "df_split": [4, 32],
           "df_ppg": [1, 8], "df_fuse2": False, "df_warps": 4,
-          "df_epi": 1}
+          "df_epi": 1, "df_spin": False}
 
 
 @triton.jit

@@ -438,6 +438,7 @@ class FusedDecoder:
                       labels=self.labels, label_emb=self.head[3], buf=self.df_buf,
                       ep=self.df_tag, error=self.error, split=S, ppg=ppg, fuse2=fuse2,
                       epi_split=E, counters=self.df_count,
+                      spin=bool(setting("df_spin", k)) and self.df_buf.is_cuda,
                       max_polls=1 << 18 if self.df_buf.is_cuda else 1,
                       num_warps=setting("df_warps", k), **args)
 

@@ -25,8 +25,9 @@ DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": Fals
        "df_warps": 4}
 DF2 = {"dataflow": True, "df_split": [8, 32], "df_ppg": [1, 8], "df_fuse2": [True, False],
        "df_warps": [8, 4], "df_epi": 1}
-#: DF2 with 16 slices on tiers 1-2 and their up-pool maps over 32 programs
+#: DF2 with 16 slices on tiers 1-2 and their up-pool maps over 32 programs; per-thread waits
 DF2E = {**DF2, "df_split": [8, 16], "df_epi": 32}
+DF2ES = {**DF2E, "df_spin": True}
 #: small models on the interpreter: (layer, dt_scale, conditional, config, merge)
 CASES = [("s4", 1.0, True, {**DF4, "df_split": [2, 4]}, False),
          ("s4d", 0.5, False, {**DF2E, "df_split": [2, 4], "df_epi": 4}, "auto")]
@@ -90,8 +91,8 @@ cuda = pytest.mark.cuda
 
 @cuda
 @pytest.mark.parametrize("layer,dt_scale,config", [("s4", 1.0, DF4), ("s4d", 0.5, DF2),
-                                                   ("s4", 0.5, DF2E)],
-                         ids=["s4-df4", "s4d-df2", "s4-df2e"])
+                                                   ("s4", 0.5, DF2E), ("s4d", 1.0, DF2ES)],
+                         ids=["s4-df4", "s4d-df2", "s4-df2e", "s4d-df2e-spin"])
 def test_gpu_dataflow_default_model_matches_float64(layer, dt_scale, config):
     errs = _with_config({**config, "merge": False}, step_errors, layer, dt_scale, True, 40,
                         device="cuda", d_model=64, n_layers=8, pool=(4, 4), d_state=64)
@@ -107,12 +108,12 @@ def test_gpu_dataflow_graphs_equal_eager_and_batch_64_falls_back():
     model = _model("s4", 3, d_model=64, n_layers=8, pool=(4, 4), d_state=64).cuda().eval()
     labels = torch.tensor([1], device="cuda")
     runs = {}
-    for name, config, kw in [("graphs", DF2E, {}), ("eager", DF2E, dict(cuda_graphs=False)),
+    for name, config, kw in [("graphs", DF2ES, {}), ("eager", DF2E, dict(cuda_graphs=False)),
                              ("shipped", {}, {})]:
         gen = torch.Generator(device="cuda").manual_seed(3)
         runs[name] = _with_config(config, sample_codes, model, 300, 1, labels=labels,
                                   generator=gen, top_p=0.95, fused=True, **kw)
-    assert torch.equal(runs["graphs"], runs["eager"])  # tags across graph replays
+    assert torch.equal(runs["graphs"], runs["eager"])  # tags across replays; spin: same math
     assert (runs["graphs"] == runs["shipped"]).float().mean() > 0.9  # rounding only
     assert all(_with_config(DF2, FusedDecoder, model, 1).dataflow)
     assert not any(_with_config(DF2, FusedDecoder, model, 64).dataflow)  # grid too big
