@@ -173,7 +173,8 @@ def _config_name(c):
 
     if c["dataflow"]:
         return (f"df{show(c['dataflow'])} S{show(c['df_split'])} ppg{show(c['df_ppg'])} "
-                f"f{show(c['df_fuse2'])} w{show(c['df_warps'])} e{show(c['df_epi'])}")
+                f"f{show(c['df_fuse2'])} w{show(c['df_warps'])} e{show(c['df_epi'])}"
+                + (" spin" if c["df_spin"] else ""))
     return (f"w{show(c['num_warps'])}|{show(c['num_warps_wide'])} "
             + ("pipe" if c["single"] is True else "regs" if c["regs"] else "scratch")
             + f" t{c['tile_wide']} S{show(c['split'])}")
