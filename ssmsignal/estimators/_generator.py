@@ -59,6 +59,10 @@ class AudioGenerator(BaseEstimator):
         1 shows a progress bar (tqdm), 0 is silent.
     mixed_precision : bool, default=True
         bf16 autocast during training on CUDA.
+    max_time : float or None, default=None
+        Training budget in seconds, as in the other estimators: after every epoch the number of
+        epochs is re-planned to fit the time left (at most ``max_epochs``, at least two) and the
+        cosine schedule is fitted to the plan (see ``TrainConfig.max_time``).
 
     Attributes
     ----------
@@ -82,12 +86,14 @@ class AudioGenerator(BaseEstimator):
     """
 
     unet = True  # instances pickled before the parameter existed are U-Nets
+    max_time = None  # ... and had no training budget
 
     def __init__(self, sampling_rate=8000.0, d_model=64, n_layers=8, pool=(4, 4), expand=2,
                  ff=2, layer="s4", d_state=64, dropout=0.0, unet=False, conditional=False,
                  segment_length=4096, max_epochs=10, batch_size=16, lr=4e-3, ssm_lr=1e-3,
                  weight_decay=0.0, validation_fraction=0.1, n_iter_no_change=None,
-                 device="auto", random_state=None, verbose=1, mixed_precision=True):
+                 device="auto", random_state=None, verbose=1, mixed_precision=True,
+                 max_time=None):
         self.sampling_rate = sampling_rate
         self.d_model = d_model
         self.n_layers = n_layers
@@ -111,6 +117,7 @@ class AudioGenerator(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.mixed_precision = mixed_precision
+        self.max_time = max_time
 
     _parameter_constraints: dict = {
         "sampling_rate": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -136,6 +143,7 @@ class AudioGenerator(BaseEstimator):
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "verbose": ["verbose"],
         "mixed_precision": ["boolean"],
+        "max_time": [Interval(numbers.Real, 0, None, closed="neither"), None],
     }
 
     def _build_module(self, n_conditions):
@@ -216,7 +224,8 @@ class AudioGenerator(BaseEstimator):
                              weight_decay=self.weight_decay, device=self.device,
                              n_iter_no_change=self.n_iter_no_change,
                              random_state=self.random_state, verbose=self.verbose,
-                             mixed_precision=self.mixed_precision, description="AudioGenerator")
+                             mixed_precision=self.mixed_precision, description="AudioGenerator",
+                             max_time=None if self.max_time is None else float(self.max_time))
         result = train_module(self.module_, masked_nll,
                               lambda g: train_batches(train_codes, train_labels,
                                                       self.segment_length, self.batch_size, g),

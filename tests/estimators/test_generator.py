@@ -136,6 +136,23 @@ def test_generators_pickled_before_the_unet_parameter_are_unets():
     assert AudioGenerator(**TINY).unet is False
 
 
+def test_max_time_budgets_the_training(tmp_path):
+    waves, _ = _waves()
+    gen = AudioGenerator(**TINY, max_epochs=50, max_time=1e-6).fit(waves)
+    # the budget was spent by the first epoch, whose time may hold one-time costs: one more
+    assert len(gen.history_) == 2
+    assert len(AudioGenerator(**TINY, max_epochs=50).fit(waves).history_) == 50
+    gen.save(tmp_path / "g")
+    assert AudioGenerator.load(tmp_path / "g").max_time == 1e-6
+    with pytest.raises(ValueError, match="max_time"):
+        AudioGenerator(**TINY, max_time=0).fit(waves)
+    state = AudioGenerator(**TINY).__getstate__()
+    state.pop("max_time")  # as pickled before the parameter existed
+    old = AudioGenerator.__new__(AudioGenerator)
+    old.__setstate__(state)
+    assert old.get_params()["max_time"] is None
+
+
 def test_sample_refuses_a_non_boolean_bf16_weights(fitted):
     for bad in ("no", 0, None):  # "no" would be truthy, and turn the lossy opt-in on
         with pytest.raises(ValueError, match="bf16_weights must be a bool"):
