@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# docs/results.md "Generative audio (issue 6)": SaShiMi (the shipped arrangement, unet=False)
+# on FSDD in ONE device call of <= 9 minutes, from the snapshot root:
+#
+#   bash examples/gpu_sashimi.sh            (SMOKE=1: the same steps on the CPU, tiny, --quick)
+#
+# Five lanes of examples/sashimi_fsdd.py run side by side on the one GPU, each training for the
+# same wall-clock budget (BUDGET seconds, AudioGenerator / TrainConfig max_time):
+#   uncond (2 pairs per tier), cond (2 pairs, digit label), uncond8 (8 pairs, the default
+#   depth), wavenet (the baseline), clf (the judging S4D classifier, CLF_BUDGET seconds).
+# The lanes share the device, so their epoch times are contended; the `profile` step then
+# times each model's training step alone. `judge` merges everything.
+# Every step has a hard `timeout`; the whole script a deadline (TOTAL_SECONDS from its start).
+# Output under $OUT/gen/ (5 files): summary.txt, results.json, samples.npz, logs.tar.gz (lane
+# logs + JSON, steps, GPU utilisation), model_uncond.tar.gz (the 2-pair unconditional model).
+set -u
+T0=$(date +%s)
+OUT=${OUT:-gen-out}
+D="$OUT/gen"
+W=$(mktemp -d /tmp/gen.XXXXXX)
+mkdir -p "$D"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-3}
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+if [ "${SMOKE:-0}" = 1 ]; then
+  BUDGET=${BUDGET:-2}; CLF_BUDGET=${CLF_BUDGET:-2}; EXTRA=(--quick --layer s4d)
+  MEM1=(); MEM8=(); MEMC=(); TOTAL_SECONDS=${TOTAL_SECONDS:-300}
+else
+  source kernels/bench/gpu_install.sh
+  EXTRA=()  # caps from CPU measurements of the largest training batch (fp32): 8 pairs
+  # ~11.6 GB, WaveNet ~8.6 GB, 2 pairs ~3.7 GB; the classifier ~8 GB (docs/results.md, issue 3)
+  MEM1=(--cuda-memory-fraction 0.17); MEM8=(--cuda-memory-fraction 0.22)
+  MEMC=(--cuda-memory-fraction 0.2)
+  command -v nvidia-smi > /dev/null && { nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used \
+    --format=csv -l 5 > "$W/gpu.csv" 2>&1 & SMI=$!; }
+fi
+DEADLINE=$((T0 + ${TOTAL_SECONDS:-525}))
+RESERVE=70  # seconds kept for the profile and the judge after the lanes
+# training budget per model: 300 s unless the install left less (lanes need ~130 s more)
+BUDGET=${BUDGET:-$(( DEADLINE - $(date +%s) - RESERVE - 140 < 300 ? \
+  DEADLINE - $(date +%s) - RESERVE - 140 : 300 ))}
+CLF_BUDGET=${CLF_BUDGET:-$((BUDGET - 60))}
+S="$D/summary.txt"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) \
+  if torch.cuda.is_available() else 'cpu')" | tee "$S"
+echo "BUDGET=$BUDGET CLF_BUDGET=$CLF_BUDGET SMOKE=${SMOKE:-0} $(date -u +%Y-%m-%dT%H:%M:%SZ)" | tee -a "$S"
+echo "installed after $(( $(date +%s) - T0 )) s (snapshot: $(git log -1 --format=%h 2> /dev/null || echo no .git))" | tee -a "$S"
+
+P=(python3 examples/sashimi_fsdd.py --data .devdata/fsdd --out "$D" --work "$W" "${EXTRA[@]}")
+# run NAME LIMIT args...: one lane under `timeout` (capped by the deadline), logged
+run() {
+  local name=$1 limit=$2; shift 2
+  local left=$((DEADLINE - $(date +%s) - RESERVE - 5))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 10 ]; then echo "$name: skipped, no time left" >> "$W/steps.txt"; return; fi
+  local t0=$(date +%s)
+  timeout -k 5 "$limit" "${P[@]}" "$@" > "$W/$name.log" 2>&1
+  echo "$name: exit $? after $(( $(date +%s) - t0 )) s (limit $limit s)" >> "$W/steps.txt"
+}
+LANE_LIMIT=$((BUDGET + 150))
+PIDS=()
+for lane in uncond cond wavenet; do
+  run "$lane" "$LANE_LIMIT" --stage "$lane" --budget "$BUDGET" "${MEM1[@]}" & PIDS+=($!)
+done
+run uncond8 "$LANE_LIMIT" --stage uncond8 --budget "$BUDGET" "${MEM8[@]}" & PIDS+=($!)
+run clf "$((CLF_BUDGET + 90))" --stage clf --clf-budget "$CLF_BUDGET" "${MEMC[@]}" & PIDS+=($!)
+wait "${PIDS[@]}"
+RESERVE=0
+# the profile only when it leaves the judge ~70 s
+LEFT=$((DEADLINE - $(date +%s)))
+if [ "$LEFT" -gt 110 ]; then run profile 45 --stage profile; else
+  echo "profile: skipped, $LEFT s left" >> "$W/steps.txt"; fi
+run judge 60 --stage judge
+[ -n "${SMI:-}" ] && kill "$SMI" 2> /dev/null
+
+{ echo "== steps"; cat "$W/steps.txt"; echo "== results"
+  grep -v "^\[" "$W/judge.log" 2> /dev/null | tail -20
+  grep -h "FAILED\|Error\|error" "$W"/*.log 2> /dev/null | head -10
+  echo "total $(( $(date +%s) - T0 )) s"; } | tee -a "$S"
+tar -czf "$D/logs.tar.gz" -C "$W" --exclude models --exclude clf --exclude "*.npz" .
+[ -d "$W/models/uncond" ] && tar -czf "$D/model_uncond.tar.gz" -C "$W/models" uncond
+ls -la "$D"
