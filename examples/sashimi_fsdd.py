@@ -21,7 +21,7 @@
 #     uncond8  SaShiMi, unconditional, 8 pairs per tier (the default depth)
 #     wavenet  the WaveNet-style baseline
 #     clf      the judging classifier (S4D, recordings normalised to unit RMS)
-#     profile  uncontended training-step times of the three models + top operators
+#     profile  training-step times of the three models alone + top operators
 #     judge    Inception Scores; merges the lanes into results.json and samples.npz
 #
 # Every choice that is made (best epoch of every model) is made on the validation recordings
@@ -111,6 +111,7 @@ def fit_generator(ctx, tag, conditional, n_layers):
     res["params"] = sum(p.numel() for p in gen.module_.parameters())
     res["test_bits"] = -gen.score(test, test_b.target if conditional else None)
     log(tag, "test bits/sample", res["test_bits"], "epochs", res["epochs"])
+    ctx["save"](res, {})  # kept should sampling run out of time
     gen.save(Path(ctx["work"]) / "models" / tag)
     samples = {}
     started = time.perf_counter()
