@@ -13,9 +13,10 @@ and read ``samples/s`` (per second of wall clock, all sequences of the batch tog
 real-time factor at 16 kHz (samples/s per sequence / 16000; > 1 is faster than real time).
 
 ``--compare`` times, in one process, the fused Triton step (:mod:`ssmsignal.models._sashimi_fused`,
-CUDA graphs), the module-by-module step with CUDA graphs and the naive way, at batch 1 and 64,
-for S4 and S4D at the default depth (8 pairs per tier) and the 2-pair model of earlier runs,
-plus the time of each fused tier-pass kernel at batch 1 (``--json`` keeps every row).
+CUDA graphs; shipped: dataflow passes at batch 1, and the one-program passes), the
+module-by-module step with CUDA graphs and the naive way, at batch 1 and 64, for S4 and S4D at
+the default depth (8 pairs per tier) and the 2-pair S4 model, plus the time of each fused
+tier-pass kernel at batch 1 (``--json`` keeps every row); ``--probe`` adds the hand-off probe.
 """
 from __future__ import annotations
 
@@ -145,26 +146,16 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
     return batch_size / per_step, t1 - n * per_step, n
 
 
-#: dataflow passes (``CONFIG["dataflow"]``, batch 1): four stages per pair on every tier, 4
-#: slices x 1 pair per group on tier 0 and 32 x 8 (pair loops) on tiers 1-2 ("df4"); 32 x 8
-#: everywhere ("df32"); tier 0 in two stages per pair, whole dense maps, 8 slices at 8 warps
-#: ("df2"); "df2e": df2 with tiers 1-2 on 16 slices and their up-pool map over 32 programs;
-#: tiers 1-2 only ("df wide")
-DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False, "df_warps": 4,
-       "df_epi": 1}
-DF2 = {**DF4, "df_split": [8, 32], "df_fuse2": [True, False], "df_warps": [8, 4]}
-DF2E = {**DF2, "df_split": [8, 16], "df_epi": 32}  # tiers 1-2: 16 slices, up map on 32
-DF2ES = {**DF2E, "df_spin": True}  # per-thread waits (inline PTX)
 #: fused rows of :func:`compare`: (name, ``sashimi_step.CONFIG`` overrides, sample_codes
 #: keywords, models: "all", "8" (default depth) or "first" (the first model only), batches);
-#: "fused" is the shipped default (split, bf16 and "mix" rows: earlier rounds, NOTES).
-FUSED_ROWS = [("fused", {}, {}, "all", (1, 64)), ("fused df4", DF4, {}, "8", (1,)),
-              ("fused df2", DF2, {}, "all", (1, 64)), ("fused df2e", DF2E, {}, "8", (1,)),
-              ("fused df2e spin", DF2ES, {}, "8", (1,)),
-              ("fused df32", {**DF4, "df_split": 32, "df_ppg": 8}, {}, "first", (1,)),
-              ("fused df wide", {**DF4, "dataflow": [False, True]}, {}, "first", (1,))]
+#: "fused" is the shipped default (dataflow passes where the grid fits: batch 1), "fused
+#: one-program" the one-program passes everywhere (the default before session 4). The other
+#: configurations (split, bf16, mix, dataflow variants df4/df2/df32/spin): earlier rounds, NOTES.
+ONE_PROGRAM = {"dataflow": False}
+FUSED_ROWS = [("fused", {}, {}, "all", (1, 64)),
+              ("fused one-program", ONE_PROGRAM, {}, "all", (1, 64))]
 #: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
-PASS_CONFIGS = [({}, False), (DF4, False), (DF2, False), (DF2E, False), (DF2ES, False)]
+PASS_CONFIGS = [(ONE_PROGRAM, False), ({}, False)]
 
 
 def _config_name(c):
@@ -173,8 +164,7 @@ def _config_name(c):
 
     if c["dataflow"]:
         return (f"df{show(c['dataflow'])} S{show(c['df_split'])} ppg{show(c['df_ppg'])} "
-                f"f{show(c['df_fuse2'])} w{show(c['df_warps'])} e{show(c['df_epi'])}"
-                + (" spin" if c["df_spin"] else ""))
+                f"f{show(c['df_fuse2'])} w{show(c['df_warps'])} e{show(c['df_epi'])}")
     return (f"w{show(c['num_warps'])}|{show(c['num_warps_wide'])} "
             + ("pipe" if c["single"] is True else "regs" if c["regs"] else "scratch")
             + f" t{c['tile_wide']} S{show(c['split'])}")
@@ -235,7 +225,8 @@ def pass_times(model, batch_size=1, configs=PASS_CONFIGS):
 COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 2, False, False)]
 
 
-def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path=None):
+def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path=None,
+            probe=False):
     """Fused vs module-by-module (both with CUDA graphs) vs naive, batch 1 and 64 (rows also
     written to ``json_path`` as they come, so a run cut short keeps them)."""
     from ssmsignal.kernels.triton import sashimi_step
@@ -251,7 +242,7 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
             with open(json_path, "w") as f:
                 json.dump(rows, f, indent=1)
 
-    for r in handoff_times(device):
+    for r in handoff_times(device) if probe else []:
         add({"layer": "-", "n_layers": 0, "unet": None, "mode": "probe", **r})
     for layer, n_layers, unet, full in models:
         torch.manual_seed(0)
@@ -289,12 +280,10 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
     return rows
 
 
-def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 4, 8),
-                  spins=(False, True)):
+def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 4, 8)):
     """Time of a chain of ``n`` dependent programs handing ``width`` floats on through global
     memory (``_dataflow_protocol.handoff_probe``; do_bench median of a CUDA graph of 10 launches
-    / 10, us), per chain length: the slope over the length is the cost of one hand-off.
-    ``spins``: program-wide polls (False) and per-thread waits (True)."""
+    / 10, us), per chain length: the slope over the length is the cost of one hand-off."""
     if device.type != "cuda":
         return []
     import triton.testing
@@ -302,15 +291,15 @@ def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 
     from ssmsignal.kernels.triton._dataflow_protocol import handoff_probe
 
     rows = []
-    for spin, width, nw in itertools.product(spins, widths, warps):
+    for width, nw in itertools.product(widths, warps):
         for n in lengths:
             buf = torch.zeros(n * 512, dtype=torch.int64, device=device)
             ep, err = (torch.zeros(1, dtype=torch.int32, device=device) for _ in range(2))
-            handoff_probe(n, width, buf, ep, err, 1 << 18, nw, spin)
+            handoff_probe(n, width, buf, ep, err, 1 << 18, nw)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 for _ in range(10):
-                    handoff_probe(n, width, buf, ep, err, 1 << 18, nw, spin)
+                    handoff_probe(n, width, buf, ep, err, 1 << 18, nw)
             ms = triton.testing.do_bench(graph.replay, warmup=10, rep=50,
                                          return_mode="median") / 10
             wp = 1 << (width - 1).bit_length()  # the probe's row stride
@@ -318,8 +307,8 @@ def handoff_times(device, lengths=(2, 17, 65, 129), widths=(64, 512), warps=(1, 
             ok = int(err.item()) == 0 and torch.equal(
                 last.to(torch.int32).view(torch.float32).cpu(),
                 torch.arange(width, dtype=torch.float32) + n)
-            rows.append({"programs": n, "width": width, "warps": nw, "spin": spin,
-                         "us": ms * 1e3, "ok": ok})
+            rows.append({"programs": n, "width": width, "warps": nw, "us": ms * 1e3,
+                         "ok": ok})
         first, last_row = rows[-len(lengths)], rows[-1]
         last_row["us_per_handoff"] = (last_row["us"] - first["us"]) / (lengths[-1] - lengths[0])
     return rows
@@ -332,8 +321,7 @@ def print_compare(rows):
            if r["mode"] == "module+graphs"}
     for r in rows:
         if r["mode"] == "probe":
-            print(f"hand-off chain{' (spin)' if r['spin'] else ''}: {r['programs']:3d} programs"
-                  f" x {r['warps']} warps, "
+            print(f"hand-off chain: {r['programs']:3d} programs x {r['warps']} warps, "
                   f"{r['width']} floats: {r['us']:8.2f} us, ok {r['ok']}"
                   + (f"; {r['us_per_handoff']:.3f} us per hand-off"
                      if "us_per_handoff" in r else ""))
@@ -369,10 +357,13 @@ def main(argv=None):
     parser.add_argument("--json", default=None)
     parser.add_argument("--compare", action="store_true",
                         help="fused vs module (graphs) vs naive, default and 2-pair models")
+    parser.add_argument("--probe", action="store_true",
+                        help="with --compare: the hand-off probe of the dataflow passes first")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.compare:
-        rows = compare(device, 512, min(args.naive_steps, 10), json_path=args.json)
+        rows = compare(device, 512, min(args.naive_steps, 10), json_path=args.json,
+                       probe=args.probe)
         print_compare(rows)
         return rows
     torch.manual_seed(0)

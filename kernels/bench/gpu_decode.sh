@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine for the fused SaShiMi decode step (issue 6): install, the GPU
-# tests of the dataflow passes (default model vs float64, graphs == eager, batch-64 fallback),
-# then the generation benchmark: the hand-off probe (chains of programs through global memory);
-# for the default depth (8 pairs, unet=False, S4 and S4D) the shipped fused step against the
-# dataflow configurations (df4, df2, df32, df wide), the module-by-module step with CUDA graphs
-# and the naive convolution rerun; the 2-pair S4 model; per-pass kernel times.
-# Run from the repository root there: `bash kernels/bench/gpu_decode.sh` (under 5 minutes).
-# Logs and JSON go to $OUT/decode/. TESTS=all also runs tests/models/test_sashimi_fused.py.
+# tests of the shipped dataflow passes (default model at batch 1 vs float64, graphs == eager,
+# batch-64 fallback), then the generation benchmark: for the default depth (8 pairs,
+# unet=False, S4 and S4D) the shipped fused step (dataflow passes at batch 1) against the
+# one-program passes, the module-by-module step with CUDA graphs and the naive convolution
+# rerun, at batch 1 and 64; the 2-pair S4 model; per-pass kernel times.
+# Run from the repository root there: `bash kernels/bench/gpu_decode.sh` (under 4 minutes).
+# Logs and JSON go to $OUT/decode/. TESTS=all also runs tests/models/test_sashimi_fused.py;
+# PROBE=1 adds the hand-off probe to the benchmark.
 set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 D="$OUT/decode"
@@ -16,10 +17,10 @@ gpu_header "$D/device.txt"
 date -u | tee -a "$D/device.txt"
 FILES=tests/models/test_sashimi_dataflow.py
 [ "${TESTS:-}" = all ] && FILES="$FILES tests/models/test_sashimi_fused.py"
-timeout "${TEST_TIMEOUT:-110}" python3 -m pytest -m cuda -v --tb=short -p no:cacheprovider \
+timeout "${TEST_TIMEOUT:-90}" python3 -m pytest -m cuda -v --tb=short -p no:cacheprovider \
     -o addopts="" -rfE $FILES 2>&1 | tee "$D/pytest_cuda.log" | tail -12
 date -u | tee -a "$D/device.txt"
-timeout "${BENCH_TIMEOUT:-165}" python3 -m ssmsignal.kernels.bench.bench_generation \
-    --device cuda --compare --json "$D/bench_decode.json" 2>&1 | tee "$D/bench_decode.log" \
-    | tail -60
+timeout "${BENCH_TIMEOUT:-120}" python3 -m ssmsignal.kernels.bench.bench_generation \
+    --device cuda --compare ${PROBE:+--probe} --json "$D/bench_decode.json" 2>&1 \
+    | tee "$D/bench_decode.log" | tail -40
 date -u | tee -a "$D/device.txt"

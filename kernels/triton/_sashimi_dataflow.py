@@ -34,7 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._dataflow_protocol import _get, _put
+from ._dataflow_protocol import _get, _get2, _put
 from ._sashimi_blocks import _gelu, _linear_to, _planes, _scalars, _ssm_update
 from .sashimi_step import _draw, _embed, _pass_input, _ring
 
@@ -65,16 +65,16 @@ def _ff2_load(w2_ptr, b2_ptr, q, offs, hm, fo, fom, H, F, ok):
 
 
 @triton.jit
-def _ff2_wait(w2, b2, prev, tag, err_ptr, max_polls, SPIN: tl.constexpr, offs, hm, fo, fom,
+def _ff2_wait(w2, b2, prev, tag, err_ptr, max_polls, offs, hm, fo, fom,
               HP: tl.constexpr):
     """``xm + W_2 hid + b_2`` (whole) of the pair whose words start at ``prev``."""
-    hid = _get(prev + 2 * HP, fo, fom, tag, err_ptr, max_polls, SPIN)  # (FP,)
-    xm = _get(prev + HP, offs, hm, tag, err_ptr, max_polls, SPIN)  # (HP,)
+    hid, xm = _get2(prev + 2 * HP, fo, fom, prev + HP, offs, hm, tag, err_ptr,
+                    max_polls)  # (FP,), (HP,)
     return xm + tl.sum(w2 * hid[None, :], axis=1) + b2
 
 
 @triton.jit
-def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr, ln_ptr, coef_ptr,
+def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ln_ptr, coef_ptr,
                d_ptr, w2_ptr, b2_ptr, state_ptr, in_ptr, next_ptr, emb_ptr, label_ptr,
                label_emb_ptr, unf_ptr, slot, b, batch, H, N2, F, n_coef, ek, eps,
                KIND: tl.constexpr, PRO: tl.constexpr, HAS_LABEL: tl.constexpr, FUSE2: tl.constexpr,
@@ -109,10 +109,10 @@ def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr,
                             b, offs, hm, H, ek, PRO, HAS_LABEL)
         else:
             if FUSE2:
-                x = _ff2_wait(w2, b2, buf + (q - 1) * R, tag, err_ptr, max_polls, SPIN, offs,
+                x = _ff2_wait(w2, b2, buf + (q - 1) * R, tag, err_ptr, max_polls, offs,
                               hm, fo, fom, HP)
             else:
-                x = _get(buf + (q - 1) * R + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls, SPIN)
+                x = _get(buf + (q - 1) * R + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls)
         xs = _pick(x, r, offs)  # (HSP,)
         if FUSE2:  # the pair input, for stage B
             _put(buf + q * R + 2 * HP + FP, r, rm, xs, tag)
@@ -126,7 +126,7 @@ def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr,
 
 
 @triton.jit
-def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr, ow_ptr, ob_ptr,
+def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ow_ptr, ob_ptr,
                fln_ptr, w1_ptr, b1_ptr, in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr,
                unf_ptr, slot, b, H, F, ek, eps, PRO: tl.constexpr, HAS_LABEL: tl.constexpr,
                FUSE2: tl.constexpr, HP: tl.constexpr, FP: tl.constexpr, HSP: tl.constexpr,
@@ -163,13 +163,15 @@ def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr,
             b1 = tl.load(b1_ptr + q * F + f, mask=fm, other=0.0)
             lw = tl.load(fln_ptr + q * 2 * H + offs, mask=hm, other=0.0)
             lb = tl.load(fln_ptr + q * 2 * H + H + offs, mask=hm, other=0.0)
-            x = _get(buf + q * R + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls, SPIN)
+            x, g = _get2(buf + q * R + 2 * HP + FP, offs, hm, buf + q * R, offs, hm, tag,
+                         err_ptr, max_polls)  # (HP,) each
         elif q == 0:
             x = _pass_input(in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
                             b, rows, rmask, H, ek, PRO, HAS_LABEL)
+            g = _get(buf + q * R, offs, hm, tag, err_ptr, max_polls)  # (HP,)
         else:
-            x = _get(buf + (q - 1) * R + 2 * HP + FP, rows, rmask, tag, err_ptr, max_polls, SPIN)
-        g = _get(buf + q * R, offs, hm, tag, err_ptr, max_polls, SPIN)  # (HP,)
+            x, g = _get2(buf + (q - 1) * R + 2 * HP + FP, rows, rmask, buf + q * R, offs, hm,
+                         tag, err_ptr, max_polls)  # (RP,), (HP,)
         val = tl.sum(wv * g[None, :], axis=1) + bv
         gate = tl.sum(wg * g[None, :], axis=1) + bg
         xm = x + val * tl.sigmoid(gate)  # (RP,)
@@ -184,7 +186,7 @@ def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr,
 
 
 @triton.jit
-def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr, fln_ptr, w1_ptr,
+def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr,
               b1_ptr, w2_ptr, b2_ptr, H, F, eps, FIRST: tl.constexpr, HP: tl.constexpr,
               FP: tl.constexpr, HSP: tl.constexpr, FSP: tl.constexpr):
     """Stage C (``FIRST``: LayerNorm of ``xm``, rows ``j F/S ..`` of the first feed-forward
@@ -202,7 +204,7 @@ def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr, 
             b1 = tl.load(b1_ptr + q * F + f, mask=fm, other=0.0)
             lw = tl.load(fln_ptr + q * 2 * H + offs, mask=hm, other=0.0)
             lb = tl.load(fln_ptr + q * 2 * H + H + offs, mask=hm, other=0.0)
-            xm = _get(buf + q * R + HP, offs, hm, tag, err_ptr, max_polls, SPIN)  # (HP,)
+            xm = _get(buf + q * R + HP, offs, hm, tag, err_ptr, max_polls)  # (HP,)
             u = _norm(xm, xm, hm, lw, lb, H, eps)
             _put(buf + q * R + 2 * HP, f, fm, _gelu(tl.sum(w1 * u[None, :], axis=1) + b1), tag)
             q += 1
@@ -217,8 +219,8 @@ def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN: tl.constexpr, 
             w2 = tl.load(w2_ptr + q * H * F + r[:, None] * F + fo[None, :],
                          mask=rm[:, None] & fom[None, :], other=0.0).to(tl.float32)
             b2 = tl.load(b2_ptr + q * H + r, mask=rm, other=0.0)
-            hid = _get(buf + q * R + 2 * HP, fo, fom, tag, err_ptr, max_polls, SPIN)  # (FP,)
-            xm = _get(buf + q * R + HP, r, rm, tag, err_ptr, max_polls, SPIN)  # (HSP,)
+            hid, xm = _get2(buf + q * R + 2 * HP, fo, fom, buf + q * R + HP, r, rm, tag,
+                            err_ptr, max_polls)  # (FP,), (HSP,)
             xo = xm + tl.sum(w2 * hid[None, :], axis=1) + b2
             _put(buf + q * R + 2 * HP + FP, r, rm, xo, tag)
             q += 1
@@ -238,8 +240,7 @@ def _dataflow_kernel(
         KIND: tl.constexpr, HAS_LABEL: tl.constexpr, TOP_P: tl.constexpr, MERGE: tl.constexpr,
         FUSE2: tl.constexpr, HP: tl.constexpr, FP: tl.constexpr, N2P: tl.constexpr,
         HSP: tl.constexpr, FSP: tl.constexpr, EKP: tl.constexpr, DKP: tl.constexpr,
-        BME: tl.constexpr, BMD: tl.constexpr, UPT: tl.constexpr, RSP: tl.constexpr,
-        SPIN: tl.constexpr):
+        BME: tl.constexpr, BMD: tl.constexpr, UPT: tl.constexpr, RSP: tl.constexpr):
     pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     tag = tl.load(ep_ptr + b, volatile=True) + 1  # this launch's tag for the row
@@ -255,21 +256,21 @@ def _dataflow_kernel(
         q = pid // (NT * S) * ppg
         q1 = tl.minimum(q + ppg, n_pairs)
         if typ == 0:
-            _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN, ln_ptr, coef_ptr, d_ptr,
+            _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ln_ptr, coef_ptr, d_ptr,
                        w2_ptr, b2_ptr, state_ptr, in_ptr, next_ptr, emb_ptr, label_ptr,
                        label_emb_ptr, unf_ptr, slot, b, batch, H, N2, F, n_coef, ek, eps, KIND,
                        PRO, HAS_LABEL, FUSE2, HP, FP, N2P, HSP)
         elif typ == 1:
-            _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN, ow_ptr, ob_ptr, fln_ptr,
+            _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ow_ptr, ob_ptr, fln_ptr,
                        w1_ptr, b1_ptr, in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr,
                        unf_ptr, slot, b, H, F, ek, eps, PRO, HAS_LABEL, FUSE2, HP, FP, HSP, FSP,
                        HP if FUSE2 else HSP)
         elif not FUSE2:
             if typ == 2:
-                _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN, fln_ptr, w1_ptr,
+                _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr,
                           b1_ptr, w2_ptr, b2_ptr, H, F, eps, True, HP, FP, HSP, FSP)
             else:
-                _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, SPIN, fln_ptr, w1_ptr,
+                _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr,
                           b1_ptr, w2_ptr, b2_ptr, H, F, eps, False, HP, FP, HSP, FSP)
     else:  # the epilogue program(s) of the row: the output of the last pair, then as tier_pass
         last = buf + (n_pairs - 1) * R
@@ -293,9 +294,9 @@ def _dataflow_kernel(
             lw = tl.load(pw_ptr + offs, mask=hm, other=0.0)
             lb = tl.load(pw_ptr + H + offs, mask=hm, other=0.0)
         if FUSE2:
-            x = _ff2_wait(w2, b2, last, tag, err_ptr, max_polls, SPIN, offs, hm, fo, fo < F, HP)
+            x = _ff2_wait(w2, b2, last, tag, err_ptr, max_polls, offs, hm, fo, fo < F, HP)
         else:
-            x = _get(last + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls, SPIN)
+            x = _get(last + 2 * HP + FP, offs, hm, tag, err_ptr, max_polls)
         if SKIP:  # the input of the modelling part added to its output (unet=False)
             x += _pass_input(in_ptr, next_ptr, emb_ptr, label_ptr, label_emb_ptr, unf_ptr, slot,
                              b, offs, hm, H, ek, PRO, HAS_LABEL)
@@ -341,7 +342,7 @@ def buffer_words(H, F, n_pairs):
 
 def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, state, inputs,
                   next_codes, buf, ep, error, split, ppg, max_polls, fuse2=False,
-                  epi_split=1, counters=None, spin=False, num_warps=4, emb=None,
+                  epi_split=1, counters=None, num_warps=4, emb=None,
                   labels=None, label_emb=None, unfolded=None, slot=0, skip=False, out=None,
                   pool_now=False, pool_w=None, pool_b=None, pool_out=None, ek=0, er=0,
                   noise=None, forced=None, codes=None, logits=None, inv_temp=1.0, top_p=1.0,
@@ -357,9 +358,8 @@ def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, sta
     the whole ``D`` of the previous pair and ``B`` (whole) before ``C`` in each program (the
     dense maps computed redundantly by the ``split`` programs: for narrow tiers);
     ``epi_split``: an up-pool epilogue over that many programs (dividing ``er``; the last one
-    to finish advances the tag, counting in ``counters``, ``(batch,)`` int32 zeros); ``spin``:
-    per-thread waits (inline PTX, GPU only; see ``_dataflow_protocol._get``). ``merge``: as
-    ``tier_pass``, with no blocks in the merged down pass. Every program of the launch must be
+    to finish advances the tag, counting in ``counters``, ``(batch,)`` int32 zeros). ``merge``:
+    as ``tier_pass``, with no blocks in the merged down pass. Every program of the launch must be
     resident at once when ``ppg > 1`` or on a GPU at all: the caller keeps ``batch *
     n_programs`` within the multiprocessors.
     """
@@ -404,7 +404,6 @@ def dataflow_pass(*, pro, epi, kind, batch, H, N2, F, eps, n_pairs, weights, sta
         FSP=triton.next_power_of_2(F // S), EKP=EKP, DKP=DKP,
         BME=max(1, min(triton.next_power_of_2(max(er, 1)), tile // (EKP if epi == 0 else HP))),
         BMD=max(1, min(triton.next_power_of_2(max(der, 1)), tile // DKP)),
-        UPT=E > 1, RSP=triton.next_power_of_2(max(er // E, 1)), SPIN=bool(spin),
-        num_warps=num_warps)
+        UPT=E > 1, RSP=triton.next_power_of_2(max(er // E, 1)), num_warps=num_warps)
 
 

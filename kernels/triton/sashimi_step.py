@@ -57,16 +57,16 @@ KIND_S4D, KIND_S4 = 0, 1
 #: that assemble chunks in registers (one program per row, no one-tile path). Every value may
 #: be a list with one entry per tier (outermost first), see :func:`setting`.
 #: ``dataflow``: run a tier's (block-less-down, unet=False) pass as a dataflow pass over many
-#: programs (:mod:`._sashimi_dataflow`) when ``batch x programs`` fits the multiprocessors,
+#: programs (:mod:`._sashimi_dataflow`) when ``batch x programs`` fits the multiprocessors
+#: (batch 1 on an H100: 1.96x the one-program passes for the default model in the GPU run),
 #: with ``df_split`` slices per stage, ``df_ppg`` pairs per program group, ``df_fuse2`` (two
 #: stages per pair, dense maps whole in every program: narrow tiers), ``df_warps`` and
-#: ``df_epi`` (programs of the up-pool epilogue of tiers >= 1), ``df_spin`` (per-thread waits
-#: in inline PTX instead of program-wide polls; GPU only).
+#: ``df_epi`` (programs of the up-pool epilogue of tiers >= 1). Larger batches keep the
+#: one-program passes.
 CONFIG = {"num_warps": 8, "tile": 8192, "ssm_tile": 2048, "single": True, "prefetch": True,
           "split": 1, "merge": "auto", "regs": True, "num_warps_wide": 16,
-          "tile_wide": 8192, "ssm_tile_wide": 2048, "dataflow": False, "df_split": [4, 32],
-          "df_ppg": [1, 8], "df_fuse2": False, "df_warps": 4,
-          "df_epi": 1, "df_spin": False}
+          "tile_wide": 8192, "ssm_tile_wide": 2048, "dataflow": True, "df_split": [8, 16],
+          "df_ppg": [1, 8], "df_fuse2": [True, False], "df_warps": [8, 4], "df_epi": 32}
 
 
 @triton.jit

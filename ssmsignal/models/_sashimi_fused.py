@@ -14,6 +14,12 @@ its SSM layers (they depend on ``dt_scale``) are stacked once into contiguous fl
 cached per (model, dt_scale, parameter versions). Pooling buffers become ring buffers: the slot
 of tier step ``j`` is ``j % p``, and the down-pool weight's column blocks are permuted to match.
 
+At batch 1 (whenever ``batch x programs`` fits the multiprocessors) the block pairs of every
+tier run instead as *dataflow passes* (:mod:`ssmsignal.kernels.triton._sashimi_dataflow`): one
+launch per pass as well, but spread over up to 129 programs that load their weights at once
+and hand the activations on through global memory (1.96x for the default model at batch 1 on
+an H100, docs/benchmarks.md); ``CONFIG["dataflow"] = False`` turns it off.
+
 Launch configuration: :data:`ssmsignal.kernels.triton.sashimi_step.CONFIG`. Setting its
 ``split`` to 8 runs the wide tiers of small batches over 8 multiprocessors per sequence (1.3x
 for the default model at batch 1 on an H100, see docs/benchmarks.md); it is off by default
@@ -345,9 +351,10 @@ class FusedDecoder:
         """Raise if a split barrier or a dataflow wait gave up (its row's programs were not all
         resident at once: the results of those launches are wrong). Synchronises."""
         if (max(self.split) > 1 or any(self.dataflow)) and int(self.error.item()):
-            raise RuntimeError("a split tier pass timed out waiting for the other programs of "
-                               "its row (fewer free multiprocessors than assumed); set "
-                               "ssmsignal.kernels.triton.sashimi_step.CONFIG['split'] = 1")
+            raise RuntimeError("a split or dataflow tier pass timed out waiting for the other "
+                               "programs of its row (fewer free multiprocessors than assumed); "
+                               "set ssmsignal.kernels.triton.sashimi_step.CONFIG['split'] = 1 "
+                               "and CONFIG['dataflow'] = False")
 
     def reset(self):
         """Zero every state and feed silence next (the state of ``SaShiMi.initial_state``)."""
@@ -438,7 +445,6 @@ class FusedDecoder:
                       labels=self.labels, label_emb=self.head[3], buf=self.df_buf,
                       ep=self.df_tag, error=self.error, split=S, ppg=ppg, fuse2=fuse2,
                       epi_split=E, counters=self.df_count,
-                      spin=bool(setting("df_spin", k)) and self.df_buf.is_cuda,
                       max_polls=1 << 18 if self.df_buf.is_cuda else 1,
                       num_warps=setting("df_warps", k), **args)
 

@@ -20,17 +20,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 from test_sashimi_fused import (TOL, _model, _with_config, run_interpreted,  # noqa: E402
                                 sampling_agreement, step_errors)
 
-#: four stages per pair on every tier / two (whole dense maps) on tier 0
+#: four stages per pair on every tier (an opt-in); the shipped default (sashimi_step.CONFIG)
+#: runs tier 0 in two stages per pair (df_fuse2) on 8 slices and tiers 1-2 on 16 slices with
+#: 8 pairs per program group and the up-pool map over 32 programs
 DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False,
-       "df_warps": 4}
-DF2 = {"dataflow": True, "df_split": [8, 32], "df_ppg": [1, 8], "df_fuse2": [True, False],
-       "df_warps": [8, 4], "df_epi": 1}
-#: DF2 with 16 slices on tiers 1-2 and their up-pool maps over 32 programs; per-thread waits
-DF2E = {**DF2, "df_split": [8, 16], "df_epi": 32}
-DF2ES = {**DF2E, "df_spin": True}
+       "df_warps": 4, "df_epi": 1}
 #: small models on the interpreter: (layer, dt_scale, conditional, config, merge)
 CASES = [("s4", 1.0, True, {**DF4, "df_split": [2, 4]}, False),
-         ("s4d", 0.5, False, {**DF2E, "df_split": [2, 4], "df_epi": 4}, "auto")]
+         ("s4d", 0.5, False, {"df_split": [2, 4], "df_epi": 4}, "auto")]
 
 
 def _interpret_main():
@@ -41,7 +38,7 @@ def _interpret_main():
         out["cases"].append(_with_config({**config, "merge": merge}, step_errors, layer,
                                          dt_scale, conditional, 5, seed=i, n_layers=2))
     prompt = torch.tensor([[3, 250], [128, 7]])
-    codes = _with_config({**DF2, "df_split": [2, 4], "merge": True}, sampling_agreement, "s4",
+    codes = _with_config({"df_split": [2, 4], "merge": True}, sampling_agreement, "s4",
                          temperature=0.7, top_p=0.8, prompt=prompt, dt_scale=0.5)
     out["codes_equal"] = bool(torch.equal(*codes))
     buf = torch.zeros(5 * 8, dtype=torch.int64)
@@ -90,13 +87,16 @@ cuda = pytest.mark.cuda
 
 
 @cuda
-@pytest.mark.parametrize("layer,dt_scale,config", [("s4", 1.0, DF4), ("s4d", 0.5, DF2),
-                                                   ("s4", 0.5, DF2E), ("s4d", 1.0, DF2ES)],
-                         ids=["s4-df4", "s4d-df2", "s4-df2e", "s4d-df2e-spin"])
-def test_gpu_dataflow_default_model_matches_float64(layer, dt_scale, config):
-    errs = _with_config({**config, "merge": False}, step_errors, layer, dt_scale, True, 40,
-                        device="cuda", d_model=64, n_layers=8, pool=(4, 4), d_state=64)
-    assert errs.pop("dataflow") == 3 and errs.pop("split") == 1, errs  # the pair loops (ppg 8)
+@pytest.mark.parametrize("layer,dt_scale,merge", [("s4", 1.0, False), ("s4d", 0.5, False),
+                                                  ("s4", 0.5, "auto")],
+                         ids=["s4", "s4d", "s4-merged"])
+def test_gpu_dataflow_default_model_matches_float64(layer, dt_scale, merge):
+    # the shipped configuration at batch 1 (merged: tier 0's head and the next down pass in one
+    # launch, logits only); the pair loops (ppg 8) and the split epilogue on the GPU only
+    errs = _with_config({"merge": merge}, step_errors, layer, dt_scale, True, 40,
+                        device="cuda", batch=1, d_model=64, n_layers=8, pool=(4, 4),
+                        d_state=64)
+    assert errs.pop("dataflow") == 3 and errs.pop("split") == 1, errs
     assert max(errs.values()) < TOL, errs
 
 
@@ -108,15 +108,15 @@ def test_gpu_dataflow_graphs_equal_eager_and_batch_64_falls_back():
     model = _model("s4", 3, d_model=64, n_layers=8, pool=(4, 4), d_state=64).cuda().eval()
     labels = torch.tensor([1], device="cuda")
     runs = {}
-    for name, config, kw in [("graphs", DF2ES, {}), ("eager", DF2E, dict(cuda_graphs=False)),
-                             ("shipped", {}, {})]:
+    for name, config, kw in [("graphs", {}, {}), ("eager", {}, dict(cuda_graphs=False)),
+                             ("one-program", {"dataflow": False}, {})]:
         gen = torch.Generator(device="cuda").manual_seed(3)
         runs[name] = _with_config(config, sample_codes, model, 300, 1, labels=labels,
                                   generator=gen, top_p=0.95, fused=True, **kw)
-    assert torch.equal(runs["graphs"], runs["eager"])  # tags across replays; spin: same math
-    assert (runs["graphs"] == runs["shipped"]).float().mean() > 0.9  # rounding only
-    assert all(_with_config(DF2, FusedDecoder, model, 1).dataflow)
-    assert not any(_with_config(DF2, FusedDecoder, model, 64).dataflow)  # grid too big
+    assert torch.equal(runs["graphs"], runs["eager"])  # tags carried across graph replays
+    assert (runs["graphs"] == runs["one-program"]).float().mean() > 0.9  # rounding only
+    assert all(FusedDecoder(model, 1).dataflow)
+    assert not any(FusedDecoder(model, 64).dataflow)  # the grid would not fit: one-program
 
 
 if __name__ == "__main__" and "--interpret" in sys.argv:

@@ -51,13 +51,14 @@ def _rel(a, ref):
 
 
 def step_errors(layer, dt_scale, conditional, n_steps, device="cpu", seed=0, bf16_weights=False,
+                batch=3,
                 **sizes):
     """Max relative errors (logits, states) of the fused step over ``n_steps`` teacher-forced
     steps, against :meth:`SaShiMi.step` in float64."""
     from ssmsignal.models._sashimi_fused import FusedDecoder
 
     model = _model(layer, 3 if conditional else None, seed=seed, **sizes).to(device).eval()
-    B = 3
+    B = batch
     gen = torch.Generator().manual_seed(seed)
     inputs = torch.randint(0, 256, (B, n_steps + 1), generator=gen).to(device)
     labels = torch.randint(0, 3, (B,), generator=gen).to(device) if conditional else None
@@ -114,9 +115,10 @@ def _interpret_main():
         # stage, through scratch memory (the split path with one program per row); 2: the
         # one-tile path everywhere; 3: several chunks per stage assembled in registers. 0 and 2
         # merge tier 0's head pass with the next step's down pass (0: an empty one,
-        # unet=False); 3 runs that empty down pass as a launch of its own.
-        config = dict(tile=8192, ssm_tile=2048, single=True, prefetch=True, regs=True,
-                      tile_wide=8192, ssm_tile_wide=2048)
+        # unet=False); 3 runs that empty down pass as a launch of its own. All on the
+        # one-program passes (dataflow passes: test_sashimi_dataflow.py).
+        config = dict(dataflow=False, tile=8192, ssm_tile=2048, single=True, prefetch=True,
+                      regs=True, tile_wide=8192, ssm_tile_wide=2048)
         if i == 0:
             config.update(single=[True, False])
         if i == 1:
@@ -126,8 +128,8 @@ def _interpret_main():
         sashimi_step.CONFIG.update(config, merge=i in (0, 2))
         layer, dt_scale, conditional, unet = case
         out.append(step_errors(layer, dt_scale, conditional, N_STEPS, seed=i, unet=unet))
-    sashimi_step.CONFIG.update(tile=8192, ssm_tile=2048, single=True, merge="auto",
-                               tile_wide=8192, ssm_tile_wide=2048)
+    sashimi_step.CONFIG.update(dataflow=False, tile=8192, ssm_tile=2048, single=True,
+                               merge="auto", tile_wide=8192, ssm_tile_wide=2048)
     out.append(step_errors("s4", 0.5, False, N_STEPS, seed=5, bf16_weights=True))
     prompt = torch.tensor([[3, 250], [128, 7]])
     sashimi_step.CONFIG.update(merge=True)
@@ -224,9 +226,10 @@ def test_a_split_barrier_that_gave_up_raises():
     pytest.importorskip("triton")
     from ssmsignal.models._sashimi_fused import FusedDecoder
 
-    dec = FusedDecoder(_model("s4d", None, pool=(2,)).eval(), 1)
+    dec = _with_config({"dataflow": False}, FusedDecoder, _model("s4d", None, pool=(2,)).eval(),
+                       1)
     dec.error.fill_(1)
-    dec.check()  # no split launch ran: the flag cannot come from one
+    dec.check()  # no split or dataflow launch ran: the flag cannot come from one
     dec.split = [1, 8]  # (the interpreter never splits; as on a GPU)
     with pytest.raises(RuntimeError, match="timed out"):
         dec.check()
