@@ -198,34 +198,25 @@ def main():
 KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS",
          "FWD_WARPS_XCH", "FAST_MATH", "FWD_FAST_MATH", "FWD_FAST_GATE", "FMA_SCAN",
          "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER",
-         "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "SOFTPLUS_POLY", "FWD_EXP_FMA",
-         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS")
+         "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "FWD_SOFTPLUS_POLY",
+         "BWD_SOFTPLUS_POLY", "FWD_EXP_FMA",
+         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
-#: forward only).
-#: Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan). Session 3,
-#: round 4: p16 = bfloat16 dB/dC partials for bfloat16 B, C; fG = the forward gate's
-#: approximate division (both slower, off); old = session 2's kernels. Session 4: sp =
-#: polynomial softplus; Eh, E1, E2 = a half, 1 or 2 of each lane's 4 states' decays on the
-#: FMA units;
-#: L = the backward loads B, C without prefetch; T = dB/dC partials (b, parts, L, N), 16-byte
-#: stores; T16 = the same in bfloat16; s = both partial sums by one Triton kernel.
+#: forward only). Earlier rounds' candidates and outcomes: kernels/NOTES.md (selective_scan).
+#: prev = the defaults before session 4 (its round 1 measured the new backward switches one by
+#: one: sp, L, T, T16, s); old = session 2's kernels; ck = checkpoints laid out for 16-byte
+#: accesses; E1 = 16 of each 64 forward decays on the FMA units (slower in round 1).
 VARIANTS = {
     "base": {},
-    "sp": dict(SOFTPLUS_POLY=True),
-    "spEh": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=1, fwd_only=True),
-    "spE1": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=2),
-    "spE2": dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=4, fwd_only=True),
-    "spL": dict(SOFTPLUS_POLY=True, BWD_BC_LATE=True),
-    "spT": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True),
-    "spT16": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True),
-    "spTL": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BWD_BC_LATE=True),
-    "spT16L": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True, BWD_BC_LATE=True),
-    "spTLs": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BWD_BC_LATE=True, TRITON_SUMS=True),
-    "spT16Ls": dict(SOFTPLUS_POLY=True, PARTIALS_TN=True, BF16_PARTIALS=True, BWD_BC_LATE=True,
-                    TRITON_SUMS=True),
-    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False),
+    "prev": dict(BWD_SOFTPLUS_POLY=False, BF16_PARTIALS=False, BWD_BC_LATE=False,
+                 PARTIALS_TN=False, TRITON_SUMS=False),
+    "ck": dict(CKPT_TN=True),
+    "E1": dict(FWD_EXP_FMA=2, fwd_only=True),
+    "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False,
+                BWD_SOFTPLUS_POLY=False, BF16_PARTIALS=False, BWD_BC_LATE=False,
+                PARTIALS_TN=False, TRITON_SUMS=False),
 }
 
 
@@ -307,10 +298,10 @@ def profile_variant(name, rounds=2):
     apply_variant(VARIANTS[name])
     b, d, L, N = SHAPES[0]
     ins = make_inputs(b, d, L, N, True)
+    plain = [t.detach() for t in ins]  # (inputs that require gradients: checkpoints saved)
     dout = torch.randn(b, d, L, device="cuda", dtype=torch.bfloat16)
     for _ in range(rounds):
-        with torch.no_grad():
-            ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7], True)
+        ours_mod.selective_scan(*plain[:5], plain[5], plain[6], plain[7], True)
         ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7], True).backward(dout)
         torch.cuda.synchronize()
 
@@ -413,8 +404,8 @@ def breakdown(names, res, json_path):
         dout = torch.randn_like(u)
         t_f = do_bench(lambda: ours_mod._forward(*args, True, False), warmup=10, rep=100,
                        return_mode="median")
-        t_b = do_bench(lambda: ours_mod._backward(dout, None, *args, ck, y), warmup=10, rep=100,
-                       return_mode="median")
+        t_b = do_bench(lambda: ours_mod._backward(dout, None, *args, ck, y, ours_mod.CKPT_TN),
+                       warmup=10, rep=100, return_mode="median")
         t_s = time_partial_sums(b, d, L, N)
         res.setdefault("breakdown", {})[name] = dict(fwd_ck=t_f, bwd=t_b, sums=t_s)
         print(f"breakdown {name} {SHAPES[0]}: forward with checkpoints {t_f:.3f} ms, backward "

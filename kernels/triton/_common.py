@@ -94,6 +94,27 @@ def axis_c(W: tl.constexpr, DL: tl.constexpr):
 
 
 @triton.jit
+def lane_states(NI: tl.constexpr, NO: tl.constexpr):
+    """``no * NI + ni``, a (1, NO, 1, NI, 1) tensor: where state ``n = ni * NO + no`` lies in a
+    buffer laid out ``(NO, NI)`` (one lane's NI states side by side: 16-byte accesses)."""
+    return (tl.arange(0, NO)[None, :, None, None, None] * NI
+            + tl.arange(0, NI)[None, None, None, :, None])
+
+
+@triton.jit
+def ck_states(NI: tl.constexpr, NO: tl.constexpr, CKL: tl.constexpr):
+    """Where state ``n = ni * NO + no`` lies in a checkpoint laid out for ``CKL`` state lanes
+    (``(n % CKL) * (NP / CKL) + n // CKL``, the backward's :func:`lane_states`), as a
+    (1, NO, 1, NI, 1) tensor; written as ``lane_states`` when ``NO == CKL`` (contiguity seen)."""
+    if NO == CKL:
+        pos = lane_states(NI, NO)
+    else:
+        n = axis_n(NI, NO)
+        pos = (n % CKL) * (NI * NO // CKL) + n // CKL
+    return pos
+
+
+@triton.jit
 def load_or_zero(ptr, mask, EVEN: tl.constexpr):
     """``tl.load`` with ``mask`` (0 elsewhere), or unmasked when ``EVEN`` says every index is
     in range (no bounds arithmetic then)."""

@@ -16,16 +16,17 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import (LN2, LOG2E, adjoint_combine, axis_t, load_or_zero, row, row_params,
-                      scan_combine, scan_program, store_masked, sum_channels, sum_states,
-                      sum_time)
+from ._common import (LN2, LOG2E, adjoint_combine, axis_t, lane_states, load_or_zero, row,
+                      row_params, scan_combine, scan_program, store_masked, sum_channels,
+                      sum_states, sum_time)
 from ._scan_lanes import (gather_steps, sigmoid, softplus_sigmoid, sum_channels_scatter,
                           sum_states_scatter)
 
 
 @triton.jit
 def _chunk_inputs(c, t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr,
-                  B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T: tl.constexpr,
+                  B_ptr, C_ptr, ck_ptr, L, ck_stride, seq_len, ch_ok, n_ok, state_mask,
+                  T: tl.constexpr,
                   HAS_Z: tl.constexpr, EVEN: tl.constexpr):
     """Inputs of chunk ``c`` (raw dtypes): u, delta, dout, y, z (per channel, steps ``tc``),
     B, C (per state and step) and the checkpointed state at the chunk's start."""
@@ -41,7 +42,7 @@ def _chunk_inputs(c, t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_
         yv = load_or_zero(y_ptr + row_off + tq, in_mask, EVEN)
         zz = load_or_zero(z_ptr + row_off + tq, in_mask, EVEN)
     Bt, Ct = _bc_inputs(c, t, bc_off, B_ptr, C_ptr, seq_len, n_ok, T, EVEN)
-    h0 = load_or_zero(ck_ptr + ck_off + c * N, state_mask & (c * T < L), EVEN)
+    h0 = load_or_zero(ck_ptr + ck_off + c * ck_stride, state_mask & (c * T < L), EVEN)
     return u, raw, dout, yv, zz, Bt, Ct, h0
 
 
@@ -65,7 +66,7 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
                HAS_DLAST: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
                SEG: tl.constexpr, WARP_PARTS: tl.constexpr, SCATTER: tl.constexpr,
                XCH: tl.constexpr, SP_POLY: tl.constexpr = False, BC_LATE: tl.constexpr = False,
-               PART_TN: tl.constexpr = False):
+               PART_TN: tl.constexpr = False, CK_TN: tl.constexpr = False):
     # Per-(channel, step) values are (DL, NO, W, 1, T) tensors repeated over the NO lanes of a
     # channel: with T * 2 bytes = 16 their coalesced load layout IS the chunk layout.
     # EVEN: L % T == 0, the channel blocks tile ``dim`` and no seq_lengths: no masks at all.
@@ -89,11 +90,16 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         part = pid_b * n_parts + pid_d * W + tl.arange(0, W)[None, None, :, None, None]
     if PART_TN:  # partials (b, n_parts, L, NO, NI): a lane's NI states side by side
         t_stride = NI * NO
-        part_off = part * L * (NI * NO) + _lane_states(NI, NO)  # (1, NO, W or 1, NI, 1)
+        part_off = part * L * (NI * NO) + lane_states(NI, NO)  # (1, NO, W or 1, NI, 1)
     else:  # (b, n_parts, N, L)
         t_stride = 1
         part_off = (part * N + n) * L  # (1, NO, W or 1, NI, 1)
-    ck_off = (pid_b * dim + ch) * n_ck * N + nh  # (DL, NO, W, NI, 1): checkpoint every T steps
+    if CK_TN:  # checkpoints (b, d, n_ck, NO, NI): a lane's NI states side by side
+        ck_stride = NI * NO
+        ck_off = (pid_b * dim + ch) * n_ck * ck_stride + lane_states(NI, NO)  # (DL, NO, W, NI, 1)
+    else:  # (b, d, n_ck, N); checkpoint every T steps
+        ck_stride = N
+        ck_off = (pid_b * dim + ch) * n_ck * N + nh  # (DL, NO, W, NI, 1)
     bias, seq_len = row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS, HAS_LEN, EVEN)
     Dv = 0.0
     if HAS_D:
@@ -117,13 +123,14 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
         tc = rep * (T // NO) + tl.arange(0, T // NO)[None, None, None, None, :]
     u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
         tl.maximum(c, 0), t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr, z_ptr,
-        B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
+        B_ptr, C_ptr, ck_ptr, L, ck_stride, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
     while c >= c0:
         u, raw, dout, yv, zz, Bt, Ct, h0 = u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx
         # the next (earlier) chunk's loads go out now; the first chunk re-reads itself at the end
         u_nx, raw_nx, do_nx, y_nx, z_nx, B_nx, C_nx, h0_nx = _chunk_inputs(
             tl.maximum(c - 1, c0), t, tc, row_off, bc_off, ck_off, u_ptr, dt_ptr, dout_ptr, y_ptr,
-            z_ptr, B_ptr, C_ptr, ck_ptr, L, N, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z, EVEN)
+            z_ptr, B_ptr, C_ptr, ck_ptr, L, ck_stride, seq_len, ch_ok, n_ok, state_mask, T, HAS_Z,
+            EVEN)
         if BC_LATE:  # B, C of this chunk loaded now, not one chunk ahead (32 fewer live
             # registers through the loop; their prefetched copies above are then dead code)
             Bt, Ct = _bc_inputs(c, t, bc_off, B_ptr, C_ptr, seq_len, n_ok, T, EVEN)
@@ -237,14 +244,6 @@ def bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, y_ptr, bias_ptr
     out_mask = ch_ok & (rep == 0)  # (DL, NO, W, 1, 1)
     tl.store(dD_ptr + prow * dim + ch + rep * 0, dD_acc, mask=out_mask)
     tl.store(dbias_ptr + prow * dim + ch + rep * 0, dbias_acc, mask=out_mask)
-
-
-@triton.jit
-def _lane_states(NI: tl.constexpr, NO: tl.constexpr):
-    """``no * NI + ni``, a (1, NO, 1, NI, 1) tensor: where state ``n = ni * NO + no`` lies in a
-    partial with the layout ``(NO, NI)`` (the NI states of one lane contiguous)."""
-    return (tl.arange(0, NO)[None, :, None, None, None] * NI
-            + tl.arange(0, NI)[None, None, None, :, None])
 
 
 @triton.jit

@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import (LOG2E, axis_t, load_or_zero, row, row_params, scan_combine,
+from ._common import (LOG2E, axis_t, ck_states, load_or_zero, row, row_params, scan_combine,
                       scan_combine_mul, scan_program, store_masked, sum_states)
 from ._scan_lanes import exp2_fma, gather_steps, sigmoid, softplus_sigmoid, sum_states_scatter
 
@@ -31,7 +31,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 FAST: tl.constexpr, FAST_GATE: tl.constexpr, FMA: tl.constexpr,
                 CK_V4: tl.constexpr,
                 XCH: tl.constexpr, PIPE: tl.constexpr, SP_POLY: tl.constexpr = False,
-                EXP_FMA: tl.constexpr = 0):
+                EXP_FMA: tl.constexpr = 0, CKL: tl.constexpr = 0):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -53,7 +53,11 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     row_off = (pid_b * dim + ch) * L  # (DL, 1, W, 1, 1): (b, c, 0) in u, dt, z, out
     grp = (pid_d * block_ch) // ch_per_group  # every channel of a block is in one group
     bc_off = ((pid_b * G + grp) * N + n) * L  # (1, NO, 1, NI, 1): (b, g, n, 0) in B, C
-    if CK_V4:  # stored from the chunk's own layout (no exchange through shared memory)
+    ck_stride = N
+    if CKL:  # checkpoints (b, d, n_ck, NP) laid out for the backward's CKL state lanes
+        ck_stride = NI * NO
+        ck_off = (pid_b * dim + ch) * n_ck * ck_stride + ck_states(NI, NO, CKL)
+    elif CK_V4:  # stored from the chunk's own layout (no exchange through shared memory)
         ck_off = (pid_b * dim + ch) * n_ck * N + (n * N) // N  # (DL, NO, W, NI, 1)
     else:
         ck_off = (pid_b * dim + ch) * n_ck * N + n  # (DL, NO, W, NI, 1)
@@ -81,7 +85,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     c = c0
     while c < c1:  # (a while loop: Triton 3.6's interpreter cannot range() over an argument)
         if SAVE_CK:
-            store_masked(ck_ptr + ck_off + c * (T // CK) * N, h, ch_ok & n_ok, EVEN)
+            store_masked(ck_ptr + ck_off + c * (T // CK) * ck_stride, h, ch_ok & n_ok, EVEN)
         tt = c * T + tc  # (1, 1, 1, 1, T) or (XCH) (1, NO, 1, 1, T / NO)
         io_mask = (tt < L) & ch_ok  # (DL, 1, W, 1, T)
         valid = tt < seq_len  # (1, 1, 1, 1, T)
@@ -122,7 +126,8 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 y = sum_states(hs * Ct.to(tl.float32))  # (DL, 1, W, 1, T)
             if SAVE_CK:
                 for s in tl.static_range(1, T // CK):  # states inside the chunk, every CK steps
-                    store_masked(ck_ptr + ck_off + (c * (T // CK) + s) * N, row(hs, t, s * CK - 1),
+                    store_masked(ck_ptr + ck_off + (c * (T // CK) + s) * ck_stride,
+                                 row(hs, t, s * CK - 1),
                                  ch_ok & n_ok, EVEN)
             if HAS_D:
                 y += Dv * u

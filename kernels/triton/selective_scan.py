@@ -112,30 +112,43 @@ BWD_SCATTER = True
 #: scans, their sums over states reduce-scattered back (round 2: backward 2.46 against 3.19 ms).
 BWD_XCH = True
 #: dB, dC partial sums stored in bfloat16 when B and C are bfloat16 (half the partial bytes;
-#: summed in float32 by torch): measured slower (backward 2.90 against 2.34 ms, round 4), off.
-BF16_PARTIALS = False
-#: Both passes: softplus as ``max(x, 0) + e p(e)``, ``e = exp(-|x|)``, ``p`` a polynomial
-#: (``_scan_lanes.softplus_sigmoid``): the forward's loop 711 -> 649 instructions per chunk,
-#: the same special-function ops (session 4 candidate).
-SOFTPLUS_POLY = False
+#: summed in float32): slower in the old (N, L) layout (2-byte stores; backward 2.90 against
+#: 2.34 ms, session 3), faster with PARTIALS_TN (8-byte stores: backward 1.74 against 1.95 ms,
+#: session 4, round 1). Rounding 192 partials to bfloat16 adds ~0.2% relative error to dB and
+#: dC, below their own bfloat16 rounding.
+BF16_PARTIALS = True
+#: Softplus as ``max(x, 0) + e p(e)``, ``e = exp(-|x|)``, ``p`` a polynomial
+#: (``_scan_lanes.softplus_sigmoid``), in the forward / backward kernel. Forward: its loop 711 ->
+#: 649 instructions per chunk, yet measured slower (0.454 against 0.450 ms at (8, 1536, 4096,
+#: 16), +9% at the other two shapes; session 4, round 1), so off; backward: part of the shipped
+#: backward (its fast path's ``lg2.approx`` goes).
+FWD_SOFTPLUS_POLY = False
+BWD_SOFTPLUS_POLY = True
 #: The forward computes the decays ``exp2(dt A)`` of this many half-rows (one of a lane's NI
 #: states over half a chunk) on the multiply-add units (``_scan_lanes.exp2_fma``, ~10
 #: instructions each) instead of the special-function unit (8x slower per element on sm_90):
 #: per 16-step chunk 2 half-rows = +162 instructions, -16 MUFU ops (session 4 candidate).
 FWD_EXP_FMA = 0
 #: The backward loads B and C at the start of each chunk instead of one chunk ahead (32 fewer
-#: registers live through the loop: spill loads 29 -> 20 per chunk; session 4 candidate).
-BWD_BC_LATE = False
+#: registers live through the loop: spill loads 29 -> 20 per chunk). With PARTIALS_TN (16 spill
+#: loads): backward 1.95 against 2.34 ms (session 4, round 1; Nsight Compute: 62% of the shipped
+#: backward's stall samples were address arithmetic waiting on spilled pointers).
+BWD_BC_LATE = True
 #: dB, dC partials laid out ``(b, n_parts, L, NO, NI)`` instead of ``(b, n_parts, N, L)``: each
 #: lane's NI states side by side, one 16-byte store per tensor and chunk (8 bytes with
 #: BF16_PARTIALS) instead of NI scalar ones, and a warp's chunk one contiguous 512-byte block
-#: (session 4 candidate; with BF16_PARTIALS it tests whether 2-byte scattered stores were what
-#: made bfloat16 partials slow in session 3).
-PARTIALS_TN = False
+#: (session 4, round 1: with BWD_BC_LATE, see there).
+PARTIALS_TN = True
 #: dB and dC summed over their partials by one Triton kernel (``_scan_partials``: several
 #: partials in flight per loop step, both tensors in one launch, bfloat16 partials read as
-#: such) instead of two ``torch.sum`` calls (session 4 candidate).
-TRITON_SUMS = False
+#: such) instead of two ``torch.sum`` calls: 0.146 against 0.165 ms for bfloat16 partials at
+#: (8, 1536, 4096, 16) (session 4, round 1).
+TRITON_SUMS = True
+#: Checkpoints laid out ``(b, d, n_ck, NO, NI)`` for the backward's NO state lanes: one 16-byte
+#: store per lane and checkpoint in the forward (4 scalar ones, half sectors, before: Nsight
+#: Compute counted 29% excess sectors in the forward with checkpoints) and one 16-byte load in
+#: the backward (session 4 candidate).
+CKPT_TN = False
 
 
 def _scatter(g):
@@ -245,7 +258,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     f32 = dict(device=u.device, dtype=torch.float32)
     last = new_buffer((b, d, N), **f32) if want_last else dummy(u)  # (b, d, N)
     n_ck = g["n_chunks"] * (g["T"] // CHUNK_BWD)  # checkpoints: every CHUNK_BWD steps
-    ck = new_buffer((b, d, n_ck, N), **f32) if save_ck else dummy(u)  # (b, d, L/T, N)
+    ckl = 0  # CKPT_TN: the backward's state lanes (its layout of the checkpoints)
+    if save_ck and CKPT_TN:
+        ckl = _geometry(u, A, B, CHUNK_BWD, seq_lengths, backward=True)["NO"]
+    ck_n = g["NI"] * g["NO"] if ckl else N
+    ck = new_buffer((b, d, n_ck, ck_n), **f32) if save_ck else dummy(u)  # (b, d, L/T, N or NP)
     y = new_buffer(u.shape, u.dtype, u.device) if save_ck and z is not None else dummy(u)
     args = (u, delta, A, B, C, _opt(D, u), _opt(z, u), _opt(delta_bias, u), _opt(seq_lengths, u))
     sizes = (g["L"], d, N, g["G"], d // g["G"], g["block_ch"], g["n_chunks"], n_ck,
@@ -253,7 +270,8 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"], CK=CHUNK_BWD,
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
                 FAST=_fast() and FWD_FAST_MATH, FAST_GATE=_fast() and FWD_FAST_GATE, FMA=FMA_SCAN,
-                CK_V4=FWD_CK_V4, SP_POLY=SOFTPLUS_POLY, num_warps=g["W"], **_cap(FWD_MAXNREG))
+                CK_V4=FWD_CK_V4, SP_POLY=FWD_SOFTPLUS_POLY, num_warps=g["W"],
+                **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
         h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
@@ -265,12 +283,14 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     _launch(fwd_kernel, (g["n_blocks"], b, n_seg),
             (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
-                 PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), **meta), ("XCH",))
+                 PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), CKL=ckl, **meta),
+            ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
 
 
-def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, ck, y):
+def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, ck, y,
+              ck_tn=False):
     g = _geometry(u, A, B, CHUNK_BWD, seq_lengths, backward=True)
     b, d, L, N, G, n_seg = g["b"], g["d"], g["L"], g["N"], g["G"], g["n_seg"]
     f32 = dict(device=u.device, dtype=torch.float32)
@@ -289,7 +309,7 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     dbias_part = new_buffer((b * n_seg, d), **f32)
     meta = dict(T=g["T"], NI=g["NI"], NO=g["NO"], W=g["W"], DL=g["DL"],
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"], FAST=_fast(),
-                SP_POLY=SOFTPLUS_POLY, num_warps=g["W"])
+                SP_POLY=BWD_SOFTPLUS_POLY, num_warps=g["W"])
     sizes = (L, d, N, G, d // G, g["block_ch"], g["n_chunks"])
     seg = (g["seg_chunks"], n_seg)
     carry = dlast
@@ -310,7 +330,7 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
             dict(HAS_DLAST=dlast is not None, SEG=n_seg > 1, WARP_PARTS=WARP_PARTIALS,
                  SCATTER=_scatter(g),
                  XCH=_scatter(g) if BWD_XCH else 0, BC_LATE=BWD_BC_LATE, PART_TN=PARTIALS_TN,
-                 **meta, **_cap(BWD_MAXNREG)),
+                 CK_TN=ck_tn, **meta, **_cap(BWD_MAXNREG)),
             ("SCATTER", "XCH"))
     # every block lies in one group; blocks of a group are consecutive (not -1: L may be 0)
     if TRITON_SUMS:
@@ -342,14 +362,15 @@ class _SelectiveScan(torch.autograd.Function):
                                     save, want_last)
         if save:
             ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_lengths, ck, y)
-            ctx.softplus = softplus
+            ctx.softplus, ctx.ck_tn = softplus, CKPT_TN  # (the checkpoints' layout)
         return (out, last) if want_last else out
 
     @staticmethod
     def backward(ctx, dout, dlast=None):
         u, delta, A, B, C, D, z, delta_bias, seq_lengths, ck, y = ctx.saved_tensors
         grads = _backward(dout.contiguous(), None if dlast is None else dlast.contiguous(),
-                          u, delta, A, B, C, D, z, delta_bias, ctx.softplus, seq_lengths, ck, y)
+                          u, delta, A, B, C, D, z, delta_bias, ctx.softplus, seq_lengths, ck, y,
+                          ctx.ck_tn)
         du, ddelta, dA, dB, dC, dD, dz, dbias = grads
         return (du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 None if D is None else dD.to(D.dtype), dz,

@@ -206,11 +206,13 @@ def _interpret_main():
         results.append(compare(b, d, L, N, G, torch.float32, "cpu", 400 + i, lengths=lengths))
     mod.SEGMENT_MIN_STEPS, mod.SEGMENT_WARPS = 1024, 132 * 12
     _common.SCAN_CONFIG_OVERRIDE = None
-    # the candidate switches (polynomial softplus, decays on the FMA units, late B/C loads,
-    # partials laid out (L, N) and summed by a Triton kernel) on one case without masks and one with padding and N = 6
-    # (NI = 2: 3 of 4 half-rows of decays by exp2_fma; 2 of 8 padded states in the partials)
-    knobs = dict(SOFTPLUS_POLY=True, FWD_EXP_FMA=3, BWD_BC_LATE=True, PARTIALS_TN=True,
-                 TRITON_SUMS=True)
+    # the other side of every session-4 switch (the default side runs above): forward with the
+    # polynomial softplus, decays on the FMA units and checkpoints laid out (NO, NI); backward
+    # with the libdevice softplus, B/C prefetched, partials (N, L) summed by torch; one case
+    # without masks and one with padding and N = 6 (NI = 2: 3 of 4 half-rows of decays by
+    # exp2_fma, 2 of 8 padded states in the checkpoints)
+    knobs = dict(FWD_SOFTPLUS_POLY=True, FWD_EXP_FMA=3, CKPT_TN=True, BWD_SOFTPLUS_POLY=False,
+                 BWD_BC_LATE=False, PARTIALS_TN=False, TRITON_SUMS=False)
     saved = {k: getattr(mod, k) for k in knobs}
     for k, v in knobs.items():
         setattr(mod, k, v)
