@@ -210,6 +210,7 @@ DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 #: accesses; E1 = 16 of each 64 forward decays on the FMA units (slower in round 1).
 VARIANTS = {
     "base": {},
+    "again": {},  # base timed a second time in the same run: the spread between identical code
     "prev": dict(BWD_SOFTPLUS_POLY=False, BF16_PARTIALS=False, BWD_BC_LATE=False,
                  PARTIALS_TN=False, TRITON_SUMS=False),
     "ck": dict(CKPT_TN=True),
