@@ -31,15 +31,17 @@ else
   # ~11.6 GB, WaveNet ~8.6 GB, 2 pairs ~3.7 GB; the classifier ~8 GB (docs/results.md, issue 3)
   MEM1=(--cuda-memory-fraction 0.17); MEM8=(--cuda-memory-fraction 0.22)
   MEMC=(--cuda-memory-fraction 0.2)
-  command -v nvidia-smi > /dev/null && { nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used \
-    --format=csv -l 5 > "$W/gpu.csv" 2>&1 & SMI=$!; }
+  command -v nvidia-smi > /dev/null && {
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 \
+      > "$W/gpu.csv" 2>&1 & SMI=$!; }
 fi
 DEADLINE=$((T0 + ${TOTAL_SECONDS:-395}))
 RESERVE=45  # seconds kept for the judge after the lanes
 S="$D/summary.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) \
   if torch.cuda.is_available() else 'cpu')" | tee "$S"
-echo "installed after $(( $(date +%s) - T0 )) s (snapshot: $(git log -1 --format=%h 2> /dev/null || echo no .git))" | tee -a "$S"
+SNAP=$(git log -1 --format=%h 2> /dev/null || echo "no .git")
+echo "installed after $(( $(date +%s) - T0 )) s (snapshot: $SNAP)" | tee -a "$S"
 
 P=(python3 examples/sashimi_fsdd.py --data .devdata/fsdd --out "$D" --work "$W" "${EXTRA[@]}")
 # run NAME LIMIT args...: one lane under `timeout` (capped by the deadline), logged
@@ -59,7 +61,7 @@ run profile 30 --stage profile
 BUDGET=${BUDGET:-$(( DEADLINE - $(date +%s) - RESERVE - 115 < 300 ? \
   DEADLINE - $(date +%s) - RESERVE - 115 : 300 ))}
 CLF_BUDGET=${CLF_BUDGET:-$((BUDGET - 40))}
-echo "BUDGET=$BUDGET CLF_BUDGET=$CLF_BUDGET SMOKE=${SMOKE:-0} $(date -u +%Y-%m-%dT%H:%M:%SZ)" | tee -a "$S"
+echo "BUDGET=$BUDGET CLF_BUDGET=$CLF_BUDGET SMOKE=${SMOKE:-0} $(date -u +%FT%TZ)" | tee -a "$S"
 LANE_LIMIT=$((BUDGET + ${POST:-110}))
 PIDS=()
 for lane in uncond cond wavenet; do
