@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One GPU round for the selective scan (issue 5): install; in parallel, build the mamba_ssm
-# anchor (~190 s) and compile every candidate in VARIANTS into Triton's cache (one process
-# each), then the scan's GPU tests; then every candidate checked against float64 and timed side
-# by side with mamba_ssm's CUDA kernel (kernels/bench/bench_selective_scan.py --variants).
+# anchor (~130-160 s) and compile every candidate in VARIANTS (kernels/bench/scan_variants.py)
+# into Triton's cache (one process each), then the scan's GPU tests; then every candidate
+# checked against float64 and timed side by side with mamba_ssm's CUDA kernel
+# (kernels/bench/bench_selective_scan.py --variants).
 # QUICK=1: timings of our candidates only (no anchor build, no tests, no checks; ~2-3 min);
 # NO_TESTS=1: everything but the GPU tests; TEST_K / TEST_TIMEOUT: which GPU tests (pytest -k)
 # and their time limit (default "not every_block_shape", 70 s); WARM_TIMEOUT, BENCH_TIMEOUT: the
