@@ -253,5 +253,5 @@ def time_partial_sums(b, d, L, N):
     if ours_mod.TRITON_SUMS:
         return do_bench(lambda: ours_mod.sum_partials(parts, 1, N, NO, NI, ours_mod.PARTIALS_TN),
                         warmup=10, rep=100, return_mode="median")
-    return do_bench(lambda: [ours_mod._sum_parts(p, 1, N, NO, NI) for p in parts],
-                    warmup=10, rep=100, return_mode="median")
+    return do_bench(lambda: [ours_mod.torch_sum_partials(p, 1, N, NO, NI, ours_mod.PARTIALS_TN)
+                             for p in parts], warmup=10, rep=100, return_mode="median")

@@ -1,4 +1,5 @@
-"""Sum of the selective-scan backward's dB / dC partials in one Triton launch (both tensors).
+"""Sums of the selective-scan backward's dB / dC partials: both tensors in one Triton launch
+(:func:`sum_partials`, the default), or one ``torch.sum`` each (:func:`torch_sum_partials`).
 
 The backward kernel (:mod:`._selective_scan_bwd`) writes one partial sum of dB and of dC per
 channel block (or warp), ``(b, n_parts, N, L)``, or ``(b, n_parts, L, NO, NI)`` with
@@ -15,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["sum_partials"]
+__all__ = ["sum_partials", "torch_sum_partials"]
 
 #: Elements of a partial row per program, and partials read per loop step.
 BLOCK = 1024
@@ -64,3 +65,15 @@ def sum_partials(parts, G, N, NO, NI, tn):
             parts, out, n_parts // G, M, N, L, TN=tn, NO=NO, NI=NI, BLOCK=BLOCK,
             UNROLL=UNROLL, num_warps=4)
     return out[0], out[1]
+
+
+def torch_sum_partials(part, G, N, NO, NI, tn):
+    """dB or dC ``(b, G, N, L)`` from one tensor's partials by ``torch.sum`` (the path without
+    ``TRITON_SUMS``): ``(b, n_parts, N, L)``, or with ``tn`` ``(b, n_parts, L, NP)`` (state
+    ``n = ni * NO + no`` at ``no * NI + ni``). No -1 in the views: L may be 0."""
+    b, n_parts = part.shape[:2]
+    if not tn:
+        return part.view(b, G, n_parts // G, N, part.shape[3]).sum(2)  # (b, G, N, L)
+    L = part.shape[2]
+    s = part.view(b, G, n_parts // G, L, NO, NI).sum(2)  # (b, G, L, NO, NI)
+    return s.permute(0, 1, 4, 3, 2).reshape(b, G, NI * NO, L)[:, :, :N]

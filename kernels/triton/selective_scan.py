@@ -38,7 +38,7 @@ from ..reference import expand_groups
 from . import _common
 from ._common import (block_channels, check_device_dtypes, dummy, lane_layout_errors,
                       new_buffer, scan_config)
-from ._scan_partials import sum_partials
+from ._scan_partials import sum_partials, torch_sum_partials
 from ._selective_scan_bwd import adjoint_local_kernel, bwd_kernel
 from ._selective_scan_fwd import fwd_kernel
 
@@ -337,22 +337,10 @@ def _backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, seq_le
     if TRITON_SUMS:
         dB, dC = sum_partials(parts, G, N, g["NO"], g["NI"], PARTIALS_TN)  # (b, G, N, L) each
     else:
-        dB = _sum_parts(dB_part, G, N, g["NO"], g["NI"])  # (b, G, N, L)
-        dC = _sum_parts(dC_part, G, N, g["NO"], g["NI"])  # (b, G, N, L)
+        dB = torch_sum_partials(dB_part, G, N, g["NO"], g["NI"], PARTIALS_TN)  # (b, G, N, L)
+        dC = torch_sum_partials(dC_part, G, N, g["NO"], g["NI"], PARTIALS_TN)  # (b, G, N, L)
     return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0), dz if z is not None else None,
             dbias_part.sum(0))
-
-
-def _sum_parts(part, G, N, NO, NI):
-    """dB or dC (b, G, N, L) from the partials: (b, n_parts, N, L), or with PARTIALS_TN
-    (b, n_parts, L, NP), state ``n = ni * NO + no`` at ``no * NI + ni``. Every block lies in
-    one group and the blocks of a group are consecutive (not -1 in views: L may be 0)."""
-    b, n_parts = part.shape[:2]
-    if not PARTIALS_TN:
-        return part.view(b, G, n_parts // G, N, part.shape[3]).sum(2)  # (b, G, N, L)
-    L = part.shape[2]
-    s = part.view(b, G, n_parts // G, L, NO, NI).sum(2)  # (b, G, L, NO, NI)
-    return s.permute(0, 1, 4, 3, 2).reshape(b, G, NI * NO, L)[:, :, :N]
 
 
 class _SelectiveScan(torch.autograd.Function):
