@@ -153,6 +153,15 @@ def test_max_time_budgets_the_training(tmp_path):
     assert old.get_params()["max_time"] is None
 
 
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "60", [60.0]])
+def test_max_time_refuses_bad_values(bad):
+    """A clear error naming the parameter, before any training (NaN/inf would break the
+    epoch plan; a string is not a number of seconds)."""
+    waves, _ = _waves()
+    with pytest.raises(ValueError, match="max_time"):
+        AudioGenerator(**TINY, max_time=bad).fit(waves)
+
+
 def test_sample_refuses_a_non_boolean_bf16_weights(fitted):
     for bad in ("no", 0, None):  # "no" would be truthy, and turn the lossy opt-in on
         with pytest.raises(ValueError, match="bf16_weights must be a bool"):
