@@ -154,6 +154,15 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
 ONE_PROGRAM = {"dataflow": False}
 FUSED_ROWS = [("fused", {}, {}, "all", (1, 64)),
               ("fused one-program", ONE_PROGRAM, {}, "all", (1, 64))]
+#: ``--candidates`` (GPU round 3): the S4 dataflow settings of
+#: tests/models/test_sashimi_dataflow.py S4_CONFIGS, batch 1, default depth only
+CANDIDATES = {"tier0": {"dataflow": [True, False]}, "tiers12": {"dataflow": [False, True]},
+              "tier0-4stage": {"dataflow": [True, False], "df_fuse2": False, "df_split": 4,
+                               "df_warps": 4},
+              "tier1-ppg1": {"dataflow": [False, True, False], "df_split": [8, 4], "df_ppg": 1,
+                             "df_epi": 4}}
+CANDIDATE_ROWS = [(mode, config, {}, "all", (1,)) for mode, config, *_ in FUSED_ROWS] + [
+    (f"fused {name}", config, {}, "first", (1,)) for name, config in CANDIDATES.items()]
 #: per-pass timing configurations: ``sashimi_step.CONFIG`` overrides and bf16_weights
 PASS_CONFIGS = [(ONE_PROGRAM, False), ({}, False)]
 
@@ -226,7 +235,7 @@ COMPARE_MODELS = [("s4", 8, False, True), ("s4d", 8, False, True), ("s4", 2, Fal
 
 
 def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path=None,
-            probe=False):
+            probe=False, fused_rows=FUSED_ROWS, passes=True):
     """Fused vs module-by-module (both with CUDA graphs) vs naive, batch 1 and 64 (rows also
     written to ``json_path`` as they come, so a run cut short keeps them)."""
     from ssmsignal.kernels.triton import sashimi_step
@@ -252,7 +261,7 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
                "params": sum(p.numel() for p in model.parameters())}
         first = (layer, n_layers, unet) == models[0][:3]
         runs = [(mode, kw, config, steps, batches if full else (1,))
-                for mode, config, kw, which, batches in FUSED_ROWS
+                for mode, config, kw, which, batches in fused_rows
                 if which == "all" or which == "8" and full or which == "first" and first]
         if full:  # the baseline of the same run: batch 1 for each, batch 64 for the first
             runs.append(("module+graphs", dict(fused=False), {}, steps // (4 * n_layers),
@@ -274,7 +283,7 @@ def compare(device, steps=2000, naive_steps=30, models=COMPARE_MODELS, json_path
                      "setup_s": setup, "rtf_16k_per_stream": rate / batch / 16000.0})
         if full:
             add({**tag, **naive_speed(model, naive_steps)})
-        if first:
+        if first and passes:
             for r in pass_times(model, configs=PASS_CONFIGS):
                 add({**tag, "mode": "pass", **r})
     return rows
@@ -359,11 +368,15 @@ def main(argv=None):
                         help="fused vs module (graphs) vs naive, default and 2-pair models")
     parser.add_argument("--probe", action="store_true",
                         help="with --compare: the hand-off probe of the dataflow passes first")
+    parser.add_argument("--candidates", action="store_true",
+                        help="with --compare: batch-1 rows of CANDIDATES only (S4, S4D)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.compare:
+        extra = dict(fused_rows=CANDIDATE_ROWS, passes=False, models=[
+            ("s4", 8, False, True), ("s4d", 8, False, False)]) if args.candidates else {}
         rows = compare(device, 512, min(args.naive_steps, 10), json_path=args.json,
-                       probe=args.probe)
+                       probe=args.probe, **extra)
         print_compare(rows)
         return rows
     torch.manual_seed(0)

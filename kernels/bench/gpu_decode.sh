@@ -7,7 +7,8 @@
 # rerun, at batch 1 and 64; the 2-pair S4 model; per-pass kernel times.
 # Run from the repository root there: `bash kernels/bench/gpu_decode.sh` (under 4 minutes).
 # Logs and JSON go to $OUT/decode/. TESTS=all also runs tests/models/test_sashimi_fused.py;
-# PROBE=1 adds the hand-off probe to the benchmark.
+# PROBE=1 adds the hand-off probe to the benchmark; CANDIDATES=1 times only the batch-1 rows of
+# the S4 dataflow settings of GPU round 3 (bench_generation.CANDIDATES).
 set -uo pipefail
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 D="$OUT/decode"
@@ -21,6 +22,6 @@ timeout "${TEST_TIMEOUT:-90}" python3 -m pytest -m cuda -v --tb=short -p no:cach
     -o addopts="" -rfE $FILES 2>&1 | tee "$D/pytest_cuda.log" | tail -12
 date -u | tee -a "$D/device.txt"
 timeout "${BENCH_TIMEOUT:-120}" python3 -m ssmsignal.kernels.bench.bench_generation \
-    --device cuda --compare ${PROBE:+--probe} --json "$D/bench_decode.json" 2>&1 \
+    --device cuda --compare ${PROBE:+--probe} ${CANDIDATES:+--candidates} --json "$D/bench_decode.json" 2>&1 \
     | tee "$D/bench_decode.log" | tail -40
 date -u | tee -a "$D/device.txt"
