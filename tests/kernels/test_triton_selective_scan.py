@@ -237,7 +237,8 @@ def check_math_helpers():
     """The polynomial softplus (and its sigmoid) and ``exp2_fma`` against float64, over ranges
     wider than the scan feeds them (interpreter: the same arithmetic in float32)."""
     helpers = _math_helpers_kernel()
-    x = torch.cat([torch.linspace(-25, 25, 4000), torch.randn(96) * 8])  # (4096,)
+    ints = torch.arange(-4.0, 4.0)  # exact 2**(6 i) from exp2_fma; 0 -> exactly 1
+    x = torch.cat([torch.linspace(-25, 25, 4000), torch.randn(88) * 8, ints])  # (4096,)
     sp, sg, e2 = (torch.empty_like(x) for _ in range(3))
     helpers[(4,)](x, sp, sg, e2, BLOCK=1024)
     # softplus, sigmoid: 3e-6 (from rounding x log2(e) to float32 before the exp2, as in the
@@ -247,7 +248,8 @@ def check_math_helpers():
     assert rel_max(sg, torch.sigmoid(x64)) < 3e-6
     inside = x6.abs() <= 126  # clamped outside: 2**126 / 2**-126
     assert rel_max(e2[inside], torch.exp2(x6[inside])) < 5e-7
-    assert bool((e2[x6 < -126] == 2.0 ** -126).all()) and bool((e2[x == 0] == 1).all())
+    assert bool((e2[x6 < -126] == 2.0 ** -126).all())
+    assert torch.equal(e2[-8:].double(), torch.exp2(6 * ints.double())) and e2[-4] == 1
 
 
 def _math_helpers_kernel():
