@@ -67,6 +67,13 @@ def sum_partials(parts, G, N, NO, NI, tn):
     return out[0], out[1]
 
 
+def triton_sums_fit(parts_shape, G):
+    """Whether ``sum_partials`` may take partials of ``parts_shape`` ``(2, b, n_parts, ., .)``:
+    its loop offsets ``(p + k) * M`` (``p`` < ``n_parts // G``, ``M`` = the last two sizes) are
+    int32, so their product must stay below 2**31; larger cases take ``torch_sum_partials``."""
+    return (parts_shape[2] // G) * parts_shape[3] * parts_shape[4] < 2**31
+
+
 def torch_sum_partials(part, G, N, NO, NI, tn):
     """dB or dC ``(b, G, N, L)`` from one tensor's partials by ``torch.sum`` (the path without
     ``TRITON_SUMS``): ``(b, n_parts, N, L)``, or with ``tn`` ``(b, n_parts, L, NP)`` (state

@@ -95,3 +95,14 @@ def test_triton_sum_partials_interpreted():
 
 if __name__ == "__main__" and "--interpret" in sys.argv:
     _interpret_main()
+
+
+def test_triton_sums_fit_keeps_the_int32_loop_offsets_in_range():
+    from ssmsignal.kernels.triton._scan_partials import triton_sums_fit
+
+    # (2, b, n_parts, L, NP): the benchmark's first shape, 192 partials per group
+    assert triton_sums_fit((2, 8, 192, 4096, 16), 1)
+    # d 16384 -> 2048 partials, L 131072, N 16: (2048 - 1) * 2**21 > 2**31
+    assert not triton_sums_fit((2, 1, 2048, 131072, 16), 1)
+    assert triton_sums_fit((2, 1, 2048, 131072, 16), 32)  # 64 per group: 2**27
+    assert not triton_sums_fit((2, 1, 1024, 2**17, 16), 1)  # exactly 2**31
