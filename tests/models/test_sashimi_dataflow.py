@@ -21,13 +21,14 @@ from test_sashimi_fused import (TOL, _model, _with_config, run_interpreted,  # n
                                 sampling_agreement, step_errors)
 
 #: four stages per pair on every tier (an opt-in); the shipped default (sashimi_step.CONFIG)
-#: runs tier 0 in two stages per pair (df_fuse2) on 8 slices and tiers 1-2 on 16 slices with
-#: 8 pairs per program group and the up-pool map over 32 programs
+#: runs tiers 1-2 on 16 slices with 8 pairs per program group and the up-pool map over 32
+#: programs, tier 0 on its one-program pass (``dataflow=True``: tier 0 too, in two stages per
+#: pair (df_fuse2) on 8 slices)
 DF4 = {"dataflow": True, "df_split": [4, 32], "df_ppg": [1, 8], "df_fuse2": False,
        "df_warps": 4, "df_epi": 1}
 #: small models on the interpreter: (layer, dt_scale, conditional, config, merge)
 CASES = [("s4", 1.0, True, {**DF4, "df_split": [2, 4]}, False),
-         ("s4d", 0.5, False, {"df_split": [2, 4], "df_epi": 4}, "auto")]
+         ("s4d", 0.5, False, {"dataflow": True, "df_split": [2, 4], "df_epi": 4}, "auto")]
 
 
 def _interpret_main():
@@ -38,7 +39,8 @@ def _interpret_main():
         out["cases"].append(_with_config({**config, "merge": merge}, step_errors, layer,
                                          dt_scale, conditional, 5, seed=i, n_layers=2))
     prompt = torch.tensor([[3, 250], [128, 7]])
-    codes = _with_config({"df_split": [2, 4], "merge": True}, sampling_agreement, "s4",
+    codes = _with_config({"dataflow": True, "df_split": [2, 4], "merge": True},
+                         sampling_agreement, "s4",
                          temperature=0.7, top_p=0.8, prompt=prompt, dt_scale=0.5)
     out["codes_equal"] = bool(torch.equal(*codes))
     buf = torch.zeros(5 * 8, dtype=torch.int64)
@@ -86,18 +88,18 @@ def test_a_dataflow_wait_that_gave_up_raises():
 cuda = pytest.mark.cuda
 
 
-#: GPU round 2: the default failed for S4 only (logits 1.7e-2, states 1.5e-2 after 40 steps; S4D
-#: passed, and the interpreter agrees to 2e-7 with one pair per group): which tiers and which
-#: settings (also kernels/bench/bench_generation.py CANDIDATES)
-S4_CONFIGS = {"one-program": {"dataflow": False}, "tier0": {"dataflow": [True, False]},
-              "tiers12": {"dataflow": [False, True]},
-              "tier0-4stage": {"dataflow": [True, False], "df_fuse2": False, "df_split": 4,
-                               "df_warps": 4},
-              "tier1-ppg1": {"dataflow": [False, True, False], "df_split": [8, 4], "df_ppg": 1,
-                             "df_epi": 4}}
+#: GPU rounds 2-3: with every tier on dataflow passes S4 drifted from the float64 step (1e-3 to
+#: 2e-2, varying between runs; S4D passed; the interpreter agrees to 2e-7), while each of these
+#: passed in round 3: one-program at batch 1, tier 0 only, tiers 1-2 only (the shipped default),
+#: tier 0 in four stages, tier 1 without pair loops. Diagnosis only (SSMSIGNAL_DIAG=1): which
+#: combination drifts
+S4_CONFIGS = {"all": {"dataflow": True}, "all-epi1": {"dataflow": True, "df_epi": 1},
+              "tiers01": {"dataflow": [True, True, False]},
+              "tiers02": {"dataflow": [True, False, True]}}
 
 
 @cuda
+@pytest.mark.skipif(not os.environ.get("SSMSIGNAL_DIAG"), reason="diagnosis: SSMSIGNAL_DIAG=1")
 @pytest.mark.parametrize("name", list(S4_CONFIGS))
 def test_gpu_s4_dataflow_settings_match_float64(name):
     errs = _with_config({**S4_CONFIGS[name], "merge": False}, step_errors, "s4", 1.0, True, 40,
@@ -113,12 +115,12 @@ def test_gpu_s4_dataflow_settings_match_float64(name):
                                                   ("s4", 0.5, "auto")],
                          ids=["s4", "s4d", "s4-merged"])
 def test_gpu_dataflow_default_model_matches_float64(layer, dt_scale, merge):
-    # the shipped configuration at batch 1 (merged: tier 0's head and the next down pass in one
-    # launch, logits only); the pair loops (ppg 8) and the split epilogue on the GPU only
+    # the shipped configuration at batch 1 (tiers 1-2 on dataflow passes; merged: tier 0's head
+    # and the next down pass in one launch, logits only); pair loops (ppg 8): GPU only
     errs = _with_config({"merge": merge}, step_errors, layer, dt_scale, True, 40,
                         device="cuda", batch=1, d_model=64, n_layers=8, pool=(4, 4),
                         d_state=64)
-    assert errs.pop("dataflow") == 3 and errs.pop("split") == 1, errs
+    assert errs.pop("dataflow") == 2 and errs.pop("split") == 1, errs  # tiers 1 and 2
     assert max(errs.values()) < TOL, errs
 
 
@@ -137,7 +139,7 @@ def test_gpu_dataflow_graphs_equal_eager_and_batch_64_falls_back():
                                   generator=gen, top_p=0.95, fused=True, **kw)
     assert torch.equal(runs["graphs"], runs["eager"])  # tags carried across graph replays
     assert (runs["graphs"] == runs["one-program"]).float().mean() > 0.9  # rounding only
-    assert all(FusedDecoder(model, 1).dataflow)
+    assert [bool(d) for d in FusedDecoder(model, 1).dataflow] == [False, True, True]
     assert not any(FusedDecoder(model, 64).dataflow)  # the grid would not fit: one-program
 
 
