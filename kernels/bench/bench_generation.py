@@ -150,12 +150,12 @@ def steady_rate(model, batch_size, n_steps, seconds=0.4, **kwargs):
 #: keywords, models: "all", "8" (default depth) or "first" (the first model only), batches);
 #: "fused" is the shipped default (dataflow passes for tiers 1-2 where the grid fits: batch 1),
 #: "fused one-program" the one-program passes everywhere (the default before session 4), "fused
-#: all-tiers" tier 0 on a dataflow pass too (GPU rounds 2-3: S4 drifts, see NOTES). The other
+#: all tiers" tier 0 on a dataflow pass too (S4 drifted on the GPU now and then: NOTES). The other
 #: configurations (split, bf16, mix, dataflow variants df4/df2/df32/spin): earlier rounds, NOTES.
 ONE_PROGRAM = {"dataflow": False}
 FUSED_ROWS = [("fused", {}, {}, "all", (1, 64)),
               ("fused one-program", ONE_PROGRAM, {}, "all", (1, 64)),
-              ("fused all-tiers", {"dataflow": True}, {}, "8", (1,))]
+              ("fused all tiers", {"dataflow": True}, {}, "8", (1,))]
 #: ``--candidates`` (GPU round 3): the S4 dataflow settings of
 #: tests/models/test_sashimi_dataflow.py S4_CONFIGS, batch 1, default depth only
 CANDIDATES = {"tier0": {"dataflow": [True, False]}, "tiers12": {"dataflow": [False, True]},

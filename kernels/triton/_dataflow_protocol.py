@@ -39,6 +39,7 @@ def _value(w, mask):
 def _get(ptr, idx, mask, tag, err_ptr, max_polls):
     """Poll words ``idx`` until all carry ``tag`` (at most ``max_polls`` times; then the error
     flag is set); returns their float32 values (0 where masked)."""
+    tl.debug_barrier()  # see _get2
     w = tl.load(ptr + idx, mask=mask, other=0, volatile=True)
     bad = _missing(w, mask, tag)
     polls = 0
@@ -46,6 +47,7 @@ def _get(ptr, idx, mask, tag, err_ptr, max_polls):
         w = tl.load(ptr + idx, mask=mask, other=0, volatile=True)
         bad = _missing(w, mask, tag)
         polls += 1
+    tl.debug_barrier()
     if bad > 0:
         tl.store(err_ptr, 1)
     return _value(w, mask)
@@ -54,7 +56,12 @@ def _get(ptr, idx, mask, tag, err_ptr, max_polls):
 @triton.jit
 def _get2(pa, ia, ma, pb, ib, mb, tag, err_ptr, max_polls):
     """:func:`_get` of two vectors at once: both loads in flight together (one L2 round trip
-    once the data is there, where two :func:`_get` calls take two)."""
+    once the data is there, where two :func:`_get` calls take two). Explicit CTA barriers
+    before and after the poll loop (whose reductions use shared memory): GPU rounds 2-4 saw
+    intermittent drifts of S4 with tier 0's two-stage passes that the interpreter never shows;
+    a shared-memory hazard across the loop boundary is one explanation these barriers rule
+    out."""
+    tl.debug_barrier()
     wa = tl.load(pa + ia, mask=ma, other=0, volatile=True)
     wb = tl.load(pb + ib, mask=mb, other=0, volatile=True)
     bad = _missing(wa, ma, tag) + _missing(wb, mb, tag)
@@ -64,6 +71,7 @@ def _get2(pa, ia, ma, pb, ib, mb, tag, err_ptr, max_polls):
         wb = tl.load(pb + ib, mask=mb, other=0, volatile=True)
         bad = _missing(wa, ma, tag) + _missing(wb, mb, tag)
         polls += 1
+    tl.debug_barrier()
     if bad > 0:
         tl.store(err_ptr, 1)
     return _value(wa, ma), _value(wb, mb)

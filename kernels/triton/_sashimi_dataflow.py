@@ -122,6 +122,7 @@ def _stage_ssm(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ln_ptr, coef_ptr,
         tl.store(st + off, nr, mask=m2)
         tl.store(st + hn + off, ni, mask=m2)
         _put(buf + q * R, r, rm, _gelu(y + dd * u), tag)
+        tl.debug_barrier()  # shared memory of this pair's reductions
         q += 1
 
 
@@ -182,6 +183,7 @@ def _stage_glu(q, q1, j, S, buf, R, tag, err_ptr, max_polls, ow_ptr, ob_ptr,
             _put(buf + q * R + 2 * HP, f, fm, _gelu(tl.sum(w1 * u[None, :], axis=1) + b1), tag)
         else:
             _put(buf + q * R + HP, rows, rmask, xm, tag)
+        tl.debug_barrier()  # shared memory of this pair's reductions
         q += 1
 
 
@@ -207,6 +209,7 @@ def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr,
             xm = _get(buf + q * R + HP, offs, hm, tag, err_ptr, max_polls)  # (HP,)
             u = _norm(xm, xm, hm, lw, lb, H, eps)
             _put(buf + q * R + 2 * HP, f, fm, _gelu(tl.sum(w1 * u[None, :], axis=1) + b1), tag)
+            tl.debug_barrier()  # shared memory of this pair's reductions
             q += 1
     else:
         HS = H // S
@@ -223,6 +226,7 @@ def _stage_ff(q, q1, j, S, buf, R, tag, err_ptr, max_polls, fln_ptr, w1_ptr,
                             err_ptr, max_polls)  # (FP,), (HSP,)
             xo = xm + tl.sum(w2 * hid[None, :], axis=1) + b2
             _put(buf + q * R + 2 * HP + FP, r, rm, xo, tag)
+            tl.debug_barrier()  # shared memory of this pair's reductions
             q += 1
 
 

@@ -17,9 +17,9 @@ of tier step ``j`` is ``j % p``, and the down-pool weight's column blocks are pe
 At batch 1 (whenever ``batch x programs`` fits the multiprocessors) the passes of the inner
 tiers run instead as *dataflow passes* (:mod:`ssmsignal.kernels.triton._sashimi_dataflow`): one
 launch per pass as well, but spread over up to 96 programs that load their weights at once
-and hand the activations on through global memory (1.7x for the default model at batch 1 on
-an H100, docs/benchmarks.md); ``CONFIG["dataflow"] = False`` turns it off, ``True`` also runs
-tier 0 that way (faster, but see the note at ``CONFIG``).
+and hand the activations on through global memory (1.6-1.7x for the default model at batch 1
+on an H100, docs/benchmarks.md); ``CONFIG["dataflow"] = False`` turns it off, ``True`` also
+runs tier 0 that way (faster, but see the note at ``CONFIG``).
 
 Launch configuration: :data:`ssmsignal.kernels.triton.sashimi_step.CONFIG`. Setting its
 ``split`` to 8 runs the wide tiers of small batches over 8 multiprocessors per sequence (1.3x

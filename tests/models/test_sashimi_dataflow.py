@@ -121,23 +121,23 @@ def test_gpu_dataflow_graphs_equal_eager_and_batch_64_falls_back():
     assert not any(FusedDecoder(model, 64).dataflow)  # the grid would not fit: one-program
 
 
-#: GPU rounds 2-3: with every tier on dataflow passes S4 drifted from the float64 step (1e-3 to
-#: 2e-2, varying between runs; S4D passed; the interpreter agrees to 2e-7), while each of these
-#: passed in round 3: one-program at batch 1, tier 0 only, tiers 1-2 only (the shipped default),
-#: tier 0 in four stages, tier 1 without pair loops. Diagnosis only (SSMSIGNAL_DIAG=1): which
-#: combination drifts
-S4_CONFIGS = {"all": {"dataflow": True}, "all-epi1": {"dataflow": True, "df_epi": 1},
-              "tiers01": {"dataflow": [True, True, False]},
-              "tiers02": {"dataflow": [True, False, True]}}
+#: GPU rounds 2-4: with tier 0 on a dataflow pass S4 drifted from the float64 step now and then
+#: (1e-3 to 2e-2; S4D always passed; the interpreter agrees to 2e-7), so the default keeps tier 0
+#: on its one-program pass. Diagnosis (SSMSIGNAL_DIAG=1), after the explicit barriers around the
+#: waits: S4 runs with tier 0 on a dataflow pass: name -> (config, dt_scale, seed)
+ALL = {"dataflow": True}
+S4_CONFIGS = {"all-seed0": (ALL, 1.0, 0), "all-seed1": (ALL, 1.0, 1), "all-seed2": (ALL, 0.5, 2),
+              "all-seed3": (ALL, 1.0, 3), "tiers02": ({"dataflow": [True, False, True]}, 1.0, 0)}
 
 
 @cuda
 @pytest.mark.skipif(not os.environ.get("SSMSIGNAL_DIAG"), reason="diagnosis: SSMSIGNAL_DIAG=1")
 @pytest.mark.parametrize("name", list(S4_CONFIGS))
 def test_gpu_s4_dataflow_settings_match_float64(name):
-    errs = _with_config({**S4_CONFIGS[name], "merge": False}, step_errors, "s4", 1.0, True, 40,
-                        device="cuda", batch=1, d_model=64, n_layers=8, pool=(4, 4),
-                        d_state=64)
+    config, dt_scale, seed = S4_CONFIGS[name]
+    errs = _with_config({**config, "merge": False}, step_errors, "s4", dt_scale, True, 40,
+                        device="cuda", seed=seed, batch=1, d_model=64, n_layers=8,
+                        pool=(4, 4), d_state=64)
     print(name, errs)
     errs.pop("dataflow"), errs.pop("split")
     assert max(errs.values()) < TOL, (name, errs)
