@@ -37,6 +37,7 @@ falls back to the module path.
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -331,7 +332,7 @@ class FusedDecoder:
         whole grid within the multiprocessors (every program resident at once). On the CPU
         interpreter one pair per program group (the order in which it runs programs)."""
         from ssmsignal.kernels.triton._sashimi_dataflow import n_programs
-        from ssmsignal.kernels.triton.sashimi_step import setting
+        from ssmsignal.kernels.triton.sashimi_step import KIND_S4, setting
 
         if not setting("dataflow", k) or not tp.F or tp.n_down or not tp.n_up:
             return None
@@ -342,6 +343,11 @@ class FusedDecoder:
             return None
         if k and (self.tiers[k - 1].pool * self.tiers[k - 1].H) % E:
             E = 1
+        if k == 0 and tp.kind == KIND_S4:
+            warnings.warn("CONFIG['dataflow'] puts tier 0 of an S4 model on a dataflow pass: "
+                          "on the GPU that drifts from the exact step (a known race, "
+                          "kernels/NOTES.md); the default [False, True] keeps tier 0 off it",
+                          RuntimeWarning, stacklevel=4)
         if device.type != "cuda":
             return S, 1, fuse2, E
         sms = torch.cuda.get_device_properties(device).multi_processor_count

@@ -84,6 +84,20 @@ def test_a_dataflow_wait_that_gave_up_raises():
     assert _with_config(DF4, FusedDecoder, model, 1).dataflow[1] is None  # 32 slices of 16
 
 
+def test_tier0_dataflow_on_an_s4_model_warns_of_the_gpu_drift():
+    pytest.importorskip("triton")
+    import warnings
+
+    from ssmsignal.models._sashimi_fused import FusedDecoder
+
+    with pytest.warns(RuntimeWarning, match="drifts"):
+        _with_config(DF4, FusedDecoder, _model("s4", None, pool=(2,)).eval(), 1)
+    for layer, config in (("s4d", DF4), ("s4", {"dataflow": [False, True]})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            _with_config(config, FusedDecoder, _model(layer, None, pool=(2,)).eval(), 1)
+
+
 # ----------------------------------------------------------------------------------- GPU
 cuda = pytest.mark.cuda
 
