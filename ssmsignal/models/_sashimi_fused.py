@@ -327,7 +327,8 @@ class FusedDecoder:
         return max(S, 1)
 
     def _dataflow(self, tp, k, device):
-        """``(split, ppg)`` when tier ``k``'s pass runs as a dataflow pass, else None: with
+        """``(split, ppg, fuse2, epi_split)`` (the :func:`dataflow_pass` settings) when tier
+        ``k``'s pass runs as a dataflow pass, else None: with
         ``CONFIG["dataflow"]``, feed-forward blocks, no blocks before the down-pool and the
         whole grid within the multiprocessors (every program resident at once). On the CPU
         interpreter one pair per program group (the order in which it runs programs)."""
