@@ -196,7 +196,7 @@ def run_lane(ctx, lane):
     def save(part, samples):
         save_json(work / f"{lane}.json", {**res, **part})
         if samples:
-            save_npz(work / f"{lane}.npz", {"rate": ctx["fs"], **samples})
+            save_npz(work / f"{lane}.npz", rate=ctx["fs"], **samples)
     ctx["save"] = save
     jobs = {"uncond": lambda: fit_generator(ctx, "uncond", False, ctx["n_layers"]),
             "cond": lambda: fit_generator(ctx, "cond", True, ctx["n_layers"]),

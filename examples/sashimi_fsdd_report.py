@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fsdd_digits import normalize  # the classifier's input convention (unit RMS)
+from prepare_results_data import save_npz
 
 LANES = ("uncond", "cond", "wavenet", "uncond8", "clf", "profile")
 
@@ -24,24 +26,11 @@ def save_json(path, obj):
     os.replace(tmp, path)
 
 
-def save_npz(path, arrays):
-    tmp = Path(str(path) + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-
-
 def inception_score(proba):
     """exp(E_x KL(p(y|x) || p(y))) (Salimans et al. 2016), from classifier probabilities."""
     proba = np.clip(proba, 1e-12, 1.0)
     marginal = proba.mean(axis=0, keepdims=True)
     return float(np.exp((proba * (np.log(proba) - np.log(marginal))).sum(axis=1).mean()))
-
-
-def normalize(x):
-    """Remove the mean and scale to unit RMS: the classifier's input convention."""
-    x = np.asarray(x, dtype=np.float32)
-    x = x - x.mean()
-    return x / max(float(np.sqrt(np.mean(x ** 2))), 1e-6)
 
 
 def judge(work, out):
@@ -77,7 +66,7 @@ def judge(work, out):
         res["judge"] = scores
     save_json(out / "results.json", res)
     if samples:
-        save_npz(out / "samples.npz", samples)
+        save_npz(out / "samples.npz", **samples)
     return res
 
 
