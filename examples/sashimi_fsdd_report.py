@@ -109,9 +109,10 @@ def profile_training(models, batches, device, n_steps=8):
     from torch.profiler import ProfilerActivity, profile
 
     from ssmsignal.estimators._audio_data import masked_nll
+    from ssmsignal.estimators._training import _autocast, move_to_device
 
     def one_step(module, opt, batch):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with _autocast(device, True):  # bfloat16 on CUDA, as the training loop
             loss = masked_nll(module, batch)
         opt.zero_grad()
         loss.backward()
@@ -122,7 +123,7 @@ def profile_training(models, batches, device, n_steps=8):
             torch.cuda.synchronize()
 
     out = {"seconds_per_step": {}, "steps_per_epoch": len(batches)}
-    batches = [tuple(t if t is None else t.to(device) for t in b) for b in batches[:n_steps]]
+    batches = [move_to_device(b, device) for b in batches[:n_steps]]
     for i, (name, module) in enumerate(models.items()):
         module = module.to(device).train()
         opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
