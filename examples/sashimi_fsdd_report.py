@@ -53,7 +53,8 @@ def judge(work, out):
         for key, audio in samples.items():
             if key.endswith(("_asked", "_16k")) or key == "rate":
                 continue
-            proba = clf.predict_proba([normalize(a) for a in audio], sampling_rate=8000.0)
+            proba = clf.predict_proba([normalize(a) for a in audio],
+                                      sampling_rate=float(samples["rate"]))
             row = {"clips": len(audio), "inception_score": inception_score(proba)}
             recognised = clf.classes_[proba.argmax(axis=1)]
             row["recognised_counts"] = np.bincount(recognised, minlength=10).tolist()
