@@ -46,8 +46,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sashimi_fsdd_report import (judge, normalize, profile_training, render,  # noqa: E402
-                                 save_json, save_npz, summary_lines)
+from sashimi_fsdd_report import (inception_score, judge, normalize,  # noqa: E402
+                                 profile_training, render, save_json, save_npz, summary_lines)
 from wavenet_baseline import WaveNet, train_wavenet  # noqa: E402
 
 from ssmsignal import AudioGenerator, S4Classifier  # noqa: E402
@@ -163,11 +163,8 @@ def fit_classifier(ctx):
     started = time.perf_counter()
     clf = S4Classifier(**cfg["clf"], device=ctx["device"], random_state=ctx["seed"], verbose=0)
     clf.fit([normalize(w) for w in train_b.data], train_b.target, sampling_rate=fs)
-    from sashimi_fsdd_report import inception_score
-
     proba = clf.predict_proba([normalize(w) for w in test_b.data], sampling_rate=fs)
     res = {"fit_seconds": time.perf_counter() - started, "epochs": len(clf.history_),
-           "params": {k: v for k, v in cfg["clf"].items()},
            "test_accuracy": float(np.mean(clf.classes_[proba.argmax(1)] == test_b.target)),
            "is_real_test": inception_score(proba)}
     clf.save(Path(ctx["work"]) / "clf")
