@@ -38,10 +38,9 @@ fi
 DEADLINE=$((T0 + ${TOTAL_SECONDS:-395}))
 RESERVE=45  # seconds kept for the judge after the lanes
 S="$D/summary.txt"
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) \
-  if torch.cuda.is_available() else 'cpu')" | tee "$S"
-SNAP=$(git log -1 --format=%h 2> /dev/null || echo "no .git")
-echo "installed after $(( $(date +%s) - T0 )) s (snapshot: $SNAP)" | tee -a "$S"
+source examples/gpu_lanes.sh  # device_header, step
+device_header "$S"
+echo "installed after $(( $(date +%s) - T0 )) s" | tee -a "$S"
 
 P=(python3 examples/sashimi_fsdd.py --data .devdata/fsdd --out "$D" --work "$W" "${EXTRA[@]}")
 # run NAME LIMIT args...: one lane under `timeout` (capped by the deadline), logged
