@@ -43,15 +43,11 @@ device_header "$S"
 echo "installed after $(( $(date +%s) - T0 )) s" | tee -a "$S"
 
 P=(python3 examples/sashimi_fsdd.py --data .devdata/fsdd --out "$D" --work "$W" "${EXTRA[@]}")
-# run NAME LIMIT args...: one lane under `timeout` (capped by the deadline), logged
+STEPS="$W/steps.txt"
+# run NAME LIMIT args...: one lane, `step` with its own log and RESERVE s kept before DEADLINE
 run() {
   local name=$1 limit=$2; shift 2
-  local left=$((DEADLINE - $(date +%s) - RESERVE - 5))
-  [ "$left" -lt "$limit" ] && limit=$left
-  if [ "$limit" -le 10 ]; then echo "$name: skipped, no time left" >> "$W/steps.txt"; return; fi
-  local t0=$(date +%s)
-  timeout -k 5 "$limit" "${P[@]}" "$@" > "$W/$name.log" 2>&1
-  echo "$name: exit $? after $(( $(date +%s) - t0 )) s (limit $limit s)" >> "$W/steps.txt"
+  DEADLINE=$((DEADLINE - RESERVE - 2)) LOG="$W/$name.log" step "$limit" "$name" "${P[@]}" "$@"
 }
 # first, each model's training step alone on the device (the lanes below share it)
 run profile 30 --stage profile
@@ -75,7 +71,7 @@ run judge 45 --stage judge
 [ -n "${SMI:-}" ] && kill "$SMI" 2> /dev/null
 
 { echo "== steps"; cat "$W/steps.txt"; echo "== results"
-  grep -v "^\[" "$W/judge.log" 2> /dev/null | tail -20
+  grep -v "^\[\|^===" "$W/judge.log" 2> /dev/null | tail -20
   grep -h "FAILED\|Error\|error" "$W"/*.log 2> /dev/null | head -10
   echo "total $(( $(date +%s) - T0 )) s"; } | tee -a "$S"
 tar -czf "$D/logs.tar.gz" -C "$W" --exclude models --exclude clf --exclude "*.npz" .
