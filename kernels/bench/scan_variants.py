@@ -25,7 +25,8 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER",
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "FWD_SOFTPLUS_POLY",
          "BWD_SOFTPLUS_POLY", "FWD_EXP_FMA",
-         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN")
+         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN", "FWD_XCH_NO", "FWD_X8_MAXNREG",
+         "FWD_PRE")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
@@ -41,6 +42,12 @@ VARIANTS = {
     "prev": dict(_SESSION3),
     "nock": dict(CKPT_TN=False),
     "E1": dict(FWD_EXP_FMA=2, fwd_only=True),
+    # session 5: the next chunk's per-step values prepared during the current one; 8 state
+    # lanes per channel with the exchanges (3072 one-warp programs at (8, 1536, 4096, 16))
+    "pre": dict(FWD_PRE=True, fwd_only=True),
+    "prep": dict(FWD_PRE=True, FWD_SOFTPLUS_POLY=True, fwd_only=True),
+    "x8": dict(FWD_XCH_NO=8, fwd_only=True),
+    "x8pre": dict(FWD_XCH_NO=8, FWD_PRE=True, fwd_only=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False, **_SESSION3),
 }
 
