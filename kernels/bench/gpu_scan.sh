@@ -6,7 +6,8 @@
 # (kernels/bench/bench_selective_scan.py --variants).
 # QUICK=1: timings of our candidates only (no anchor build, no tests, no checks; ~2-3 min);
 # NO_TESTS=1: everything but the GPU tests; TEST_K / TEST_TIMEOUT: which GPU tests (pytest -k)
-# and their time limit (default "not every_block_shape", 70 s); WARM_TIMEOUT, BENCH_TIMEOUT: the
+# and their time limit (default "not every_block_shape", 70 s); SHAPES_N: time the first N
+# benchmark shapes only (default 3); WARM_TIMEOUT, BENCH_TIMEOUT: the
 # compile and timing steps' limits (110 s, 170 s); NCU=NAME: after the tests, Nsight
 # Compute profiles variant NAME's three kernels at the first shape (stall reasons, per-instruction
 # samples: $LOG/ncu.tgz; NCU_TIMEOUT, default 80 s).
@@ -23,7 +24,7 @@ QUICK=${QUICK:-0}
 VARIANTS=${1:-base,old}
 BENCH="python3 -m ssmsignal.kernels.bench.bench_selective_scan"
 QFLAG=""; WT=${WARM_TIMEOUT:-110}; BT=${BENCH_TIMEOUT:-170}
-[ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=70 && BT=80
+[ "$QUICK" = 1 ] && QFLAG="--no-mamba" && WT=${WARM_TIMEOUT:-70} && BT=${BENCH_TIMEOUT:-80}
 . kernels/bench/gpu_install.sh  # PYTHONUNBUFFERED, wheels, pip install -e .
 gpu_header "$SETUP"
 BUILD=""
@@ -65,7 +66,7 @@ if [ "$QUICK" != 1 ]; then
     fi
     wait $BUILD; echo "anchor build rc=$?" | tee -a "$SETUP"; cat /tmp/scan_anchor.log >> "$SETUP"
 fi
-timeout $BT $BENCH --variants "$VARIANTS" $QFLAG --json "$LOG/variants.json" \
+timeout $BT $BENCH --variants "$VARIANTS" $QFLAG --shapes "${SHAPES_N:-3}" --json "$LOG/variants.json" \
     > "$LOG/variants.log" 2>&1
 echo "bench rc=$?"
 tail -10 "$LOG/variants.log"

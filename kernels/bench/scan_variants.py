@@ -8,6 +8,7 @@ the breakdown of forward with checkpoints, backward and partial sums at the firs
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -25,8 +26,7 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER",
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "FWD_SOFTPLUS_POLY",
          "BWD_SOFTPLUS_POLY", "FWD_EXP_FMA",
-         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN", "FWD_XCH_NO", "FWD_X8_MAXNREG",
-         "FWD_PRE")
+         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN", "FWD_B_FIRST")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
@@ -42,14 +42,31 @@ VARIANTS = {
     "prev": dict(_SESSION3),
     "nock": dict(CKPT_TN=False),
     "E1": dict(FWD_EXP_FMA=2, fwd_only=True),
-    # session 5: the next chunk's per-step values prepared during the current one; 8 state
-    # lanes per channel with the exchanges (3072 one-warp programs at (8, 1536, 4096, 16))
-    "pre": dict(FWD_PRE=True, fwd_only=True),
-    "prep": dict(FWD_PRE=True, FWD_SOFTPLUS_POLY=True, fwd_only=True),
-    "x8": dict(FWD_XCH_NO=8, fwd_only=True),
-    "x8pre": dict(FWD_XCH_NO=8, FWD_PRE=True, fwd_only=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False, **_SESSION3),
 }
+
+
+class _Variants(dict):
+    """VARIANTS, plus schedule-sweep names made up on request: ``r<maxnreg>b<0|1>`` (forward
+    register cap, FWD_B_FIRST), ``...s`` with the polynomial softplus, ``...m`` with the scan
+    step written ``a2 * b1 + b2``; forward only."""
+
+    def __missing__(self, name):
+        m = re.fullmatch(r"r(\d+)b([01])(s?)(m?)", name)
+        if m is None:
+            raise KeyError(name)
+        return dict(FWD_MAXNREG=int(m.group(1)), FWD_B_FIRST=m.group(2) == "1",
+                    FWD_SOFTPLUS_POLY=bool(m.group(3)), FMA_SCAN=not m.group(4), fwd_only=True)
+
+    def __contains__(self, name):
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+
+VARIANTS = _Variants(VARIANTS)
 
 
 def apply_variant(v):
@@ -114,7 +131,7 @@ def warm_variant(name, check=True):
     except Exception as e:  # noqa: BLE001  (the main run reports it again)
         print(f"warm {name}: check FAILED {str(e)[:200]}", flush=True)
     for b, d, L in ((8, 1536, 256), (4, 1024, 2048)):  # as SHAPES: whole rows, and segments
-        for grad in (False, True):
+        for grad in (False,) if v.get("fwd_only") else (False, True):
             ins = make_inputs(b, d, L, 16, grad)
             apply_variant(v)
             out = ours_mod.selective_scan(*ins[:5], ins[5], ins[6], ins[7], True)

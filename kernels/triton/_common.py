@@ -290,9 +290,8 @@ def lane_layout_errors(ttgir):
     """Inline-asm lane exchanges whose operands are not in the layout they assume.
 
     The selective scan's shuffles (``tl.inline_asm_elementwise`` with ``shfl.sync``) assume that
-    axis 0 of their 5-D operands lies on the low lane bits and axis 1 on the others (bits 0-2
-    and 3-4 for 8 x 4 lanes, 0-1 and 2-4 for 4 x 8; one element per lane along them, no warps
-    along them). Triton picks layouts itself, and they change with
+    axis 0 of their 5-D operands lies on lane bits 0-2 and axis 1 on lane bits 3-4 (one element
+    per lane along them, no warps along them). Triton picks layouts itself, and they change with
     the launch's specialization (an argument equal to 1, divisibility, dtypes), so the launcher
     checks the compiled kernel's TTGIR (``kernel.asm["ttgir"]``) with this function and falls
     back to the kernel without shuffles when it returns anything. Returns a list of
@@ -303,21 +302,11 @@ def lane_layout_errors(ttgir):
     for line in ttgir.splitlines():
         if "elementwise_inline_asm" not in line:
             continue
-        for *dims, name in set(re.findall(r"tensor<(\d+)x(\d+)x[^>]*, (#[\w]+)>", line)):
+        for name in set(re.findall(r"tensor<[^>]*, (#[\w]+)>", line)):
             spec = layouts.get(name, "")
-            if _lane_bases(spec) != _lanes_assumed(int(dims[0]), int(dims[1])):
+            if _lane_bases(spec) != [[1, 0], [2, 0], [4, 0], [0, 1], [0, 2]]:
                 bad.append((name, spec))
     return bad
-
-
-def _lanes_assumed(d0, d1):
-    """Lane bases (axes 0, 1) the shuffles assume for operands of ``d0 x d1 x ...`` elements:
-    axis 0 on the low lane bits, axis 1 on the others (``d0 * d1 == 32``; anything else never
-    matches)."""
-    if d0 * d1 != 32:
-        return "no lane layout"
-    return ([[1 << i, 0] for i in range(d0.bit_length() - 1)]
-            + [[0, 1 << i] for i in range(d1.bit_length() - 1)])
 
 
 def _lane_bases(spec):

@@ -5,11 +5,10 @@ approximations (GPU only), or with a polynomial ``log1p`` (no second special-fun
 ``exp2_fma``: ``2**x`` on the multiply-add units (no special-function unit).
 
 Lane exchanges: in the chunk layout (:mod:`._common`) with 8 channel lanes (axis 0, lane bits
-0-2) and 4 state lanes (axis 1, bits 3-4) per warp, or (forward only) 4 channel lanes (bits 0-1)
-and 8 state lanes (bits 2-4), sums over a warp's channels or a channel's states can end spread
-over the lanes (reduce-scatter: :func:`sum_channels_scatter`, :func:`sum_states_scatter`), and
-per-step values held by one state lane each can be handed to all of them
-(:func:`gather_steps`), with PTX ``shfl.sync`` in inline asm. They assume the layout
+0-2) and 4 state lanes (axis 1, bits 3-4) per warp, sums over a warp's channels or a channel's
+states can end spread over the lanes (reduce-scatter: :func:`sum_channels_scatter`,
+:func:`sum_states_scatter`), and per-step values held by one state lane each can be handed to
+all four (:func:`gather_steps`), with PTX ``shfl.sync`` in inline asm. They assume the layout
 in which Triton usually places these tensors; the launcher checks it in each compiled kernel
 (``_common.lane_layout_errors``) and falls back to the kernel without them. Under the
 interpreter (no PTX) the exchanges are emulated with masked sums (``EMULATE``).
@@ -110,8 +109,7 @@ def sigmoid(x, FAST: tl.constexpr):
 def _shfl_xor(x, idx, BIT: tl.constexpr, AXIS: tl.constexpr, EMULATE: tl.constexpr):
     """``x`` of the element whose index along ``AXIS`` (0: channel lanes, 1: state lanes) is
     ``idx ^ 2**BIT``. On the GPU the value held by that lane (PTX ``shfl.sync.bfly``): in the
-    chunk layout axis 0 is lane bits 0-2 with 8 channel lanes (axis 1: bits 3-4) or bits 0-1
-    with 4 (axis 1: bits 2-4).
+    chunk layout with 8 channel lanes, axis 0 is lane bits 0-2 and axis 1 lane bits 3-4.
     ``EMULATE`` (the interpreter, which runs no PTX): the same exchange as a masked sum."""
     if EMULATE:
         if AXIS == 0:
@@ -123,12 +121,9 @@ def _shfl_xor(x, idx, BIT: tl.constexpr, AXIS: tl.constexpr, EMULATE: tl.constex
             pick = (src ^ (1 << BIT)) == idx[:, None, :, :, :, :]  # (1, NO, NO, 1, 1, 1)
             y = tl.sum(tl.where(pick, x[:, :, None, :, :, :], 0.0), axis=1)
     else:
-        if x.shape[0] == 8:  # channel lanes: lane bits 0-2, state lanes above them
-            mask: tl.constexpr = 1 << (BIT + 3 * AXIS)
-        else:  # 4 channel lanes (bits 0-1), 8 state lanes (bits 2-4)
-            mask: tl.constexpr = 1 << (BIT + 2 * AXIS)
         y = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, 0xffffffff;",
-                                      "=r,r,r", [x, tl.full(x.shape, mask, tl.int32)],
+                                      "=r,r,r",
+                                      [x, tl.full(x.shape, 1 << (BIT + 3 * AXIS), tl.int32)],
                                       dtype=tl.float32, is_pure=True, pack=1)
     return y
 
@@ -163,14 +158,11 @@ def _halves(x):
 
 @triton.jit
 def sum_states_scatter(x, rep, EMULATE: tl.constexpr):
-    """Sum over the states (axis 3 in registers, axis 1 over the ``NO`` = 4 or 8 state lanes
-    ``rep``) of a ``(DL, NO, W, NI, K NO)`` tensor, spread: state lane ``j`` gets steps
-    ``j K .. j K + K - 1``, a ``(DL, NO, W, 1, K)`` tensor (a reduce-scatter: for NO = 4 and
-    8 steps 6 shuffles per thread instead of a butterfly's 16)."""
-    x = tl.sum(x, axis=3, keep_dims=True)
-    if x.shape[1] == 8:
-        x = _halve_states(x, rep, 2, EMULATE)
-    x = _halve_states(x, rep, 1, EMULATE)
+    """Sum over the states (axis 3 in registers, axis 1 over the 4 state lanes ``rep``) of a
+    ``(DL, 4, W, NI, 8)`` tensor, spread: state lane ``j`` gets steps ``2 j, 2 j + 1``, a
+    ``(DL, 4, W, 1, 2)`` tensor
+    (6 shuffles per thread instead of a butterfly's 16)."""
+    x = _halve_states(tl.sum(x, axis=3, keep_dims=True), rep, 1, EMULATE)
     return _halve_states(x, rep, 0, EMULATE)
 
 
@@ -186,39 +178,25 @@ def _halve_states(x, rep, BIT: tl.constexpr, EMULATE: tl.constexpr):
 @triton.jit
 def _from_lane_group(x, rep, J: tl.constexpr, EMULATE: tl.constexpr):
     """``x`` of the same channel on state lane ``J`` (axis 1; lane bits 3-4 in the chunk layout
-    with 8 channel lanes, 2-4 with 4): PTX ``shfl.sync.idx``, or emulated as a masked sum."""
+    with 8 channel lanes): PTX ``shfl.sync.idx``, or emulated as a masked sum."""
     if EMULATE:
         y = tl.sum(tl.where(rep == J, x, 0.0), axis=1, keep_dims=True)
-    elif x.shape[0] == 8:  # 8 channel lanes: lane bits 0-2
+    else:
         y = tl.inline_asm_elementwise(
             "{ .reg .b32 l; mov.u32 l, %laneid; and.b32 l, l, 7; or.b32 l, l, $2; "
             "shfl.sync.idx.b32 $0, $1, l, 0x1f, 0xffffffff; }", "=r,r,r",
             [x, tl.full(x.shape, J * 8, tl.int32)], dtype=tl.float32, is_pure=True, pack=1)
-    else:  # 4 channel lanes: lane bits 0-1
-        y = tl.inline_asm_elementwise(
-            "{ .reg .b32 l; mov.u32 l, %laneid; and.b32 l, l, 3; or.b32 l, l, $2; "
-            "shfl.sync.idx.b32 $0, $1, l, 0x1f, 0xffffffff; }", "=r,r,r",
-            [x, tl.full(x.shape, J * 4, tl.int32)], dtype=tl.float32, is_pure=True, pack=1)
     return y
 
 
 @triton.jit
 def gather_steps(x, rep, EMULATE: tl.constexpr):
-    """All ``NO K`` steps on every state lane from a ``(DL, NO, W, 1, K)`` tensor in which state
-    lane ``j`` holds steps ``j K .. j K + K - 1`` (``NO`` = 4 or 8; ``NO K`` shuffles per
-    thread)."""
+    """All ``4 K`` steps on every state lane from a ``(DL, 4, W, 1, K)`` tensor in which state
+    lane ``j`` holds steps ``j K .. j K + K - 1`` (16 shuffles per thread for K = 4)."""
     g0 = _from_lane_group(x, rep, 0, EMULATE)
     g1 = _from_lane_group(x, rep, 1, EMULATE)
     g2 = _from_lane_group(x, rep, 2, EMULATE)
     g3 = _from_lane_group(x, rep, 3, EMULATE)
     y = tl.join(tl.join(g0, g1), tl.join(g2, g3))  # (..., K, 2, 2): [r, a, b] = g_(a + 2b)[r]
-    if x.shape[1] == 8:
-        g4 = _from_lane_group(x, rep, 4, EMULATE)
-        g5 = _from_lane_group(x, rep, 5, EMULATE)
-        g6 = _from_lane_group(x, rep, 6, EMULATE)
-        g7 = _from_lane_group(x, rep, 7, EMULATE)
-        y = tl.join(y, tl.join(tl.join(g4, g5), tl.join(g6, g7)))  # [r, a, b, c]: a + 2b + 4c
-        y = tl.permute(y, (0, 1, 2, 3, 7, 6, 5, 4))
-    else:
-        y = tl.permute(y, (0, 1, 2, 3, 6, 5, 4))
-    return tl.reshape(y, (y.shape[0], y.shape[1], y.shape[2], y.shape[3], x.shape[1] * x.shape[4]))
+    y = tl.permute(y, (0, 1, 2, 3, 6, 5, 4))
+    return tl.reshape(y, (y.shape[0], y.shape[1], y.shape[2], y.shape[3], 4 * x.shape[4]))

@@ -31,7 +31,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 FAST: tl.constexpr, FAST_GATE: tl.constexpr, FMA: tl.constexpr,
                 CK_V4: tl.constexpr,
                 XCH: tl.constexpr, PIPE: tl.constexpr, SP_POLY: tl.constexpr = False,
-                EXP_FMA: tl.constexpr = 0, CKL: tl.constexpr = 0, PRE: tl.constexpr = False):
+                EXP_FMA: tl.constexpr = 0, CKL: tl.constexpr = 0, B_FIRST: tl.constexpr = False):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -40,9 +40,8 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     # backward pass reads it). EVEN: L % T == 0, the channel blocks tile ``dim``, N is a power
     # of two and no seq_lengths: no masks. SP_POLY: softplus with a polynomial log1p;
     # EXP_FMA: the decays of the first EXP_FMA half-rows (state, half chunk) by exp2_fma.
-    # PRE (XCH, not LOCAL, not SAVE_CK): chunk c + 1's per-step values (softplus, dt u, D u and
-    # the gate) are computed during chunk c from u, delta, z loaded two chunks ahead, so that
-    # this work is independent of the chunk's exp2 / scan / sum and can fill its MUFU waits.
+    # B_FIRST: b = dt u B written before the decays (the same arithmetic; ptxas schedules the
+    # loop body differently).
     pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
         block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
     t = axis_t(T)  # (1, 1, 1, 1, T)
@@ -65,7 +64,6 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     else:
         ck_off = (pid_b * dim + ch) * n_ck * N + n  # (DL, NO, W, NI, 1)
     bias, seq_len = row_params(bias_ptr, len_ptr, ch, ch_ok, pid_b, L, HAS_BIAS, HAS_LEN, EVEN)
-    Dv = 0.0
     if HAS_D:
         Dv = load_or_zero(D_ptr + ch, ch_ok, EVEN).to(tl.float32)  # (DL, 1, W, 1, 1)
     h = tl.zeros((DL, NO, W, NI, 1), dtype=tl.float32)  # state before the chunk
@@ -79,12 +77,6 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(c0, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr,
                                                  B_ptr, C_ptr, seq_len, ch_ok, n_ok, T,
                                                  HAS_Z and not LOCAL, EVEN, LOCAL)
-    if PRE:  # chunk c0 prepared; u, delta, z of chunk c0 + 1 in flight
-        p_dt, p_dtu, p_du, p_gz = _fwd_prep(u_nx, raw_nx, z_nx, bias, Dv, c0 * T + tc < seq_len,
-                                            HAS_D, HAS_Z, SOFTPLUS, FAST, FAST_GATE, EVEN,
-                                            SP_POLY)
-        u_nx, raw_nx, z_nx = _fwd_steps(tl.minimum(c0 + 1, c1 - 1), tc, row_off, u_ptr, dt_ptr,
-                                        z_ptr, seq_len, ch_ok, T, HAS_Z, EVEN)
     if PIPE:  # (not LOCAL) the exp2 of chunk c + 1 are computed during chunk c, from delta
         # loaded two chunks ahead: the MUFU work overlaps the scan's multiply-adds
         dt_nx = _fwd_dt(raw_nx, bias, c0 * T + tc < seq_len, SOFTPLUS, FAST, EVEN, SP_POLY)
@@ -100,18 +92,10 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
         io_mask = (tt < L) & ch_ok  # (DL, 1, W, 1, T)
         valid = tt < seq_len  # (1, 1, 1, 1, T)
         u, raw, Bt, Ct, zz = u_nx, raw_nx, B_nx, C_nx, z_nx
-        if PRE:  # this chunk's prepared values; the next chunk's prepared from its inputs
-            dt, dtu, du, gz = p_dt, p_dtu, p_du, p_gz
-            u_nx, raw_nx, z_nx = _fwd_steps(tl.minimum(c + 2, c1 - 1), tc, row_off, u_ptr,
-                                            dt_ptr, z_ptr, seq_len, ch_ok, T, HAS_Z, EVEN)
-            B_nx, C_nx = _fwd_bc(tl.minimum(c + 1, c1 - 1), t, bc_off, B_ptr, C_ptr, seq_len,
-                                 n_ok, T, EVEN, False)
-            p_dt, p_dtu, p_du, p_gz = _fwd_prep(u, raw, zz, bias, Dv, tt + T < seq_len, HAS_D,
-                                                HAS_Z, SOFTPLUS, FAST, FAST_GATE, EVEN, SP_POLY)
-        else:  # the next chunk's loads go out now (the last chunk re-reads itself)
-            u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
-                tl.minimum(c + 1, c1 - 1), t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr,
-                C_ptr, seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL)
+        # the next chunk's loads go out now (the last chunk re-reads itself)
+        u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
+            tl.minimum(c + 1, c1 - 1), t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
+            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL)
         u = u.to(tl.float32)
         if PIPE:
             dt, a, raw1 = dt_nx, a_nx, raw_n2
@@ -119,8 +103,10 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                                   ((c + 2) * T + tc < seq_len) & ch_ok, EVEN)
             dt_nx = _fwd_dt(raw1, bias, (c + 1) * T + tc < seq_len, SOFTPLUS, FAST, EVEN,
                             SP_POLY)
-        elif not PRE:
+        else:
             dt = _fwd_dt(raw, bias, valid, SOFTPLUS, FAST, EVEN, SP_POLY)  # (DL, 1, W, 1, T)
+        if B_FIRST:
+            b = _all_steps(dt * u, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
         A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
         # A2: (DL, NO, W, NI, 1)
@@ -128,9 +114,8 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
             a_nx = tl.exp2(_all_steps(dt_nx, rep, XCH) * A2)
         else:
             a = _decay(_all_steps(dt, rep, XCH) * A2, EXP_FMA)  # (DL, NO, W, NI, T)
-        if not PRE:
-            dtu = dt * u
-        b = _all_steps(dtu, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
+        if not B_FIRST:
+            b = _all_steps(dt * u, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
         if FMA:
             _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
@@ -149,11 +134,9 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                     store_masked(ck_ptr + ck_off + (c * (T // CK) + s) * ck_stride,
                                  row(hs, t, s * CK - 1),
                                  ch_ok & n_ok, EVEN)
-            if PRE:
-                y = (y + du) * gz
-            elif HAS_D:
+            if HAS_D:
                 y += Dv * u
-            if HAS_Z and not PRE:
+            if HAS_Z:
                 if SAVE_CK and CK_V4:
                     # the gate multiplies the stored (rounded) y: then the gate is computed in
                     # the store's layout, 4 steps per thread (unrounded, the compiler moved it
@@ -219,51 +202,16 @@ def _fwd_inputs(c, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, s
                 NO_C: tl.constexpr):
     """Forward inputs of chunk ``c`` (raw dtypes), read only below ``seq_len`` (<= L):
     padding, whatever it holds (NaN included), enters as 0. u, delta, z: steps ``tc``."""
-    u, raw, zz = _fwd_steps(c, tc, row_off, u_ptr, dt_ptr, z_ptr, seq_len, ch_ok, T, HAS_Z, EVEN)
-    Bt, Ct = _fwd_bc(c, t, bc_off, B_ptr, C_ptr, seq_len, n_ok, T, EVEN, NO_C)
-    return u, raw, Bt, Ct, zz
-
-
-@triton.jit
-def _fwd_steps(c, tc, row_off, u_ptr, dt_ptr, z_ptr, seq_len, ch_ok, T: tl.constexpr,
-               HAS_Z: tl.constexpr, EVEN: tl.constexpr):
-    """u, delta and z (``u`` without z) of chunk ``c``, steps ``tc`` (see :func:`_fwd_inputs`)."""
+    tt = c * T + t  # (1, 1, 1, 1, T)
     tq = c * T + tc
     io = (tq < seq_len) & ch_ok  # (DL, 1, W, 1, T)
     u = load_or_zero(u_ptr + row_off + tq, io, EVEN)
     raw = load_or_zero(dt_ptr + row_off + tq, io, EVEN)
-    zz = u
-    if HAS_Z:
-        zz = load_or_zero(z_ptr + row_off + tq, io, EVEN)
-    return u, raw, zz
-
-
-@triton.jit
-def _fwd_bc(c, t, bc_off, B_ptr, C_ptr, seq_len, n_ok, T: tl.constexpr, EVEN: tl.constexpr,
-            NO_C: tl.constexpr):
-    """B and C (``B`` with NO_C) of chunk ``c`` (see :func:`_fwd_inputs`)."""
-    tt = c * T + t  # (1, 1, 1, 1, T)
     Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     Ct = Bt
     if not NO_C:
         Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
-    return Bt, Ct
-
-
-@triton.jit
-def _fwd_prep(u, raw, zz, bias, Dv, valid, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-              SOFTPLUS: tl.constexpr, FAST: tl.constexpr, FAST_GATE: tl.constexpr,
-              EVEN: tl.constexpr, SP_POLY: tl.constexpr):
-    """A chunk's per-step values from its inputs (PRE): the step ``dt`` (0 where not
-    ``valid``), ``dt u``, the skip ``D u`` and the gate ``z sigmoid(z)`` (0 and 1 without D, z),
-    float32, in the inputs' layout."""
-    uf = u.to(tl.float32)
-    dt = _fwd_dt(raw, bias, valid, SOFTPLUS, FAST, EVEN, SP_POLY)
-    du = tl.zeros_like(uf)
-    if HAS_D:
-        du = Dv * uf
-    gz = tl.zeros_like(uf) + 1.0
+    zz = u
     if HAS_Z:
-        zf = zz.to(tl.float32)
-        gz = zf * sigmoid(zf, FAST or FAST_GATE)
-    return dt, dt * uf, du, gz
+        zz = load_or_zero(z_ptr + row_off + tq, io, EVEN)
+    return u, raw, Bt, Ct, zz

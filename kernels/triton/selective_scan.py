@@ -76,16 +76,9 @@ FWD_XCH = True
 #: The forward computes the next chunk's ``exp2`` during the current chunk (delta loaded two
 #: chunks ahead), so that the MUFU work overlaps the scan's multiply-adds.
 FWD_PIPE = False
-#: Lanes per channel of the forward without gradients (with FWD_XCH, 1-warp programs) where the
-#: heuristic picks 4 or 8: 8 with the lane exchanges (at N = 16 and 4 lanes: twice the warps,
-#: 4 channels per warp, NI = 2 states per lane, half the registers' work per chunk); None: as
-#: the heuristic, exchanges only with 4 lanes. Its register cap: 80 keeps
-#: 3072 one-warp programs resident at once on 132 multiprocessors (24 warps each).
-FWD_XCH_NO = None
-FWD_X8_MAXNREG = 80
-#: The forward without gradients prepares chunk c + 1's per-step values (softplus, dt u, D u,
-#: gate) during chunk c (``fwd_kernel``'s PRE; with FWD_XCH only).
-FWD_PRE = False
+#: The forward writes ``b = dt u B`` before the decays (``fwd_kernel``'s B_FIRST: the same
+#: arithmetic in another order, from which ptxas builds another schedule).
+FWD_B_FIRST = False
 
 
 def _fast():
@@ -172,7 +165,7 @@ def _scatter(g):
 
 def _xch(g):
     """The forward's XCH mode: 0 off, 1 shuffles, 2 emulated (interpreter)."""
-    if not (FWD_XCH and ((g["NO"], g["DL"]) == (4, 8) or g["x8"]) and g["T"] >= g["NO"]):
+    if not (FWD_XCH and g["NO"] == 4 and g["DL"] == 8):
         return 0
     return 2 if os.environ.get("TRITON_INTERPRET", "") == "1" else 1
 
@@ -214,20 +207,15 @@ def _cap(maxnreg):
     return dict(maxnreg=maxnreg)
 
 
-def _geometry(u, A, B, T, seq_lengths, backward=False, plain=False):
-    """Sizes, block shape and time segments of a forward or backward launch (``plain``: the
-    forward without gradients)."""
+def _geometry(u, A, B, T, seq_lengths, backward=False):
+    """Sizes, block shape and time segments of a forward or backward launch."""
     b, d, L = u.shape
     N, G = A.shape[1], B.shape[1]
-    seg, x8 = SEGMENT_WARPS is not None, False
+    seg = SEGMENT_WARPS is not None
     lanes = (4 if backward else FWD_MAX_LANES) if seg else 16
     NI, NO, W, DL = scan_config(b, d, N, backward, max_lanes=lanes)
     if not backward and _common.SCAN_CONFIG_OVERRIDE is None:
         W = FWD_WARPS_XCH if FWD_XCH and NO == 4 else FWD_WARPS
-    x8 = plain and FWD_XCH and FWD_XCH_NO == 8 and NO in (4, 8) and NI * NO >= 8
-    if x8:  # (the benchmark's override keeps its W)
-        NO, NI, DL = 8, NI * NO // 8, 4
-        W = W if _common.SCAN_CONFIG_OVERRIDE else FWD_WARPS_XCH
     block_ch = block_channels(W * DL, d // G, G)
     even = (L % T == 0 and L > 0 and block_ch == W * DL and d % block_ch == 0 and N == NI * NO
             and seq_lengths is None)
@@ -237,7 +225,7 @@ def _geometry(u, A, B, T, seq_lengths, backward=False, plain=False):
         warps = b * triton.cdiv(d, block_ch) * W
         n_seg = max(1, min(SEGMENT_WARPS // max(warps, 1), L // SEGMENT_MIN_STEPS))
     seg_chunks = triton.cdiv(n_chunks, n_seg)
-    return dict(b=b, d=d, L=L, N=N, G=G, NI=NI, NO=NO, W=W, DL=DL, x8=x8, block_ch=block_ch,
+    return dict(b=b, d=d, L=L, N=N, G=G, NI=NI, NO=NO, W=W, DL=DL, block_ch=block_ch,
                 n_blocks=triton.cdiv(d, block_ch), n_chunks=n_chunks, T=T, EVEN=even,
                 seg_chunks=seg_chunks, n_seg=triton.cdiv(n_chunks, seg_chunks) if L else 1)
 
@@ -269,7 +257,7 @@ def _link_segments(A, local, sdt, first, reverse):
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck, want_last):
-    g = _geometry(u, A, B, CHUNK_CK if save_ck else CHUNK_FWD, seq_lengths, plain=not save_ck)
+    g = _geometry(u, A, B, CHUNK_CK if save_ck else CHUNK_FWD, seq_lengths)
     b, d, N, n_seg = g["b"], g["d"], g["N"], g["n_seg"]
     out = new_buffer(u.shape, u.dtype, u.device)  # (b, d, L)
     f32 = dict(device=u.device, dtype=torch.float32)
@@ -288,7 +276,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
                 **_flags(D, z, delta_bias, softplus, seq_lengths), EVEN=g["EVEN"],
                 FAST=_fast() and FWD_FAST_MATH, FAST_GATE=_fast() and FWD_FAST_GATE, FMA=FMA_SCAN,
                 CK_V4=FWD_CK_V4, SP_POLY=FWD_SOFTPLUS_POLY, num_warps=g["W"],
-                **_cap(FWD_X8_MAXNREG if g["x8"] else FWD_MAXNREG))
+                **_cap(FWD_MAXNREG))
     h0 = sdt = dummy(u)
     if n_seg > 1:  # pass 1: each segment's end state from a zero start, and its sum of steps
         h0 = torch.empty((b, d, n_seg, N), **f32)  # (b, d, n_seg, N)
@@ -297,13 +285,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
             *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=False, SAVE_LAST=False,
             SEG=True, LOCAL=True, XCH=0, PIPE=False, **meta)
         h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
-    xch = _xch(g)
-    pre = FWD_PRE and bool(xch) and not save_ck and not FWD_PIPE
     _launch(fwd_kernel, (g["n_blocks"], b, n_seg),
             (*args, out, last, ck, y, h0, sdt, *sizes),
-            dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=xch,
-                 PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), CKL=ckl, PRE=pre,
-                 **meta),
+            dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
+                 PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), CKL=ckl,
+                 B_FIRST=FWD_B_FIRST, **meta),
             ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
