@@ -26,7 +26,8 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER",
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "FWD_SOFTPLUS_POLY",
          "BWD_SOFTPLUS_POLY", "FWD_EXP_FMA",
-         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN", "FWD_B_FIRST")
+         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN", "FWD_B_FIRST",
+         "FWD_GRID_SWAP", "FWD_HINT")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
@@ -42,6 +43,14 @@ VARIANTS = {
     "prev": dict(_SESSION3),
     "nock": dict(CKPT_TN=False),
     "E1": dict(FWD_EXP_FMA=2, fwd_only=True),
+    # session 5: grid (row, block): fewer rows of B, C per multiprocessor; cache hints
+    "g": dict(FWD_GRID_SWAP=True, fwd_only=True),
+    "h1": dict(FWD_HINT=1, fwd_only=True),
+    "h2": dict(FWD_HINT=2, fwd_only=True),
+    "h3": dict(FWD_HINT=3, fwd_only=True),
+    "gh1": dict(FWD_GRID_SWAP=True, FWD_HINT=1, fwd_only=True),
+    "gh3": dict(FWD_GRID_SWAP=True, FWD_HINT=3, fwd_only=True),
+    "w2": dict(FWD_WARPS_XCH=2, fwd_only=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False, **_SESSION3),
 }
 

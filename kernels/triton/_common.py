@@ -115,34 +115,56 @@ def ck_states(NI: tl.constexpr, NO: tl.constexpr, CKL: tl.constexpr):
 
 
 @triton.jit
-def load_or_zero(ptr, mask, EVEN: tl.constexpr):
+def load_or_zero(ptr, mask, EVEN: tl.constexpr, HINT: tl.constexpr = 0):
     """``tl.load`` with ``mask`` (0 elsewhere), or unmasked when ``EVEN`` says every index is
-    in range (no bounds arithmetic then)."""
-    if EVEN:
-        x = tl.load(ptr)
+    in range (no bounds arithmetic then). ``HINT``: 1 streamed data (evicted first from L2),
+    2 not cached in L1 (``.cg``; PTX allows no eviction policy with it), 3 kept in L2 (evicted
+    last)."""
+    if HINT == 1:
+        policy: tl.constexpr = "evict_first"
+    elif HINT == 3:
+        policy: tl.constexpr = "evict_last"
     else:
-        x = tl.load(ptr, mask=mask, other=0.0)
+        policy: tl.constexpr = ""
+    if HINT == 2:
+        cache: tl.constexpr = ".cg"
+    else:
+        cache: tl.constexpr = ""
+    if EVEN:
+        x = tl.load(ptr, cache_modifier=cache, eviction_policy=policy)
+    else:
+        x = tl.load(ptr, mask=mask, other=0.0, cache_modifier=cache, eviction_policy=policy)
     return x
 
 
 @triton.jit
-def store_masked(ptr, x, mask, EVEN: tl.constexpr):
-    """``tl.store`` with ``mask``, or unmasked under ``EVEN``."""
-    if EVEN:
-        tl.store(ptr, x)
+def store_masked(ptr, x, mask, EVEN: tl.constexpr, STREAM: tl.constexpr = False):
+    """``tl.store`` with ``mask``, or unmasked under ``EVEN``; ``STREAM``: evicted first from
+    L2."""
+    if STREAM:
+        policy: tl.constexpr = "evict_first"
     else:
-        tl.store(ptr, x, mask=mask)
+        policy: tl.constexpr = ""
+    if EVEN:
+        tl.store(ptr, x, eviction_policy=policy)
+    else:
+        tl.store(ptr, x, mask=mask, eviction_policy=policy)
 
 
 @triton.jit
 def scan_program(block_ch, dim, N, seg_chunks, n_chunks, NI: tl.constexpr, NO: tl.constexpr,
-                 W: tl.constexpr, DL: tl.constexpr):
-    """Where a scan program works: grid axes (channel block, batch row, time segment) give
+                 W: tl.constexpr, DL: tl.constexpr, SWAP: tl.constexpr = False):
+    """Where a scan program works: grid axes (channel block, batch row, time segment; with
+    ``SWAP`` row and channel block swapped) give
     ``pid_d``, ``pid_b`` (int64), ``pid_s`` and its chunks ``[c0, c1)``; with the channel offset
     in the block ``off_c`` and channel ``ch`` (DL, 1, W, 1, 1), the state ``n`` (1, NO, 1, NI, 1)
     and their masks ``ch_ok``, ``n_ok``."""
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
+    if SWAP:  # grid (row, channel block, segment)
+        pid_d = tl.program_id(1)
+        pid_b = tl.program_id(0).to(tl.int64)
+    else:
+        pid_d = tl.program_id(0)
+        pid_b = tl.program_id(1).to(tl.int64)
     pid_s = tl.program_id(2)
     c0 = pid_s * seg_chunks
     c1 = tl.minimum(c0 + seg_chunks, n_chunks)

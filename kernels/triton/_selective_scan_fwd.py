@@ -31,7 +31,8 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 FAST: tl.constexpr, FAST_GATE: tl.constexpr, FMA: tl.constexpr,
                 CK_V4: tl.constexpr,
                 XCH: tl.constexpr, PIPE: tl.constexpr, SP_POLY: tl.constexpr = False,
-                EXP_FMA: tl.constexpr = 0, CKL: tl.constexpr = 0, B_FIRST: tl.constexpr = False):
+                EXP_FMA: tl.constexpr = 0, CKL: tl.constexpr = 0, B_FIRST: tl.constexpr = False,
+                GRID_SWAP: tl.constexpr = False, HINT: tl.constexpr = 0):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -41,9 +42,11 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     # of two and no seq_lengths: no masks. SP_POLY: softplus with a polynomial log1p;
     # EXP_FMA: the decays of the first EXP_FMA half-rows (state, half chunk) by exp2_fma.
     # B_FIRST: b = dt u B written before the decays (the same arithmetic; ptxas schedules the
-    # loop body differently).
+    # loop body differently). GRID_SWAP: grid (row, block, segment): the programs resident on
+    # one multiprocessor share fewer rows (B, C). HINT: cache hints, u/delta/z/out streamed
+    # (load_or_zero's 1 or 2), with 3 also B and C kept in L2.
     pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
-        block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL)
+        block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL, GRID_SWAP)
     t = axis_t(T)  # (1, 1, 1, 1, T)
     tc = t  # the steps of its channel's per-step values that a lane holds
     rep = tl.arange(0, NO)[None, :, None, None, None]  # (1, NO, 1, 1, 1)
@@ -95,7 +98,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
         # the next chunk's loads go out now (the last chunk re-reads itself)
         u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
             tl.minimum(c + 1, c1 - 1), t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
-            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL)
+            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL, HINT)
         u = u.to(tl.float32)
         if PIPE:
             dt, a, raw1 = dt_nx, a_nx, raw_n2
@@ -150,7 +153,8 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 y *= zf * sigmoid(zf, FAST or FAST_GATE)
             if HAS_LEN:
                 y = tl.where(valid, y, 0.0)
-            store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN)
+            store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN,
+                         HINT > 0)
         c += 1
     if LOCAL:
         tl.store(h0_ptr + seg_off, h, mask=ch_ok & n_ok)
@@ -199,19 +203,22 @@ def _all_steps(x, rep, XCH: tl.constexpr):
 @triton.jit
 def _fwd_inputs(c, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok,
                 n_ok, T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr,
-                NO_C: tl.constexpr):
+                NO_C: tl.constexpr, HINT: tl.constexpr = 0):
     """Forward inputs of chunk ``c`` (raw dtypes), read only below ``seq_len`` (<= L):
-    padding, whatever it holds (NaN included), enters as 0. u, delta, z: steps ``tc``."""
+    padding, whatever it holds (NaN included), enters as 0. u, delta, z: steps ``tc``.
+    ``HINT``: as :func:`fwd_kernel`'s."""
     tt = c * T + t  # (1, 1, 1, 1, T)
     tq = c * T + tc
     io = (tq < seq_len) & ch_ok  # (DL, 1, W, 1, T)
-    u = load_or_zero(u_ptr + row_off + tq, io, EVEN)
-    raw = load_or_zero(dt_ptr + row_off + tq, io, EVEN)
-    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+    stream: tl.constexpr = 1 if HINT == 3 else HINT
+    keep: tl.constexpr = 3 if HINT == 3 else 0
+    u = load_or_zero(u_ptr + row_off + tq, io, EVEN, stream)
+    raw = load_or_zero(dt_ptr + row_off + tq, io, EVEN, stream)
+    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN, keep)
     Ct = Bt
     if not NO_C:
-        Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
+        Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN, keep)
     zz = u
     if HAS_Z:
-        zz = load_or_zero(z_ptr + row_off + tq, io, EVEN)
+        zz = load_or_zero(z_ptr + row_off + tq, io, EVEN, stream)
     return u, raw, Bt, Ct, zz

@@ -79,6 +79,11 @@ FWD_PIPE = False
 #: The forward writes ``b = dt u B`` before the decays (``fwd_kernel``'s B_FIRST: the same
 #: arithmetic in another order, from which ptxas builds another schedule).
 FWD_B_FIRST = False
+#: The forward's grid as (row, channel block, segment) (``fwd_kernel``'s GRID_SWAP), and its
+#: cache hints (HINT: 0 none, 1 u/delta/z/out evicted first from L2, 2 u/delta/z not cached in
+#: L1 and out as 1, 3 as 1 with B and C evicted last).
+FWD_GRID_SWAP = False
+FWD_HINT = 0
 
 
 def _fast():
@@ -285,11 +290,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
             *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=False, SAVE_LAST=False,
             SEG=True, LOCAL=True, XCH=0, PIPE=False, **meta)
         h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
-    _launch(fwd_kernel, (g["n_blocks"], b, n_seg),
-            (*args, out, last, ck, y, h0, sdt, *sizes),
+    grid = (b, g["n_blocks"], n_seg) if FWD_GRID_SWAP else (g["n_blocks"], b, n_seg)
+    _launch(fwd_kernel, grid, (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
                  PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), CKL=ckl,
-                 B_FIRST=FWD_B_FIRST, **meta),
+                 B_FIRST=FWD_B_FIRST, GRID_SWAP=FWD_GRID_SWAP, HINT=FWD_HINT, **meta),
             ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
