@@ -27,7 +27,7 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "FWD_SOFTPLUS_POLY",
          "BWD_SOFTPLUS_POLY", "FWD_EXP_FMA",
          "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN", "FWD_B_FIRST",
-         "FWD_GRID_SWAP", "FWD_HINT")
+         "FWD_GRID_SWAP", "FWD_HINT", "FWD_PREFETCH")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
@@ -51,6 +51,11 @@ VARIANTS = {
     "gh1": dict(FWD_GRID_SWAP=True, FWD_HINT=1, fwd_only=True),
     "gh3": dict(FWD_GRID_SWAP=True, FWD_HINT=3, fwd_only=True),
     "w2": dict(FWD_WARPS_XCH=2, fwd_only=True),
+    "pf4": dict(FWD_PREFETCH=4, fwd_only=True),
+    "gh3pf2": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_PREFETCH=2, fwd_only=True),
+    "gh3pf4": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_PREFETCH=4, fwd_only=True),
+    "gh3pf8": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_PREFETCH=8, fwd_only=True),
+    "gh1pf4": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_PREFETCH=4, fwd_only=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False, **_SESSION3),
 }
 
