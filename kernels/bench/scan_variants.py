@@ -26,8 +26,8 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "SEGMENT_WARPS", "FWD_MAXNREG", "BWD_MAXNREG", "WARP_PARTIALS", "BWD_SCATTER",
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "FWD_SOFTPLUS_POLY",
          "BWD_SOFTPLUS_POLY", "FWD_EXP_FMA",
-         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN", "FWD_B_FIRST",
-         "FWD_GRID_SWAP", "FWD_HINT", "FWD_PREFETCH")
+         "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN",
+         "FWD_GRID_SWAP", "FWD_HINT", "FWD_STORE_HINT")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
@@ -43,34 +43,32 @@ VARIANTS = {
     "prev": dict(_SESSION3),
     "nock": dict(CKPT_TN=False),
     "E1": dict(FWD_EXP_FMA=2, fwd_only=True),
-    # session 5: grid (row, block): fewer rows of B, C per multiprocessor; cache hints
+    # session 5: grid (row, block): fewer rows of B, C per multiprocessor; cache hints of the
+    # u/delta/z loads (h<n>) and of the out stores (s<n>)
     "g": dict(FWD_GRID_SWAP=True, fwd_only=True),
-    "h1": dict(FWD_HINT=1, fwd_only=True),
-    "h2": dict(FWD_HINT=2, fwd_only=True),
-    "h3": dict(FWD_HINT=3, fwd_only=True),
+    "h1s1": dict(FWD_HINT=1, FWD_STORE_HINT=1, fwd_only=True),
+    "gh1s1": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_STORE_HINT=1, fwd_only=True),
     "gh1": dict(FWD_GRID_SWAP=True, FWD_HINT=1, fwd_only=True),
-    "gh3": dict(FWD_GRID_SWAP=True, FWD_HINT=3, fwd_only=True),
-    "w2": dict(FWD_WARPS_XCH=2, fwd_only=True),
-    "pf4": dict(FWD_PREFETCH=4, fwd_only=True),
-    "gh3pf2": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_PREFETCH=2, fwd_only=True),
-    "gh3pf4": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_PREFETCH=4, fwd_only=True),
-    "gh3pf8": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_PREFETCH=8, fwd_only=True),
-    "gh1pf4": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_PREFETCH=4, fwd_only=True),
+    "gs1": dict(FWD_GRID_SWAP=True, FWD_STORE_HINT=1, fwd_only=True),
+    "gs2": dict(FWD_GRID_SWAP=True, FWD_STORE_HINT=2, fwd_only=True),
+    "gh1s2": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_STORE_HINT=2, fwd_only=True),
+    "gh2s1": dict(FWD_GRID_SWAP=True, FWD_HINT=2, FWD_STORE_HINT=1, fwd_only=True),
+    "gh3s1": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_STORE_HINT=1, fwd_only=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False, **_SESSION3),
 }
 
 
 class _Variants(dict):
-    """VARIANTS, plus schedule-sweep names made up on request: ``r<maxnreg>b<0|1>`` (forward
-    register cap, FWD_B_FIRST), ``...s`` with the polynomial softplus, ``...m`` with the scan
-    step written ``a2 * b1 + b2``; forward only."""
+    """VARIANTS, plus register-cap sweep names made up on request: ``r<maxnreg>`` (forward
+    register cap), ``...s`` with the polynomial softplus, ``...m`` with the scan step written
+    ``a2 * b1 + b2``; forward only."""
 
     def __missing__(self, name):
-        m = re.fullmatch(r"r(\d+)b([01])(s?)(m?)", name)
+        m = re.fullmatch(r"r(\d+)(s?)(m?)", name)
         if m is None:
             raise KeyError(name)
-        return dict(FWD_MAXNREG=int(m.group(1)), FWD_B_FIRST=m.group(2) == "1",
-                    FWD_SOFTPLUS_POLY=bool(m.group(3)), FMA_SCAN=not m.group(4), fwd_only=True)
+        return dict(FWD_MAXNREG=int(m.group(1)), FWD_SOFTPLUS_POLY=bool(m.group(2)),
+                    FMA_SCAN=not m.group(3), fwd_only=True)
 
     def __contains__(self, name):
         try:

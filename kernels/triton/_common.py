@@ -138,17 +138,21 @@ def load_or_zero(ptr, mask, EVEN: tl.constexpr, HINT: tl.constexpr = 0):
 
 
 @triton.jit
-def store_masked(ptr, x, mask, EVEN: tl.constexpr, STREAM: tl.constexpr = False):
-    """``tl.store`` with ``mask``, or unmasked under ``EVEN``; ``STREAM``: evicted first from
-    L2."""
-    if STREAM:
+def store_masked(ptr, x, mask, EVEN: tl.constexpr, HINT: tl.constexpr = 0):
+    """``tl.store`` with ``mask``, or unmasked under ``EVEN``; ``HINT``: 1 evicted first from
+    L2, 2 streamed (``.cs``)."""
+    if HINT == 1:
         policy: tl.constexpr = "evict_first"
     else:
         policy: tl.constexpr = ""
-    if EVEN:
-        tl.store(ptr, x, eviction_policy=policy)
+    if HINT == 2:
+        cache: tl.constexpr = ".cs"
     else:
-        tl.store(ptr, x, mask=mask, eviction_policy=policy)
+        cache: tl.constexpr = ""
+    if EVEN:
+        tl.store(ptr, x, cache_modifier=cache, eviction_policy=policy)
+    else:
+        tl.store(ptr, x, mask=mask, cache_modifier=cache, eviction_policy=policy)
 
 
 @triton.jit

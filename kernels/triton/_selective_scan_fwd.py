@@ -31,8 +31,8 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 FAST: tl.constexpr, FAST_GATE: tl.constexpr, FMA: tl.constexpr,
                 CK_V4: tl.constexpr,
                 XCH: tl.constexpr, PIPE: tl.constexpr, SP_POLY: tl.constexpr = False,
-                EXP_FMA: tl.constexpr = 0, CKL: tl.constexpr = 0, B_FIRST: tl.constexpr = False,
-                GRID_SWAP: tl.constexpr = False, HINT: tl.constexpr = 0, PF: tl.constexpr = 0):
+                EXP_FMA: tl.constexpr = 0, CKL: tl.constexpr = 0, GRID_SWAP: tl.constexpr = False,
+                HINT: tl.constexpr = 0, SHINT: tl.constexpr = 0):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -41,11 +41,10 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     # backward pass reads it). EVEN: L % T == 0, the channel blocks tile ``dim``, N is a power
     # of two and no seq_lengths: no masks. SP_POLY: softplus with a polynomial log1p;
     # EXP_FMA: the decays of the first EXP_FMA half-rows (state, half chunk) by exp2_fma.
-    # B_FIRST: b = dt u B written before the decays (the same arithmetic; ptxas schedules the
-    # loop body differently). GRID_SWAP: grid (row, block, segment): the programs resident on
-    # one multiprocessor share fewer rows (B, C). HINT: cache hints, u/delta/z/out streamed
-    # (load_or_zero's 1 or 2), with 3 also B and C kept in L2. PF (not LOCAL): each chunk
-    # asks L2 to prefetch the lines of u, delta, z that chunk c + PF starts in.
+    # GRID_SWAP: grid (row, block, segment): the programs resident on one multiprocessor share
+    # fewer rows of B, C (more L1 hits). HINT: cache hints of the u, delta, z loads
+    # (load_or_zero's 1 or 2; 3: as 1, and B, C evicted last); SHINT: of the out stores
+    # (store_masked's).
     pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
         block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL, GRID_SWAP)
     t = axis_t(T)  # (1, 1, 1, 1, T)
@@ -96,9 +95,6 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
         io_mask = (tt < L) & ch_ok  # (DL, 1, W, 1, T)
         valid = tt < seq_len  # (1, 1, 1, 1, T)
         u, raw, Bt, Ct, zz = u_nx, raw_nx, B_nx, C_nx, z_nx
-        if PF:
-            _prefetch_l2(tl.minimum(c + PF, c1 - 1) * T, rep, row_off, ch_ok, u_ptr, dt_ptr, z_ptr,
-                         HAS_Z)
         # the next chunk's loads go out now (the last chunk re-reads itself)
         u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
             tl.minimum(c + 1, c1 - 1), t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
@@ -112,8 +108,6 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                             SP_POLY)
         else:
             dt = _fwd_dt(raw, bias, valid, SOFTPLUS, FAST, EVEN, SP_POLY)  # (DL, 1, W, 1, T)
-        if B_FIRST:
-            b = _all_steps(dt * u, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         # loaded last in the loop body (an L1 hit): its layout becomes the chunk's layout
         A2 = load_or_zero(A_ptr + A_off, ch_ok & n_ok, EVEN).to(tl.float32) * LOG2E
         # A2: (DL, NO, W, NI, 1)
@@ -121,8 +115,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
             a_nx = tl.exp2(_all_steps(dt_nx, rep, XCH) * A2)
         else:
             a = _decay(_all_steps(dt, rep, XCH) * A2, EXP_FMA)  # (DL, NO, W, NI, T)
-        if not B_FIRST:
-            b = _all_steps(dt * u, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
+        b = _all_steps(dt * u, rep, XCH) * Bt.to(tl.float32)  # (DL, NO, W, NI, T)
         b = tl.where(t == 0, b + a * h, b)  # fold the carried state into the first step
         if FMA:
             _, hs = tl.associative_scan((a, b), 4, scan_combine)  # states x_t of the chunk
@@ -158,25 +151,13 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
             if HAS_LEN:
                 y = tl.where(valid, y, 0.0)
             store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN,
-                         HINT > 0)
+                         SHINT)
         c += 1
     if LOCAL:
         tl.store(h0_ptr + seg_off, h, mask=ch_ok & n_ok)
         tl.store(sdt_ptr + (pid_b * dim + ch) * n_seg + pid_s, sdt, mask=ch_ok)
     if SAVE_LAST:
         tl.store(last_ptr + (pid_b * dim + ch) * N + n, h, mask=ch_ok & n_ok & (pid_s == n_seg - 1))
-
-
-@triton.jit
-def _prefetch_l2(t0, rep, row_off, ch_ok, u_ptr, dt_ptr, z_ptr, HAS_Z: tl.constexpr):
-    """PTX ``prefetch.global.L2`` of step ``t0`` of each channel's row of u (state lanes 0 and
-    3), delta (1) and z (2; u without z): a hint, no register result (the asm's output is a
-    constant nobody reads)."""
-    off = tl.where(ch_ok, row_off + t0, 0)  # (DL, 1, W, 1, 1); rows past the end: row 0
-    zp = z_ptr if HAS_Z else u_ptr
-    ptr = tl.where(rep == 1, dt_ptr + off, tl.where(rep == 2, zp + off, u_ptr + off))
-    tl.inline_asm_elementwise("prefetch.global.L2 [$1]; mov.u32 $0, 0;", "=r,l", [ptr],
-                              dtype=tl.int32, is_pure=False, pack=1)
 
 
 @triton.jit

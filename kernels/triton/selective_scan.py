@@ -76,26 +76,17 @@ FWD_XCH = True
 #: The forward computes the next chunk's ``exp2`` during the current chunk (delta loaded two
 #: chunks ahead), so that the MUFU work overlaps the scan's multiply-adds.
 FWD_PIPE = False
-#: The forward writes ``b = dt u B`` before the decays (``fwd_kernel``'s B_FIRST: the same
-#: arithmetic in another order, from which ptxas builds another schedule).
-FWD_B_FIRST = False
 #: The forward's grid as (row, channel block, segment) (``fwd_kernel``'s GRID_SWAP), and its
-#: cache hints (HINT: 0 none, 1 u/delta/z/out evicted first from L2, 2 u/delta/z not cached in
-#: L1 and out as 1, 3 as 1 with B and C evicted last).
+#: cache hints: FWD_HINT for the u, delta, z loads (0 none, 1 evicted first from L2, 2 not
+#: cached in L1, 3 as 1 with B and C evicted last), FWD_STORE_HINT for the out stores (0 none,
+#: 1 evicted first, 2 ``.cs``).
 FWD_GRID_SWAP = False
 FWD_HINT = 0
-#: The forward asks L2 to prefetch u, delta, z this many chunks ahead (0: no prefetch; PTX, so
-#: never under the interpreter).
-FWD_PREFETCH = 0
-
-
-def _gpu():
-    """Compiled for a GPU (not under ``TRITON_INTERPRET=1``, which runs no PTX)."""
-    return os.environ.get("TRITON_INTERPRET", "") != "1"
+FWD_STORE_HINT = 0
 
 
 def _fast():
-    return FAST_MATH and _gpu()
+    return FAST_MATH and os.environ.get("TRITON_INTERPRET", "") != "1"
 #: Time segments: when the (rows x channel blocks) programs give fewer warps than this, the
 #: sequence is split into segments run in parallel (an extra pass computes the state, or the
 #: adjoint, entering each segment; see _link_segments). None: never split.
@@ -302,8 +293,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     _launch(fwd_kernel, grid, (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
                  PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), CKL=ckl,
-                 B_FIRST=FWD_B_FIRST, GRID_SWAP=FWD_GRID_SWAP, HINT=FWD_HINT, PF=FWD_PREFETCH if _gpu() else 0,
-                 **meta),
+                 GRID_SWAP=FWD_GRID_SWAP, HINT=FWD_HINT, SHINT=FWD_STORE_HINT, **meta),
             ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
