@@ -58,17 +58,31 @@ VARIANTS = {
 }
 
 
+#: Tokens of made-up forward variants (``--variants g-h1-r160``): each sets one knob.
+_TOKENS = {"g": ("FWD_GRID_SWAP", True), "sp": ("FWD_SOFTPLUS_POLY", True),
+           "mul": ("FMA_SCAN", False), "fg": ("FWD_FAST_GATE", True)}
+_NUM_TOKENS = {"h": "FWD_HINT", "s": "FWD_STORE_HINT", "r": "FWD_MAXNREG"}
+
+
 class _Variants(dict):
-    """VARIANTS, plus register-cap sweep names made up on request: ``r<maxnreg>`` (forward
-    register cap), ``...s`` with the polynomial softplus, ``...m`` with the scan step written
-    ``a2 * b1 + b2``; forward only."""
+    """VARIANTS, plus forward-only variants made up on request from ``-``-joined tokens: ``g``
+    (FWD_GRID_SWAP), ``h<n>`` (FWD_HINT), ``s<n>`` (FWD_STORE_HINT), ``r<n>`` (FWD_MAXNREG),
+    ``sp`` (polynomial softplus), ``mul`` (scan step ``a2 * b1 + b2``), ``fg`` (fast gate);
+    e.g. ``g-h1-r160``."""
 
     def __missing__(self, name):
-        m = re.fullmatch(r"r(\d+)(s?)(m?)", name)
-        if m is None:
+        v = dict(fwd_only=True)
+        for tok in name.split("-") if "-" in name else ():
+            m = re.fullmatch(r"([hsr])(\d+)", tok)
+            if tok in _TOKENS:
+                v[_TOKENS[tok][0]] = _TOKENS[tok][1]
+            elif m:
+                v[_NUM_TOKENS[m.group(1)]] = int(m.group(2))
+            else:
+                raise KeyError(name)
+        if len(v) == 1:
             raise KeyError(name)
-        return dict(FWD_MAXNREG=int(m.group(1)), FWD_SOFTPLUS_POLY=bool(m.group(2)),
-                    FMA_SCAN=not m.group(3), fwd_only=True)
+        return v
 
     def __contains__(self, name):
         try:
