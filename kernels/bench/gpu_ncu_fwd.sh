@@ -16,10 +16,11 @@ for v in ${1//,/ }; do
         --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
         --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
         --section MemoryWorkloadAnalysis_Tables --section SourceCounters \
+        --metrics breakdown:l1tex__throughput.avg.pct_of_peak_sustained_elapsed,breakdown:lts__throughput.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_pipe_lsu_wavefronts_mem_lg.sum,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,smsp__sass_inst_executed_op_shared_ld.sum \
         python3 -m ssmsignal.kernels.bench.bench_selective_scan --profile "$v" > $P/run.log 2>&1
     echo "ncu $v rc=$?"
     timeout 20 "$NCU_BIN" --import $P/prof.ncu-rep --page details > "$LOG/$v.txt" 2>&1
     timeout 20 "$NCU_BIN" --import $P/prof.ncu-rep --page source --csv --print-source sass \
         > "$LOG/${v}_sass.csv" 2>&1
-    grep -E "Duration|Throughput|Issue Slots|Eligible|Active Warps|Hit Rate|Bank" "$LOG/$v.txt" | head -20
+    grep -E "Duration|Issue Slots|l1tex__|lts__|lsu" "$LOG/$v.txt" | head -40
 done
