@@ -27,7 +27,7 @@ KNOBS = ("CHUNK_FWD", "CHUNK_CK", "FWD_CK_V4", "FWD_XCH", "FWD_PIPE", "FWD_WARPS
          "BWD_XCH", "BF16_PARTIALS", "FWD_MAX_LANES", "FWD_SOFTPLUS_POLY",
          "BWD_SOFTPLUS_POLY", "FWD_EXP_FMA",
          "BWD_BC_LATE", "PARTIALS_TN", "TRITON_SUMS", "CKPT_TN",
-         "FWD_GRID_SWAP", "FWD_HINT", "FWD_STORE_HINT")
+         "FWD_GRID_SWAP", "FWD_HINT", "FWD_STORE_HINT", "FWD_A_HOIST")
 DEFAULTS = {k: getattr(ours_mod, k) for k in KNOBS}
 
 #: Candidates timed side by side (``--variants``): knob overrides, and ``fwd_only`` (time the
@@ -59,14 +59,15 @@ VARIANTS = {
 
 
 #: Tokens of made-up forward variants (``--variants g-h1-r160``): each sets one knob.
-_TOKENS = {"g": ("FWD_GRID_SWAP", True), "sp": ("FWD_SOFTPLUS_POLY", True),
+_TOKENS = {"g": ("FWD_GRID_SWAP", True), "a": ("FWD_A_HOIST", True),
+           "sp": ("FWD_SOFTPLUS_POLY", True),
            "mul": ("FMA_SCAN", False), "fg": ("FWD_FAST_GATE", True)}
 _NUM_TOKENS = {"h": "FWD_HINT", "s": "FWD_STORE_HINT", "r": "FWD_MAXNREG"}
 
 
 class _Variants(dict):
     """VARIANTS, plus forward-only variants made up on request from ``-``-joined tokens: ``g``
-    (FWD_GRID_SWAP), ``h<n>`` (FWD_HINT), ``s<n>`` (FWD_STORE_HINT), ``r<n>`` (FWD_MAXNREG),
+    (FWD_GRID_SWAP), ``a`` (FWD_A_HOIST), ``h<n>`` (FWD_HINT), ``s<n>`` (FWD_STORE_HINT), ``r<n>`` (FWD_MAXNREG),
     ``sp`` (polynomial softplus), ``mul`` (scan step ``a2 * b1 + b2``), ``fg`` (fast gate);
     e.g. ``g-h1-r160``."""
 

@@ -83,10 +83,18 @@ FWD_PIPE = False
 FWD_GRID_SWAP = False
 FWD_HINT = 0
 FWD_STORE_HINT = 0
+#: The forward loads A once, before its loop (``fwd_kernel``'s AHOIST): the loop's own load of A
+#: stays only as Triton's layout anchor and ptxas drops it.
+FWD_A_HOIST = False
+
+
+def _interpreted():
+    """Under ``TRITON_INTERPRET=1`` (no PTX: inline asm is emulated or left out)."""
+    return os.environ.get("TRITON_INTERPRET", "") == "1"
 
 
 def _fast():
-    return FAST_MATH and os.environ.get("TRITON_INTERPRET", "") != "1"
+    return FAST_MATH and not _interpreted()
 #: Time segments: when the (rows x channel blocks) programs give fewer warps than this, the
 #: sequence is split into segments run in parallel (an extra pass computes the state, or the
 #: adjoint, entering each segment; see _link_segments). None: never split.
@@ -293,7 +301,8 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     _launch(fwd_kernel, grid, (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
                  PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), CKL=ckl,
-                 GRID_SWAP=FWD_GRID_SWAP, HINT=FWD_HINT, SHINT=FWD_STORE_HINT, **meta),
+                 GRID_SWAP=FWD_GRID_SWAP, HINT=FWD_HINT, SHINT=FWD_STORE_HINT,
+                 AHOIST=(2 if _interpreted() else 1) if FWD_A_HOIST else 0, **meta),
             ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
