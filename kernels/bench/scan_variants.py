@@ -54,6 +54,7 @@ VARIANTS = {
     "gh1s2": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_STORE_HINT=2, fwd_only=True),
     "gh2s1": dict(FWD_GRID_SWAP=True, FWD_HINT=2, FWD_STORE_HINT=1, fwd_only=True),
     "gh3s1": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_STORE_HINT=1, fwd_only=True),
+    "new": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_STORE_HINT=2, FWD_A_HOIST=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False, **_SESSION3),
 }
 
