@@ -43,24 +43,16 @@ VARIANTS = {
     "prev": dict(_SESSION3),
     "nock": dict(CKPT_TN=False),
     "E1": dict(FWD_EXP_FMA=2, fwd_only=True),
-    # session 5: grid (row, block): fewer rows of B, C per multiprocessor; cache hints of the
-    # u/delta/z loads (h<n>) and of the out stores (s<n>)
-    "g": dict(FWD_GRID_SWAP=True, fwd_only=True),
-    "h1s1": dict(FWD_HINT=1, FWD_STORE_HINT=1, fwd_only=True),
-    "gh1s1": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_STORE_HINT=1, fwd_only=True),
-    "gh1": dict(FWD_GRID_SWAP=True, FWD_HINT=1, fwd_only=True),
-    "gs1": dict(FWD_GRID_SWAP=True, FWD_STORE_HINT=1, fwd_only=True),
-    "gs2": dict(FWD_GRID_SWAP=True, FWD_STORE_HINT=2, fwd_only=True),
-    "gh1s2": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_STORE_HINT=2, fwd_only=True),
-    "gh2s1": dict(FWD_GRID_SWAP=True, FWD_HINT=2, FWD_STORE_HINT=1, fwd_only=True),
-    "gh3s1": dict(FWD_GRID_SWAP=True, FWD_HINT=3, FWD_STORE_HINT=1, fwd_only=True),
-    "new": dict(FWD_GRID_SWAP=True, FWD_HINT=1, FWD_STORE_HINT=2, FWD_A_HOIST=True),
+    # the forward without gradients as in session 4 (no grid swap, hints or hoisted A); the
+    # session-5 switches one at a time: made-up names (g-h1-s2-a ...; _Variants)
+    "s4": dict(FWD_GRID_SWAP=False, FWD_HINT=0, FWD_STORE_HINT=0, FWD_A_HOIST=False),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False, **_SESSION3),
 }
 
 
 #: Tokens of made-up forward variants (``--variants g-h1-r160``): each sets one knob.
 _TOKENS = {"g": ("FWD_GRID_SWAP", True), "a": ("FWD_A_HOIST", True),
+           "ng": ("FWD_GRID_SWAP", False), "na": ("FWD_A_HOIST", False),
            "sp": ("FWD_SOFTPLUS_POLY", True),
            "mul": ("FMA_SCAN", False), "fg": ("FWD_FAST_GATE", True)}
 _NUM_TOKENS = {"h": "FWD_HINT", "s": "FWD_STORE_HINT", "r": "FWD_MAXNREG"}
@@ -68,7 +60,7 @@ _NUM_TOKENS = {"h": "FWD_HINT", "s": "FWD_STORE_HINT", "r": "FWD_MAXNREG"}
 
 class _Variants(dict):
     """VARIANTS, plus forward-only variants made up on request from ``-``-joined tokens: ``g``
-    (FWD_GRID_SWAP), ``a`` (FWD_A_HOIST), ``h<n>`` (FWD_HINT), ``s<n>`` (FWD_STORE_HINT), ``r<n>`` (FWD_MAXNREG),
+    (FWD_GRID_SWAP), ``a`` (FWD_A_HOIST), ``ng`` / ``na`` (either off), ``h<n>`` (FWD_HINT), ``s<n>`` (FWD_STORE_HINT), ``r<n>`` (FWD_MAXNREG),
     ``sp`` (polynomial softplus), ``mul`` (scan step ``a2 * b1 + b2``), ``fg`` (fast gate);
     e.g. ``g-h1-r160``."""
 

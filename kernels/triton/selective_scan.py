@@ -76,16 +76,21 @@ FWD_XCH = True
 #: The forward computes the next chunk's ``exp2`` during the current chunk (delta loaded two
 #: chunks ahead), so that the MUFU work overlaps the scan's multiply-adds.
 FWD_PIPE = False
-#: The forward's grid as (row, channel block, segment) (``fwd_kernel``'s GRID_SWAP), and its
-#: cache hints: FWD_HINT for the u, delta, z loads (0 none, 1 evicted first from L2, 2 not
-#: cached in L1, 3 as 1 with B and C evicted last), FWD_STORE_HINT for the out stores (0 none,
-#: 1 evicted first, 2 ``.cs``).
-FWD_GRID_SWAP = False
-FWD_HINT = 0
-FWD_STORE_HINT = 0
-#: The forward loads A once, before its loop (``fwd_kernel``'s AHOIST): the loop's own load of A
-#: stays only as Triton's layout anchor and ptxas drops it.
-FWD_A_HOIST = False
+#: The forward without gradients (not the one that stores checkpoints: its time went 0.583 ->
+#: 0.677 ms with all four at (8, 1536, 4096, 16), session 5): grid as (row, channel block,
+#: segment) (``fwd_kernel``'s GRID_SWAP: the programs on one multiprocessor share fewer rows of
+#: B and C, more L1 hits); cache hints, FWD_HINT for the u, delta, z loads (0 none, 1 evicted
+#: first, 2 not cached in L1, 3 as 1 with B and C evicted last), FWD_STORE_HINT for the out
+#: stores (0 none, 1 evicted first, 2 ``.cs``); A loaded once before the loop (AHOIST: the
+#: loop's load of A stays only as Triton's layout anchor and ptxas drops it). Nsight Compute
+#: found that forward bound by the L1 data pipe (83% of its wavefronts busy; the 4 scattered
+#: loads of A per chunk were 32 of ~230 wavefronts per warp and chunk). Measured at (8, 1536,
+#: 4096, 16) (session 5, same run): 0.449 ms without them, 0.430 with all four, 0.440 without
+#: AHOIST, 0.441 with AHOIST alone.
+FWD_GRID_SWAP = True
+FWD_HINT = 1
+FWD_STORE_HINT = 2
+FWD_A_HOIST = True
 
 
 def _interpreted():
@@ -297,12 +302,15 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
             *args, out, last, ck, y, h0, sdt, *sizes, SAVE_CK=False, SAVE_LAST=False,
             SEG=True, LOCAL=True, XCH=0, PIPE=False, **meta)
         h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
-    grid = (b, g["n_blocks"], n_seg) if FWD_GRID_SWAP else (g["n_blocks"], b, n_seg)
+    plain = not save_ck  # (the session-5 settings are for the forward without gradients)
+    swap = FWD_GRID_SWAP and plain
+    grid = (b, g["n_blocks"], n_seg) if swap else (g["n_blocks"], b, n_seg)
     _launch(fwd_kernel, grid, (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
                  PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), CKL=ckl,
-                 GRID_SWAP=FWD_GRID_SWAP, HINT=FWD_HINT, SHINT=FWD_STORE_HINT,
-                 AHOIST=(2 if _interpreted() else 1) if FWD_A_HOIST else 0, **meta),
+                 GRID_SWAP=swap, HINT=FWD_HINT if plain else 0,
+                 SHINT=FWD_STORE_HINT if plain else 0,
+                 AHOIST=(2 if _interpreted() else 1) if FWD_A_HOIST and plain else 0, **meta),
             ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
             y if save_ck and z is not None else None)
