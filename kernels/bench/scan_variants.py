@@ -66,7 +66,7 @@ class _Variants(dict):
 
     def __missing__(self, name):
         v = dict(fwd_only=True)
-        for tok in name.split("-") if "-" in name else ():
+        for tok in name.split("-"):
             m = re.fullmatch(r"([hsr])(\d+)", tok)
             if tok in _TOKENS:
                 v[_TOKENS[tok][0]] = _TOKENS[tok][1]
