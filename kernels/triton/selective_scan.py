@@ -303,7 +303,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
             SEG=True, LOCAL=True, XCH=0, PIPE=False, **meta)
         h0 = _link_segments(A, h0, sdt, 0.0, reverse=False)  # state before each segment
     plain = not save_ck  # (the session-5 settings are for the forward without gradients)
-    swap = FWD_GRID_SWAP and plain
+    swap = FWD_GRID_SWAP and plain and g["n_blocks"] <= 65535  # (grid axis 1's limit)
     grid = (b, g["n_blocks"], n_seg) if swap else (g["n_blocks"], b, n_seg)
     _launch(fwd_kernel, grid, (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
