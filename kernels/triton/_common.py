@@ -117,9 +117,9 @@ def ck_states(NI: tl.constexpr, NO: tl.constexpr, CKL: tl.constexpr):
 @triton.jit
 def load_or_zero(ptr, mask, EVEN: tl.constexpr, HINT: tl.constexpr = 0):
     """``tl.load`` with ``mask`` (0 elsewhere), or unmasked when ``EVEN`` says every index is
-    in range (no bounds arithmetic then). ``HINT``: 1 streamed data (evicted first from L2),
-    2 not cached in L1 (``.cg``; PTX allows no eviction policy with it), 3 kept in L2 (evicted
-    last)."""
+    in range (no bounds arithmetic then). ``HINT``: 1 streamed data (evicted first from L1 and
+    L2: ``L1::evict_first`` with an L2 evict-first cache policy), 2 not cached in L1 (``.cg``;
+    PTX allows no eviction policy with it), 3 kept (evicted last)."""
     if HINT == 1:
         policy: tl.constexpr = "evict_first"
     elif HINT == 3:
@@ -139,8 +139,8 @@ def load_or_zero(ptr, mask, EVEN: tl.constexpr, HINT: tl.constexpr = 0):
 
 @triton.jit
 def store_masked(ptr, x, mask, EVEN: tl.constexpr, HINT: tl.constexpr = 0):
-    """``tl.store`` with ``mask``, or unmasked under ``EVEN``; ``HINT``: 1 evicted first from
-    L2, 2 streamed (``.cs``)."""
+    """``tl.store`` with ``mask``, or unmasked under ``EVEN``; ``HINT``: 1 evicted first, 2
+    streamed (``.cs``)."""
     if HINT == 1:
         policy: tl.constexpr = "evict_first"
     else:
