@@ -66,7 +66,7 @@ if [ "$QUICK" != 1 ]; then
     fi
     wait $BUILD; echo "anchor build rc=$?" | tee -a "$SETUP"; cat /tmp/scan_anchor.log >> "$SETUP"
 fi
-timeout $BT $BENCH --variants "$VARIANTS" $QFLAG --shapes "${SHAPES_N:-3}" --json "$LOG/variants.json" \
-    > "$LOG/variants.log" 2>&1
+timeout $BT $BENCH --variants "$VARIANTS" $QFLAG --shapes "${SHAPES_N:-3}" \
+    --json "$LOG/variants.json" > "$LOG/variants.log" 2>&1
 echo "bench rc=$?"
 tail -10 "$LOG/variants.log"

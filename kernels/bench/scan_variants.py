@@ -60,9 +60,9 @@ _NUM_TOKENS = {"h": "FWD_HINT", "s": "FWD_STORE_HINT", "r": "FWD_MAXNREG"}
 
 class _Variants(dict):
     """VARIANTS, plus forward-only variants made up on request from ``-``-joined tokens: ``g``
-    (FWD_GRID_SWAP), ``a`` (FWD_A_HOIST), ``ng`` / ``na`` (either off), ``h<n>`` (FWD_HINT), ``s<n>`` (FWD_STORE_HINT), ``r<n>`` (FWD_MAXNREG),
-    ``sp`` (polynomial softplus), ``mul`` (scan step ``a2 * b1 + b2``), ``fg`` (fast gate);
-    e.g. ``g-h1-r160``."""
+    (FWD_GRID_SWAP), ``a`` (FWD_A_HOIST), ``ng`` / ``na`` (either off), ``h<n>`` (FWD_HINT),
+    ``s<n>`` (FWD_STORE_HINT), ``r<n>`` (FWD_MAXNREG), ``sp`` (polynomial softplus), ``mul``
+    (scan step ``a2 * b1 + b2``), ``fg`` (fast gate); e.g. ``g-h1-r160``."""
 
     def __missing__(self, name):
         v = dict(fwd_only=True)
