@@ -5,6 +5,10 @@
 # <variant>_sass.csv (source counters). Run from the repository root on the GPU machine,
 # carrying `.whl`:  bash kernels/bench/gpu_ncu_fwd.sh base,g-h1-s2
 set -uo pipefail
+[ $# -ge 1 ] || { echo "usage: bash kernels/bench/gpu_ncu_fwd.sh VARIANT[,VARIANT...]"; exit 2; }
+# (--launch-skip 2: each profiling round launches fwd_kernel twice, without and with
+# checkpoints, at the first shape, which has one time segment; a fallback launch without the
+# shuffles would shift it: the variants' timings report fallbacks)
 OUT=${OUT:-/tmp/ssmsignal-gpu}
 LOG="$OUT/ncu"; mkdir -p "$LOG"
 . kernels/bench/gpu_install.sh

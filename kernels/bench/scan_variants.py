@@ -43,9 +43,10 @@ VARIANTS = {
     "prev": dict(_SESSION3),
     "nock": dict(CKPT_TN=False),
     "E1": dict(FWD_EXP_FMA=2, fwd_only=True),
-    # the forward without gradients as in session 4 (no grid swap, hints or hoisted A); the
-    # session-5 switches one at a time: made-up names (g-h1-s2-a ...; _Variants)
-    "s4": dict(FWD_GRID_SWAP=False, FWD_HINT=0, FWD_STORE_HINT=0, FWD_A_HOIST=False),
+    # the forward without gradients as in session 4 (no grid swap, hints or hoisted A); other
+    # combinations: made-up names on top of the defaults (e.g. ng-h0-s0-a: A hoisted alone)
+    "s4": dict(FWD_GRID_SWAP=False, FWD_HINT=0, FWD_STORE_HINT=0, FWD_A_HOIST=False,
+               fwd_only=True),
     "old": dict(BWD_SCATTER=False, FWD_CK_V4=False, FWD_XCH=False, BWD_XCH=False, **_SESSION3),
 }
 
@@ -56,13 +57,15 @@ _TOKENS = {"g": ("FWD_GRID_SWAP", True), "a": ("FWD_A_HOIST", True),
            "sp": ("FWD_SOFTPLUS_POLY", True),
            "mul": ("FMA_SCAN", False), "fg": ("FWD_FAST_GATE", True)}
 _NUM_TOKENS = {"h": "FWD_HINT", "s": "FWD_STORE_HINT", "r": "FWD_MAXNREG"}
+_NUM_LIMITS = {"h": 4, "s": 3, "r": 256}  # hints 0-3 and 0-2 (load_or_zero, store_masked)
 
 
 class _Variants(dict):
     """VARIANTS, plus forward-only variants made up on request from ``-``-joined tokens: ``g``
-    (FWD_GRID_SWAP), ``a`` (FWD_A_HOIST), ``ng`` / ``na`` (either off), ``h<n>`` (FWD_HINT),
-    ``s<n>`` (FWD_STORE_HINT), ``r<n>`` (FWD_MAXNREG), ``sp`` (polynomial softplus), ``mul``
-    (scan step ``a2 * b1 + b2``), ``fg`` (fast gate); e.g. ``g-h1-r160``."""
+    (FWD_GRID_SWAP), ``a`` (FWD_A_HOIST), ``ng`` / ``na`` (either off), ``h<n>`` (FWD_HINT,
+    0-3), ``s<n>`` (FWD_STORE_HINT, 0-2), ``r<n>`` (FWD_MAXNREG, 24-255), ``sp`` (polynomial
+    softplus), ``mul`` (scan step ``a2 * b1 + b2``), ``fg`` (fast gate), on top of the
+    defaults; e.g. ``ng-h0-s0-na`` is session 4's forward, ``r160`` a lower register cap."""
 
     def __missing__(self, name):
         v = dict(fwd_only=True)
@@ -70,9 +73,10 @@ class _Variants(dict):
             m = re.fullmatch(r"([hsr])(\d+)", tok)
             if tok in _TOKENS:
                 v[_TOKENS[tok][0]] = _TOKENS[tok][1]
-            elif m:
+            elif m and int(m.group(2)) < _NUM_LIMITS[m.group(1)] and (m.group(1) != "r"
+                                                                     or int(m.group(2)) >= 24):
                 v[_NUM_TOKENS[m.group(1)]] = int(m.group(2))
-            else:
+            else:  # (a hint the kernels do not know would silently time no hint)
                 raise KeyError(name)
         if len(v) == 1:
             raise KeyError(name)

@@ -327,7 +327,8 @@ def lane_layout_errors(ttgir):
     bad = []
     for line in ttgir.splitlines():
         if "elementwise_inline_asm" not in line or "shfl.sync" not in line:
-            continue  # (other inline asm, e.g. a prefetch, works in any layout)
+            continue  # (other inline asm, e.g. the forward's anchored move of A, works in
+            # any layout)
         for name in set(re.findall(r"tensor<[^>]*, (#[\w]+)>", line)):
             spec = layouts.get(name, "")
             if _lane_bases(spec) != [[1, 0], [2, 0], [4, 0], [0, 1], [0, 2]]:

@@ -111,6 +111,17 @@ def run_triton(case, seq, softplus, grads_out):
     return out, last, {k: v.grad for k, v in leaves.items() if v is not None}
 
 
+def run_triton_plain(case, seq, softplus):
+    """The Triton op without gradients: a launch of its own (no checkpoints; the grid order,
+    cache hints and hoisted A of ``selective_scan.FWD_*``)."""
+    from ssmsignal.kernels.triton import _common
+    from ssmsignal.kernels.triton.selective_scan import selective_scan as tri
+
+    _common.POISON_OUTPUTS = True
+    with torch.no_grad():
+        return tri(**case, delta_softplus=softplus, return_last_state=True, seq_lengths=seq)
+
+
 def run_reference(case, seq, softplus, grads_out):
     leaves = {k: (v.detach().double().requires_grad_(True) if v is not None else None)
               for k, v in case.items()}
@@ -122,7 +133,9 @@ def run_reference(case, seq, softplus, grads_out):
 
 def compare(b, d, L, N, G, dtype, device, seed, full=True, lengths=False, softplus=True,
             pad_value=None):
-    """Relative errors of the Triton op against the float64 reference, as a dict.
+    """Relative errors of the Triton op against the float64 reference, as a dict: the
+    forward with gradients (``out``, ``last_state``) and every gradient, and the forward
+    without them (``*_plain``, its own kernel settings).
 
     ``pad_value``: written into every per-step input after each sequence's end (needs
     ``lengths``); padding must not reach any output or gradient, even as NaN.
@@ -140,6 +153,9 @@ def compare(b, d, L, N, G, dtype, device, seed, full=True, lengths=False, softpl
     out, last, grads = run_triton(case, seq, softplus, grads_out)
     r_out, r_last, r_grads = run_reference(case, seq, softplus, grads_out)
     errs = {"out": rel_err(out, r_out), "last_state": rel_err(last, r_last)}
+    p_out, p_last = run_triton_plain(case, seq, softplus)  # the forward without gradients
+    errs["out_plain"], errs["last_state_plain"] = rel_err(p_out, r_out), rel_err(p_last, r_last)
+    assert p_out.dtype == case["u"].dtype
     for k in r_grads:
         errs["d" + k] = rel_err(grads[k], r_grads[k])
     assert out.dtype == case["u"].dtype and last.dtype == torch.float32
