@@ -68,6 +68,20 @@ def compile_fwd(const, maxnreg=168, L=4096, d=1536):
                           options=dict(num_warps=const["W"], maxnreg=maxnreg))
 
 
+def disassemble(kernel):
+    """SASS of a compiled kernel (``nvdisasm`` from Triton's NVIDIA backend), or None when this
+    Triton has none."""
+    nvdisasm = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
+                            "nvdisasm")
+    if not os.path.exists(nvdisasm):
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(kernel.asm["cubin"])
+        f.flush()
+        return subprocess.run([nvdisasm, "-c", f.name], capture_output=True, text=True,
+                              check=True).stdout
+
+
 def loop_body(sass):
     """Instructions of the longest backward branch's span (the chunk loop)."""
     ins, labels, label = [], {}, None
@@ -90,7 +104,8 @@ def loop_body(sass):
     return [text for addr, text in ins if span[0] <= addr <= span[1]]
 
 
-def _opcode(text):
+def opcode(text):
+    """The opcode of a SASS instruction (its predicate dropped), e.g. ``LDG.E.128``."""
     return re.sub(r"^@!?U?P\w+\s+", "", text).split()[0]
 
 
@@ -105,26 +120,22 @@ def main():
         k, v = kv.split("=")
         const[k] = int(v) if v.lstrip("-").isdigit() else v == "True"
     k = compile_fwd(const, args.maxnreg)
-    nvdisasm = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
-                            "nvdisasm")
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(k.asm["cubin"])
-        f.flush()
-        sass = subprocess.run([nvdisasm, "-c", f.name], capture_output=True, text=True,
-                              check=True).stdout
+    sass = disassemble(k)
+    if sass is None:
+        raise SystemExit("this triton has no nvdisasm")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         for ext, text in (("sass", sass), ("ptx", k.asm["ptx"]), ("ttgir", k.asm["ttgir"])):
             with open(os.path.join(args.out, f"fwd_kernel.{ext}"), "w") as f:
                 f.write(text)
     body = loop_body(sass)
-    ops = Counter(_opcode(t).split(".")[0] for t in body)
+    ops = Counter(opcode(t).split(".")[0] for t in body)
     local = sum(1 for line in sass.splitlines() if re.search(r"\b(LDL|STL)\b", line))
     regs = re.search(r"\.maxnreg (\d+)", k.asm["ptx"])
     print(f"register cap {regs.group(1) if regs else 'none'}; local-memory (spill) "
           f"instructions in the kernel: {local}")
     print(f"loop body: {len(body)} instructions;", dict(ops.most_common()))
-    letters = "".join(next((c for p, c in _CLASSES if _opcode(t).startswith(p)), ".")
+    letters = "".join(next((c for p, c in _CLASSES if opcode(t).startswith(p)), ".")
                       for t in body)
     for i in range(0, len(letters), 80):
         print(f"{i:4d} {letters[i:i + 80]}")
