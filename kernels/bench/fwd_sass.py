@@ -1,7 +1,7 @@
 """Static look at the selective scan's forward kernel without a GPU: compile ``fwd_kernel`` for
 sm_90 with Triton (as a launch at the first benchmark shape would specialise it: pointers and
 16-multiples marked divisible), disassemble it with the ``nvdisasm`` Triton ships, and print the
-registers, spills, the loop body's instruction mix and a one-letter-per-instruction map of it
+register cap, spills, the loop body's instruction mix and a one-letter-per-instruction map of it
 (M MUFU, S SHFL, s LDS/STS, G LDG, W STG, B BAR, f FFMA, m FMUL, a FADD, L local memory).
 
     python -m ssmsignal.kernels.bench.fwd_sass [NAME=VALUE ...]   # constexpr overrides
