@@ -6,8 +6,8 @@ register cap, spills, the loop body's instruction mix and a one-letter-per-instr
 
     python -m ssmsignal.kernels.bench.fwd_sass [NAME=VALUE ...]   # constexpr overrides
 
-e.g. ``AHOIST=0 GRID_SWAP=False HINT=0 SHINT=0`` for session 4's forward. ``--out DIR`` also
-writes the SASS, PTX and TTGIR there. Used for the static counts in ``kernels/NOTES.md``.
+e.g. ``AHOIST=0 GRID_SWAP=False LD_POLICY= ST_CACHE=`` for session 4's forward. ``--out DIR``
+also writes the SASS, PTX and TTGIR there. Used for the static counts in ``kernels/NOTES.md``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ _CONST = dict(T=16, NI=4, NO=4, W=1, DL=8, HAS_D=True, HAS_Z=True, HAS_BIAS=True
 def shipped_const():
     """The constexprs of the shipped forward launch without gradients at that shape (the
     session-5 switches read from ``selective_scan``'s module constants)."""
-    return dict(_CONST, GRID_SWAP=_ss.FWD_GRID_SWAP, HINT=_ss.FWD_HINT,
-                SHINT=_ss.FWD_STORE_HINT, AHOIST=1 if _ss.FWD_A_HOIST else 0)
+    return dict(_CONST, GRID_SWAP=_ss.FWD_GRID_SWAP, **_ss._hints(True),
+                AHOIST=1 if _ss.FWD_A_HOIST else 0)
 _CLASSES = (("MUFU", "M"), ("SHFL", "S"), ("LDS", "s"), ("STS", "s"), ("LDG", "G"),
             ("STG", "W"), ("BAR", "B"), ("FFMA", "f"), ("FMUL", "m"), ("FADD", "a"),
             ("LDL", "L"), ("STL", "L"))
@@ -118,7 +118,8 @@ def main():
     const = shipped_const()
     for kv in args.overrides:
         k, v = kv.split("=")
-        const[k] = int(v) if v.lstrip("-").isdigit() else v == "True"
+        const[k] = (int(v) if v.lstrip("-").isdigit() else v == "True" if v in ("True", "False")
+                    else v)  # (a string: LD_POLICY=evict_first, LD_CACHE= for none)
     k = compile_fwd(const, args.maxnreg)
     sass = disassemble(k)
     if sass is None:

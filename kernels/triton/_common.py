@@ -115,44 +115,27 @@ def ck_states(NI: tl.constexpr, NO: tl.constexpr, CKL: tl.constexpr):
 
 
 @triton.jit
-def load_or_zero(ptr, mask, EVEN: tl.constexpr, HINT: tl.constexpr = 0):
+def load_or_zero(ptr, mask, EVEN: tl.constexpr, CACHE: tl.constexpr = tl.constexpr(""),
+                 POLICY: tl.constexpr = tl.constexpr("")):
     """``tl.load`` with ``mask`` (0 elsewhere), or unmasked when ``EVEN`` says every index is
-    in range (no bounds arithmetic then). ``HINT``: 1 streamed data (evicted first from L1 and
-    L2: ``L1::evict_first`` with an L2 evict-first cache policy), 2 not cached in L1 (``.cg``;
-    PTX allows no eviction policy with it), 3 kept (evicted last)."""
-    if HINT == 1:
-        policy: tl.constexpr = "evict_first"
-    elif HINT == 3:
-        policy: tl.constexpr = "evict_last"
-    else:
-        policy: tl.constexpr = ""
-    if HINT == 2:
-        cache: tl.constexpr = ".cg"
-    else:
-        cache: tl.constexpr = ""
+    in range (no bounds arithmetic then); ``CACHE``, ``POLICY``: ``tl.load``'s cache modifier
+    and eviction policy."""
     if EVEN:
-        x = tl.load(ptr, cache_modifier=cache, eviction_policy=policy)
+        x = tl.load(ptr, cache_modifier=CACHE, eviction_policy=POLICY)
     else:
-        x = tl.load(ptr, mask=mask, other=0.0, cache_modifier=cache, eviction_policy=policy)
+        x = tl.load(ptr, mask=mask, other=0.0, cache_modifier=CACHE, eviction_policy=POLICY)
     return x
 
 
 @triton.jit
-def store_masked(ptr, x, mask, EVEN: tl.constexpr, HINT: tl.constexpr = 0):
-    """``tl.store`` with ``mask``, or unmasked under ``EVEN``; ``HINT``: 1 evicted first, 2
-    streamed (``.cs``)."""
-    if HINT == 1:
-        policy: tl.constexpr = "evict_first"
-    else:
-        policy: tl.constexpr = ""
-    if HINT == 2:
-        cache: tl.constexpr = ".cs"
-    else:
-        cache: tl.constexpr = ""
+def store_masked(ptr, x, mask, EVEN: tl.constexpr, CACHE: tl.constexpr = tl.constexpr(""),
+                 POLICY: tl.constexpr = tl.constexpr("")):
+    """``tl.store`` with ``mask``, or unmasked under ``EVEN``; ``CACHE``, ``POLICY``: its cache
+    modifier and eviction policy."""
     if EVEN:
-        tl.store(ptr, x, cache_modifier=cache, eviction_policy=policy)
+        tl.store(ptr, x, cache_modifier=CACHE, eviction_policy=POLICY)
     else:
-        tl.store(ptr, x, mask=mask, cache_modifier=cache, eviction_policy=policy)
+        tl.store(ptr, x, mask=mask, cache_modifier=CACHE, eviction_policy=POLICY)
 
 
 @triton.jit

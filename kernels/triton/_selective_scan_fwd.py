@@ -32,7 +32,9 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
                 CK_V4: tl.constexpr,
                 XCH: tl.constexpr, PIPE: tl.constexpr, SP_POLY: tl.constexpr = False,
                 EXP_FMA: tl.constexpr = 0, CKL: tl.constexpr = 0, GRID_SWAP: tl.constexpr = False,
-                HINT: tl.constexpr = 0, SHINT: tl.constexpr = 0, AHOIST: tl.constexpr = 0):
+                LD_CACHE: tl.constexpr = "", LD_POLICY: tl.constexpr = "",
+                ST_CACHE: tl.constexpr = "", ST_POLICY: tl.constexpr = "",
+                AHOIST: tl.constexpr = 0):
     # Program (block, row, segment) runs chunks [s * seg_chunks, (s + 1) * seg_chunks).
     # SEG: the state before the segment comes from h0 (b, d, n_seg, N). LOCAL (pass 1 of a
     # segmented forward): start from 0, write nothing but the state after the segment (to h0)
@@ -42,11 +44,11 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
     # of two and no seq_lengths: no masks. SP_POLY: softplus with a polynomial log1p;
     # EXP_FMA: the decays of the first EXP_FMA half-rows (state, half chunk) by exp2_fma.
     # GRID_SWAP: grid (row, block, segment): the programs resident on one multiprocessor share
-    # fewer rows of B, C (more L1 hits). HINT: cache hints of the u, delta, z loads
-    # (load_or_zero's 1 or 2; 3: as 1, and B, C evicted last); SHINT: of the out stores
-    # (store_masked's). AHOIST (1: PTX, 2: emulated): A loaded once before the loop; the load
-    # in the loop stays only as the layout anchor, its value passed to an inline-asm move that
-    # ignores it, so ptxas drops it (no 4 scattered loads, 32 L1 wavefronts, per chunk).
+    # fewer rows of B, C (more L1 hits). LD_*: cache modifier and eviction policy of the u,
+    # delta, z loads; ST_*: of the out stores. AHOIST (1: PTX, 2: emulated): A loaded once
+    # before the loop; the load in the loop stays only as the layout anchor, its value passed
+    # to an inline-asm move that ignores it, so ptxas drops it (no 4 scattered loads, 32 L1
+    # wavefronts, per chunk).
     pid_d, pid_b, pid_s, c0, c1, off_c, ch, ch_ok, n, n_ok = scan_program(
         block_ch, dim, N, seg_chunks, n_chunks, NI, NO, W, DL, GRID_SWAP)
     t = axis_t(T)  # (1, 1, 1, 1, T)
@@ -102,7 +104,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
         # the next chunk's loads go out now (the last chunk re-reads itself)
         u_nx, raw_nx, B_nx, C_nx, z_nx = _fwd_inputs(
             tl.minimum(c + 1, c1 - 1), t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
-            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL, HINT)
+            seq_len, ch_ok, n_ok, T, HAS_Z and not LOCAL, EVEN, LOCAL, LD_CACHE, LD_POLICY)
         u = u.to(tl.float32)
         if PIPE:
             dt, a, raw1 = dt_nx, a_nx, raw_n2
@@ -158,7 +160,7 @@ def fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, len_p
             if HAS_LEN:
                 y = tl.where(valid, y, 0.0)
             store_masked(out_ptr + row_off + tt, y.to(out_ptr.dtype.element_ty), io_mask, EVEN,
-                         SHINT)
+                         ST_CACHE, ST_POLICY)
         c += 1
     if LOCAL:
         tl.store(h0_ptr + seg_off, h, mask=ch_ok & n_ok)
@@ -220,22 +222,21 @@ def _all_steps(x, rep, XCH: tl.constexpr):
 @triton.jit
 def _fwd_inputs(c, t, tc, row_off, bc_off, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, seq_len, ch_ok,
                 n_ok, T: tl.constexpr, HAS_Z: tl.constexpr, EVEN: tl.constexpr,
-                NO_C: tl.constexpr, HINT: tl.constexpr = 0):
+                NO_C: tl.constexpr, CACHE: tl.constexpr = tl.constexpr(""),
+                POLICY: tl.constexpr = tl.constexpr("")):
     """Forward inputs of chunk ``c`` (raw dtypes), read only below ``seq_len`` (<= L):
-    padding, whatever it holds (NaN included), enters as 0. u, delta, z: steps ``tc``.
-    ``HINT``: as :func:`fwd_kernel`'s."""
+    padding, whatever it holds (NaN included), enters as 0. u, delta, z: steps ``tc``, loaded
+    with ``CACHE`` and ``POLICY`` (streamed data)."""
     tt = c * T + t  # (1, 1, 1, 1, T)
     tq = c * T + tc
     io = (tq < seq_len) & ch_ok  # (DL, 1, W, 1, T)
-    stream: tl.constexpr = 1 if HINT == 3 else HINT
-    keep: tl.constexpr = 3 if HINT == 3 else 0
-    u = load_or_zero(u_ptr + row_off + tq, io, EVEN, stream)
-    raw = load_or_zero(dt_ptr + row_off + tq, io, EVEN, stream)
-    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN, keep)
+    u = load_or_zero(u_ptr + row_off + tq, io, EVEN, CACHE, POLICY)
+    raw = load_or_zero(dt_ptr + row_off + tq, io, EVEN, CACHE, POLICY)
+    Bt = load_or_zero(B_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     Ct = Bt
     if not NO_C:
-        Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN, keep)
+        Ct = load_or_zero(C_ptr + bc_off + tt, (tt < seq_len) & n_ok, EVEN)
     zz = u
     if HAS_Z:
-        zz = load_or_zero(z_ptr + row_off + tq, io, EVEN, stream)
+        zz = load_or_zero(z_ptr + row_off + tq, io, EVEN, CACHE, POLICY)
     return u, raw, Bt, Ct, zz

@@ -79,9 +79,8 @@ FWD_PIPE = False
 #: The forward without gradients (not the one that stores checkpoints: its time went 0.583 ->
 #: 0.677 ms with all four at (8, 1536, 4096, 16), session 5): grid as (row, channel block,
 #: segment) (``fwd_kernel``'s GRID_SWAP: the programs on one multiprocessor share fewer rows of
-#: B and C, more L1 hits); cache hints, FWD_HINT for the u, delta, z loads (0 none, 1 evicted
-#: first, 2 not cached in L1, 3 as 1 with B and C evicted last), FWD_STORE_HINT for the out
-#: stores (0 none, 1 evicted first, 2 ``.cs``); A loaded once before the loop (AHOIST: the
+#: B and C, more L1 hits); cache hints, FWD_HINT for the u, delta, z loads and FWD_STORE_HINT
+#: for the out stores (indices into LOAD_HINTS / STORE_HINTS); A loaded once before the loop (AHOIST: the
 #: loop's load of A stays only as Triton's layout anchor and ptxas drops it). Nsight Compute
 #: found that forward bound by the L1 data pipe (83% of its wavefronts busy; the 4 scattered
 #: loads of A per chunk were 32 of ~230 wavefronts per warp and chunk). Measured at (8, 1536,
@@ -91,11 +90,23 @@ FWD_GRID_SWAP = True
 FWD_HINT = 1
 FWD_STORE_HINT = 2
 FWD_A_HOIST = True
+#: (cache modifier, eviction policy) of each FWD_HINT: none; evicted first (PTX
+#: ``L1::evict_first`` with an L2 evict-first policy); not cached in L1 (``.cg``; PTX allows no
+#: policy with it). Of each FWD_STORE_HINT: none; evicted first; streamed (``.cs``).
+LOAD_HINTS = (("", ""), ("", "evict_first"), (".cg", ""))
+STORE_HINTS = (("", ""), ("", "evict_first"), (".cs", ""))
 
 
 def _interpreted():
     """Under ``TRITON_INTERPRET=1`` (no PTX: inline asm is emulated or left out)."""
     return os.environ.get("TRITON_INTERPRET", "") == "1"
+
+
+def _hints(plain):
+    """The forward kernel's cache-hint constexprs (the session-5 hints without gradients)."""
+    (lc, lp), (sc, sp) = ((LOAD_HINTS[FWD_HINT], STORE_HINTS[FWD_STORE_HINT]) if plain
+                          else (LOAD_HINTS[0], STORE_HINTS[0]))
+    return dict(LD_CACHE=lc, LD_POLICY=lp, ST_CACHE=sc, ST_POLICY=sp)
 
 
 def _fast():
@@ -177,14 +188,14 @@ def _scatter(g):
     """The backward's SCATTER mode: 0 off, 1 shuffles, 2 emulated (interpreter)."""
     if not (BWD_SCATTER and g["T"] == 8 and g["DL"] == 8):
         return 0
-    return 2 if os.environ.get("TRITON_INTERPRET", "") == "1" else 1
+    return 2 if _interpreted() else 1
 
 
 def _xch(g):
     """The forward's XCH mode: 0 off, 1 shuffles, 2 emulated (interpreter)."""
     if not (FWD_XCH and g["NO"] == 4 and g["DL"] == 8):
         return 0
-    return 2 if os.environ.get("TRITON_INTERPRET", "") == "1" else 1
+    return 2 if _interpreted() else 1
 
 
 #: Compiled kernels whose lane exchanges were checked (``id`` -> layouts as assumed or not).
@@ -219,7 +230,7 @@ def _launch(kernel, grid, args, kwargs, lanes):
 
 def _cap(maxnreg):
     """Launch option capping the registers (not under the interpreter)."""
-    if maxnreg is None or os.environ.get("TRITON_INTERPRET", "") == "1":
+    if maxnreg is None or _interpreted():
         return {}
     return dict(maxnreg=maxnreg)
 
@@ -308,8 +319,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, seq_lengths, save_ck
     _launch(fwd_kernel, grid, (*args, out, last, ck, y, h0, sdt, *sizes),
             dict(SAVE_CK=save_ck, SAVE_LAST=want_last, SEG=n_seg > 1, LOCAL=False, XCH=_xch(g),
                  PIPE=FWD_PIPE, EXP_FMA=min(FWD_EXP_FMA, 2 * g["NI"]), CKL=ckl,
-                 GRID_SWAP=swap, HINT=FWD_HINT if plain else 0,
-                 SHINT=FWD_STORE_HINT if plain else 0,
+                 GRID_SWAP=swap, **_hints(plain),
                  AHOIST=(2 if _interpreted() else 1) if FWD_A_HOIST and plain else 0, **meta),
             ("XCH",))
     return (out, last if want_last else None, ck if save_ck else None,
